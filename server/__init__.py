@@ -1,0 +1,1 @@
+"""The metering core and its gRPC services."""

@@ -1,0 +1,101 @@
+"""The gRPC server: services, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, records_pb2, records_pb2_grpc
+from server.auth import Authenticator
+from server.db import create_pool
+from server.ingest import EventWriter
+from server.interceptors import ServerInterceptor
+from server.migrate import migrate_dsn
+from server.records import Records
+from server.services.admin import AdminServicer
+from server.services.context import Core
+from server.services.ingest import IngestServicer
+from server.services.records import RecordsServicer
+from server.tenants import Tenants
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVICE_NAMES = [
+    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    records_pb2.DESCRIPTOR.services_by_name["RecordService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+]
+
+
+class MeteringServer:
+    """Owns the pool and the grpc.aio server. start() returns the bound port."""
+
+    def __init__(self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10) -> None:
+        self.dsn = dsn
+        self.addr = addr
+        self.master_key = master_key
+        self.pool_size = pool_size
+        self.pool: asyncpg.Pool | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.ingest: IngestServicer | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        await migrate_dsn(self.dsn)
+        self.pool = await create_pool(self.dsn, min_size=2, max_size=self.pool_size)
+        tenants = Tenants(self.pool)
+        await tenants.token_secret()
+        writer = EventWriter(self.pool)
+        core = Core(tenants=tenants, auth=Authenticator(tenants, self.master_key), records=Records(writer))
+        self.ingest = IngestServicer(core, writer)
+
+        self.server = grpc.aio.server(
+            interceptors=[ServerInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(self.ingest, self.server)
+        records_pb2_grpc.add_RecordServiceServicer_to_server(RecordsServicer(core), self.server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(self.addr)
+        await self.server.start()
+        for name in ["", *SERVICE_NAMES]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("grpc server listening on %s", self.addr.rsplit(":", 1)[0] + f":{self.port}")
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self.ingest is not None:
+            await self.ingest.committer.close()
+        if self.pool is not None:
+            await self.pool.close()
+        log.info("grpc server stopped")
+
+
+async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10) -> None:
+    """Serve until SIGINT/SIGTERM, then stop gracefully."""
+    server = MeteringServer(dsn, addr, master_key, pool_size=pool_size)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,56 @@
+"""Connection pools and the named SQL queries kept in server/sql/*.sql."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import re
+from typing import Any
+
+import asyncpg
+
+SQL_DIR = pathlib.Path(__file__).parent / "sql"
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def queries() -> dict[str, str]:
+    """Every named query: `-- name: foo` starts a query that runs to the next name."""
+    found: dict[str, str] = {}
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        text = path.read_text()
+        marks = list(_NAME.finditer(text))
+        for mark, nxt in zip(marks, [*marks[1:], None], strict=True):
+            body = text[mark.end() : nxt.start() if nxt else len(text)].strip()
+            if mark.group(1) in found:
+                raise RuntimeError(f"query {mark.group(1)} defined twice")
+            found[mark.group(1)] = body
+    return found
+
+
+def q(name: str) -> str:
+    return queries()[name]
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Binary jsonb codec: usable in queries and in binary COPY alike."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, **kwargs
+    )
+    assert pool is not None
+    return pool

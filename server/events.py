@@ -1,0 +1,77 @@
+"""The usage event as the core sees it (DESIGN §2), after validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import uuid
+
+KINDS = frozenset({
+    "completions", "embeddings", "moderations", "images", "audio_speeches",
+    "audio_transcriptions", "vector_stores", "code_interpreter_sessions",
+    "file_search_calls", "web_search_calls", "rerank", "api_call",
+})
+STATUSES = frozenset({"success", "error"})
+
+# Fixed counters, in the column order of the events table.
+COUNTER_FIELDS: tuple[str, ...] = (
+    "input_tokens", "output_tokens", "input_cached_tokens", "input_cache_write_tokens",
+    "input_text_tokens", "output_text_tokens", "input_cached_text_tokens",
+    "input_audio_tokens", "input_cached_audio_tokens", "output_audio_tokens",
+    "input_image_tokens", "input_cached_image_tokens", "output_image_tokens",
+    "num_model_requests", "num_requests", "images", "characters", "seconds",
+    "usage_bytes", "num_sessions", "units_used",
+)
+# Text dimensions of a series, in the column order of the series table.
+TEXT_DIMENSIONS: tuple[str, ...] = (
+    "project_id", "user_id", "api_key_id", "client_id", "model", "provider",
+    "endpoint", "api_name", "service_tier",
+)
+MONEY_FIELDS: tuple[str, ...] = ("input_cost", "output_cost", "cost")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PAYLOAD_FIELDS: tuple[str, ...] = (
+    "error_message", "config_json", "request_raw", "request_json", "response_json", "response_raw",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesKey:
+    """Everything an event is grouped or filtered by; dictionary-encoded as a series row."""
+
+    kind: str
+    dims: tuple[str | None, ...]  # TEXT_DIMENSIONS order
+    batch: bool
+    status: str
+    currency: str
+    labels: tuple[tuple[str, str], ...]  # sorted by name
+
+    def get(self, name: str) -> str | None:
+        return self.dims[TEXT_DIMENSIONS.index(name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class NewEvent:
+    request_id: str
+    ts: dt.datetime
+    event_id: uuid.UUID
+    series: SeriesKey
+    counters: tuple[int, ...]  # COUNTER_FIELDS order
+    extra_counters: dict[str, int] | None
+    input_cost: decimal.Decimal | None
+    output_cost: decimal.Decimal | None
+    cost: decimal.Decimal | None
+    payload: tuple[str | None, ...] | None  # PAYLOAD_FIELDS order; None when all empty
+
+
+def event_uuid(ts: dt.datetime, random_bits: bytes) -> uuid.UUID:
+    """A UUIDv7-shaped id whose 48-bit millisecond prefix is the *event* time."""
+    millis = (ts - EPOCH) // dt.timedelta(milliseconds=1)
+    raw = bytearray(millis.to_bytes(6, "big") + random_bits[:10])
+    raw[6] = 0x70 | (raw[6] & 0x0F)
+    raw[8] = 0x80 | (raw[8] & 0x3F)
+    return uuid.UUID(bytes=bytes(raw))
+
+
+def uuid_millis(event_id: uuid.UUID) -> int:
+    return int.from_bytes(event_id.bytes[:6], "big")

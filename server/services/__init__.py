@@ -1,0 +1,1 @@
+"""Thin gRPC servicers: proto in, core call, proto out."""

@@ -1,0 +1,115 @@
+"""IngestService: unary, batch and streamed event recording."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import grpc
+
+from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
+from server.errors import InvalidArgument, MeteringError
+from server.events import NewEvent
+from server.group_commit import GroupCommitter
+from server.ingest import EventWriter, Written
+from server.principal import Principal
+from server.services.context import Core, caller
+from server.validation import validate
+
+MAX_BATCH = 10_000
+STREAM_WINDOW = 2_000  # unacknowledged events one stream may have in flight
+
+
+def _rejected(index: int, event: event_pb2.UsageEvent, error: MeteringError) -> ingest_pb2.ItemResult:
+    return ingest_pb2.ItemResult(
+        index=index, outcome=ingest_pb2.OUTCOME_REJECTED, request_id=event.request_id,
+        field=error.field or "", reason=error.reason, message=error.message,
+    )
+
+
+def _written(index: int, written: Written) -> ingest_pb2.ItemResult:
+    return ingest_pb2.ItemResult(
+        index=index,
+        outcome=ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
+        event_id=str(written.event_id), request_id=written.request_id,
+    )
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    def __init__(self, core: Core, writer: EventWriter) -> None:
+        self.core = core
+        self.writer = writer
+        self.committer: GroupCommitter[tuple[int, NewEvent], Written] = GroupCommitter(writer.write)
+
+    def _validate(self, event: event_pb2.UsageEvent, principal: Principal) -> NewEvent:
+        return validate(event, principal, dt.datetime.now(dt.UTC))
+
+    async def RecordEvent(
+        self, request: ingest_pb2.RecordEventRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.RecordEventResponse:
+        principal = await caller(self.core, context)
+        new = self._validate(request.event, principal)
+        written = await self.committer.submit((principal.org_id, new))
+        return ingest_pb2.RecordEventResponse(
+            outcome=ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
+            event_id=str(written.event_id), request_id=written.request_id,
+        )
+
+    async def RecordEvents(
+        self, request: ingest_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.RecordEventsResponse:
+        principal = await caller(self.core, context)
+        if len(request.events) > MAX_BATCH:
+            raise InvalidArgument("events", f"at most {MAX_BATCH} events per batch")
+        now = dt.datetime.now(dt.UTC)
+        results: list[ingest_pb2.ItemResult | None] = []
+        valid: list[tuple[int, tuple[int, NewEvent]]] = []
+        for i, event in enumerate(request.events):
+            try:
+                valid.append((i, (principal.org_id, validate(event, principal, now))))
+                results.append(None)
+            except MeteringError as error:
+                results.append(_rejected(i, event, error))
+        if valid:
+            written = await self.writer.write([item for _, item in valid])
+            for (i, _), w in zip(valid, written, strict=True):
+                results[i] = _written(i, w)
+        final = [r for r in results if r is not None]
+        return ingest_pb2.RecordEventsResponse(
+            results=final,
+            recorded=sum(r.outcome == ingest_pb2.OUTCOME_RECORDED for r in final),
+            duplicates=sum(r.outcome == ingest_pb2.OUTCOME_DUPLICATE for r in final),
+            rejected=sum(r.outcome == ingest_pb2.OUTCOME_REJECTED for r in final),
+        )
+
+    async def StreamEvents(
+        self, request_iterator: AsyncIterator[ingest_pb2.StreamEventsRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ingest_pb2.StreamEventsResponse]:
+        principal = await caller(self.core, context)
+        pending: asyncio.Queue[tuple[int, asyncio.Future[ingest_pb2.ItemResult]] | None] = asyncio.Queue(STREAM_WINDOW)
+
+        async def one(index: int, event: event_pb2.UsageEvent) -> ingest_pb2.ItemResult:
+            try:
+                new = self._validate(event, principal)
+            except MeteringError as error:
+                return _rejected(index, event, error)
+            return _written(index, await self.committer.submit((principal.org_id, new)))
+
+        async def read() -> None:
+            index = 0
+            try:
+                async for req in request_iterator:
+                    await pending.put((req.sequence, asyncio.ensure_future(one(index, req.event))))
+                    index += 1
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await pending.get()) is not None:
+                sequence, future = item
+                yield ingest_pb2.StreamEventsResponse(sequence=sequence, result=await future)
+            await reader
+        finally:
+            reader.cancel()

@@ -1,0 +1,175 @@
+"""Turn a wire UsageEvent into a validated NewEvent, or say which field is wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+import re
+import uuid
+
+from metering.v1 import event_pb2
+from server.errors import InvalidArgument, PermissionDenied
+from server.events import (
+    COUNTER_FIELDS, KINDS, PAYLOAD_FIELDS, STATUSES, TEXT_DIMENSIONS, NewEvent, SeriesKey, event_uuid,
+)
+from server.principal import Principal
+
+# Limits (README "Limits").
+MAX_ID_LENGTH = 256
+MAX_LABELS = 64
+MAX_LABEL_KEY = 64
+MAX_LABEL_VALUE = 1024
+MAX_EXTRA_COUNTERS = 64
+MAX_PAYLOAD_FIELD = 1 << 20  # 1 MiB per payload field
+MAX_MONEY_DIGITS = 38
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+FUTURE_SLACK = dt.timedelta(days=1)
+_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+_CURRENCY = re.compile(r"^[a-z]{3}$")
+
+
+def _text(field: str, value: str, limit: int) -> str | None:
+    if not value:
+        return None
+    if len(value) > limit:
+        raise InvalidArgument(field, f"longer than {limit} characters")
+    if "\x00" in value:
+        raise InvalidArgument(field, "contains a NUL character")
+    return value
+
+
+def _money(field: str, value: str) -> decimal.Decimal:
+    if len(value) > MAX_MONEY_DIGITS + 2:
+        raise InvalidArgument(field, "too many digits")
+    try:
+        amount = decimal.Decimal(value.strip())
+    except decimal.InvalidOperation:
+        raise InvalidArgument(field, f"not a decimal number: {value!r}") from None
+    if not amount.is_finite():
+        raise InvalidArgument(field, "must be a finite decimal")
+    if amount < 0:
+        raise InvalidArgument(field, "must be >= 0")
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -18 or len(amount.as_tuple().digits) > MAX_MONEY_DIGITS:
+        raise InvalidArgument(field, "at most 38 digits, 18 after the point")
+    return amount + 0  # normalise -0
+
+
+def _timestamp(event: event_pb2.UsageEvent, now: dt.datetime) -> dt.datetime:
+    if not event.HasField("timestamp"):
+        return now
+    seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
+    if not 0 <= nanos < 1_000_000_000:
+        raise InvalidArgument("timestamp", "nanos out of range")
+    earliest = int(EARLIEST.timestamp())
+    latest = int((now + FUTURE_SLACK).timestamp())
+    if not earliest <= seconds <= latest:
+        raise InvalidArgument("timestamp", "must be between 2000-01-01 and one day from now")
+    return EARLIEST + dt.timedelta(seconds=seconds - earliest, microseconds=nanos // 1000)
+
+
+def _scoped(field: str, given: str | None, own: str | None, forced: str | None) -> str | None:
+    """Default a dimension to the caller's own, and keep a scoped caller inside its scope."""
+    if forced is not None and given is not None and given != forced:
+        raise PermissionDenied(f"{field}: this key may only record usage for {forced!r}", field=field)
+    if forced is not None:
+        return forced
+    return given if given is not None else own
+
+
+def validate(event: event_pb2.UsageEvent, principal: Principal, now: dt.datetime) -> NewEvent:
+    """Raises InvalidArgument (or PermissionDenied) naming the field."""
+    kind = event.kind.strip()
+    if not kind:
+        raise InvalidArgument("kind", f"required; one of {', '.join(sorted(KINDS))}", reason="REQUIRED")
+    if kind not in KINDS:
+        raise InvalidArgument("kind", f"unknown kind {kind[:64]!r}; one of {', '.join(sorted(KINDS))}")
+    status = event.status or "success"
+    if status not in STATUSES:
+        raise InvalidArgument("status", "must be 'success' or 'error'")
+    currency = (event.currency or "usd").lower()
+    if not _CURRENCY.match(currency):
+        raise InvalidArgument("currency", "must be a three-letter ISO 4217 code")
+
+    ts = _timestamp(event, now)
+    request_id = _text("request_id", event.request_id, MAX_ID_LENGTH)
+
+    dims: dict[str, str | None] = {name: _text(name, getattr(event, name), MAX_ID_LENGTH) for name in TEXT_DIMENSIONS}
+    member_user = None if principal.is_admin else principal.user_id
+    dims["project_id"] = _scoped("project_id", dims["project_id"], None, principal.project_id)
+    dims["user_id"] = _scoped("user_id", dims["user_id"], principal.user_id, member_user)
+    key_bound = None if principal.is_admin or principal.user_id is not None else principal.api_key_id
+    dims["api_key_id"] = _scoped("api_key_id", dims["api_key_id"], principal.api_key_id, key_bound)
+
+    counters = []
+    for name in COUNTER_FIELDS:
+        if name == "num_model_requests" and not event.HasField("num_model_requests"):
+            value = 1
+        else:
+            value = getattr(event, name)
+        if value < 0:
+            raise InvalidArgument(name, "must be >= 0")
+        counters.append(value)
+
+    extra: dict[str, int] | None = None
+    if event.counters:
+        if len(event.counters) > MAX_EXTRA_COUNTERS:
+            raise InvalidArgument("counters", f"at most {MAX_EXTRA_COUNTERS} entries")
+        for key, value in event.counters.items():
+            if not _NAME.match(key):
+                raise InvalidArgument(f"counters.{key[:64]}", "name must be 1-64 of [A-Za-z0-9_.:/-]")
+            if key in COUNTER_FIELDS:
+                raise InvalidArgument(f"counters.{key}", "is a fixed counter; use the field instead")
+            if value < 0:
+                raise InvalidArgument(f"counters.{key}", "must be >= 0")
+        extra = dict(sorted(event.counters.items()))
+
+    if len(event.labels) > MAX_LABELS:
+        raise InvalidArgument("labels", f"at most {MAX_LABELS} entries")
+    for key, value in event.labels.items():
+        if not _NAME.match(key):
+            raise InvalidArgument(f"labels.{key[:64]}", "name must be 1-64 of [A-Za-z0-9_.:/-]")
+        if len(value) > MAX_LABEL_VALUE:
+            raise InvalidArgument(f"labels.{key}", f"longer than {MAX_LABEL_VALUE} characters")
+        if "\x00" in value:
+            raise InvalidArgument(f"labels.{key}", "contains a NUL character")
+    labels = tuple(sorted(event.labels.items()))
+
+    input_cost = _money("input_cost", event.input_cost) if event.HasField("input_cost") else None
+    output_cost = _money("output_cost", event.output_cost) if event.HasField("output_cost") else None
+    cost = _money("cost", event.cost) if event.HasField("cost") else None
+    if cost is None and (input_cost is not None or output_cost is not None):
+        cost = (input_cost or 0) + (output_cost or 0)
+
+    payload_values = tuple(_text(name, getattr(event, name), MAX_PAYLOAD_FIELD) for name in PAYLOAD_FIELDS)
+    payload = payload_values if any(v is not None for v in payload_values) else None
+
+    event_id = event_uuid(ts, os.urandom(10))
+    return NewEvent(
+        request_id=request_id or str(event_id),
+        ts=ts,
+        event_id=event_id,
+        series=SeriesKey(
+            kind=kind,
+            dims=tuple(dims[name] for name in TEXT_DIMENSIONS),
+            batch=event.batch,
+            status=status,
+            currency=currency,
+            labels=labels,
+        ),
+        counters=tuple(counters),
+        extra_counters=extra,
+        input_cost=input_cost,
+        output_cost=output_cost,
+        cost=cost,
+        payload=payload,
+    )
+
+
+def parse_event_id(value: str, field: str = "event_id") -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(field, "not a valid event id") from None
