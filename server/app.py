@@ -89,7 +89,7 @@ class MeteringServer:
         log.info("grpc server stopped")
 
 
-async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10) -> None:
+async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10, redis_url: str | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully."""
     server = MeteringServer(dsn, addr, master_key, pool_size=pool_size)
     await server.start()

@@ -1,0 +1,17 @@
+"""python -m gateway: serve the REST gateway on METERING_HTTP_ADDR, calling METERING_GRPC_ADDR."""
+
+import logging
+import os
+import sys
+
+import uvicorn
+
+from gateway.app import create_app
+
+http_addr = os.environ.get("METERING_HTTP_ADDR") or "127.0.0.1:8000"
+host, sep, port = http_addr.rpartition(":")
+if not sep or not port.isdigit():
+    sys.exit(f"metering gateway: METERING_HTTP_ADDR must look like HOST:PORT, got {http_addr!r}")
+level = (os.environ.get("METERING_LOG_LEVEL") or "INFO").upper()
+logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+uvicorn.run(create_app(os.environ.get("METERING_GRPC_ADDR")), host=host, port=int(port), log_level=level.lower())
