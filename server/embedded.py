@@ -108,6 +108,10 @@ def _private_dir(path: pathlib.Path) -> bool:
     return _runtime_dir_ok(path)
 
 
+def _fits(socket_path: pathlib.Path) -> bool:
+    return len(str(socket_path).encode()) <= _MAX_SOCKET_PATH
+
+
 def _ensure_runtime_dir(data_dir: pathlib.Path) -> None:
     """Point XDG_RUNTIME_DIR at a private 0700 dir (pgserver puts its lock file there at import).
 
@@ -121,9 +125,10 @@ def _ensure_runtime_dir(data_dir: pathlib.Path) -> None:
         return
     digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
     candidates = [data_dir / "run", pathlib.Path(tempfile.gettempdir()) / f"metering-{os.geteuid()}-{digest}"]
+    pgdata_socket_fits = _fits(data_dir / "postgres" / ".s.PGSQL.5432")
     for run in candidates:
         fallback_socket = run / "python_PostgresServer" / ("x" * 10) / ".s.PGSQL.5432"
-        if len(str(fallback_socket).encode()) <= _MAX_SOCKET_PATH and _private_dir(run):
+        if (pgdata_socket_fits or _fits(fallback_socket)) and _private_dir(run):
             break
     else:
         run = pathlib.Path(tempfile.mkdtemp(prefix="metering-run-"))
@@ -242,7 +247,7 @@ class EmbeddedPostgres:
         if pgdata.exists():
             with cls._lock:
                 self._prune_handle_pids(pgdata)
-                self._drop_stale_postmaster_pid(pgdata)
+                self._drop_stale_lock_files(pgdata)
         try:
             server = pgserver.get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:
@@ -266,15 +271,31 @@ class EmbeddedPostgres:
             _write_pids(path, alive)
 
     @staticmethod
-    def _drop_stale_postmaster_pid(pgdata: pathlib.Path) -> None:
-        """A postmaster.pid naming a zombie or a reused pid would make pgserver 'attach' to nothing."""
-        path = pgdata / "postmaster.pid"
+    def _drop_stale_lock_files(pgdata: pathlib.Path) -> None:
+        """Remove postmaster.pid and socket .lock files naming a dead, zombie or reused pid.
+
+        pgserver would 'attach' to such a pid, and postgres refuses to start while a lock file's
+        pid still exists, zombies included (PID 1 in a container may be slow to reap them).
+        """
+        pidfile = pgdata / "postmaster.pid"
+        locks = set(pgdata.glob(".s.PGSQL.*.lock"))
         try:
-            pid = int(path.read_text().split("\n", 1)[0])
+            lines = pidfile.read_text().split("\n")
+            pid = abs(int(lines[0]))
         except (FileNotFoundError, ValueError):
-            return
-        if not _process_named(pid, "postgres"):
-            path.unlink(missing_ok=True)
+            pass
+        else:
+            if len(lines) > 4 and lines[3].strip() and lines[4].strip():
+                locks.add(pathlib.Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock")
+            if not _process_named(pid, "postgres"):
+                pidfile.unlink(missing_ok=True)
+        for lock in locks:
+            try:
+                lock_pid = abs(int(lock.read_text().split("\n", 1)[0]))
+            except (OSError, ValueError):
+                continue
+            if not _process_named(lock_pid, "postgres"):
+                lock.unlink(missing_ok=True)
 
     def _ensure_database(self, name: str) -> None:
         if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1":
@@ -311,9 +332,9 @@ _redis_lock = threading.Lock()
 
 class _RedisState:
     def __init__(self, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
-        self.refs = 0
         self.pid = pid
         self.proc = proc  # set when this process started the server
+        self.handles: list[EmbeddedRedis] = []  # started handles in this process
 
 
 _redis_running: dict[pathlib.Path, _RedisState] = {}
@@ -364,7 +385,7 @@ class EmbeddedRedis:
     def socket_path(self) -> pathlib.Path:
         """data_dir/redis/redis.sock, or a short private path in /tmp if that is too long for AF_UNIX."""
         sock = self.dir / "redis.sock"
-        if len(str(sock).encode()) <= _MAX_SOCKET_PATH:
+        if _fits(sock):
             return sock
         digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:12]
         return pathlib.Path(tempfile.gettempdir()) / f"metering-{os.geteuid()}-{digest}" / "redis.sock"
@@ -382,7 +403,7 @@ class EmbeddedRedis:
                         handles = self.dir / "handles.json"
                         _write_pids(handles, [*(p for p in _read_pids(handles) if _pid_alive(p)), os.getpid()])
                     _redis_running[key] = state
-                state.refs += 1
+                state.handles.append(self)
                 self._started = True
         return f"unix://{self.socket_path}"
 
@@ -394,8 +415,8 @@ class EmbeddedRedis:
             self._started = False
             key = self.dir
             state = _redis_running[key]
-            state.refs -= 1
-            if state.refs > 0:
+            state.handles.remove(self)
+            if state.handles:
                 return
             del _redis_running[key]
             with _file_lock(self.dir / ".lock"):
@@ -484,8 +505,6 @@ class EmbeddedRedis:
 
 @atexit.register
 def _stop_redis_at_exit() -> None:
-    for key, state in list(_redis_running.items()):
-        state.refs = 1
-        handle = EmbeddedRedis.__new__(EmbeddedRedis)
-        handle.data_dir, handle.dir, handle._started = key.parent, key, True
-        handle.stop()
+    for state in list(_redis_running.values()):
+        for handle in list(state.handles):
+            handle.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import functools
 import os
 import re
 import secrets
@@ -35,6 +34,7 @@ _TEST_DB_NAME = re.compile(rf"^{TEST_DB_PREFIX}[0-9a-f]+$")
 
 _T = TypeVar("_T")
 _lock = threading.RLock()
+_cache: dict[str, str] = {}  # "postgres" / "redis" -> what the functions below return
 _embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
 _temp_dirs: list[Path] = []
 
@@ -86,39 +86,48 @@ def _stop_embedded() -> None:
             _embedded.pop().stop()
         while _temp_dirs:
             shutil.rmtree(_temp_dirs.pop(), ignore_errors=True)
-        postgres_admin_dsn.cache_clear()
-        redis_url.cache_clear()
+        _cache.clear()
 
 
 atexit.register(_stop_embedded)
 
 
-@functools.cache
 def postgres_admin_dsn() -> str:
-    """A DSN of a superuser on a server where tests may create databases."""
+    """A DSN of a superuser on a server where tests may create databases (cached)."""
+    with _lock:
+        if "postgres" not in _cache:
+            _cache["postgres"] = _find_postgres()
+        return _cache["postgres"]
+
+
+def redis_url() -> str:
+    """A Redis URL for the tests (cached)."""
+    with _lock:
+        if "redis" not in _cache:
+            _cache["redis"] = _find_redis()
+        return _cache["redis"]
+
+
+def _find_postgres() -> str:
     if os.environ.get("METERING_TEST_DATABASE_URL"):
         return os.environ["METERING_TEST_DATABASE_URL"]
-    with _lock:
-        if _postgres_answers(LOCAL_POSTGRES_DSN):
-            return LOCAL_POSTGRES_DSN
-        server = EmbeddedPostgres(_temp_data_dir())
-        server.start()
-        _embedded.append(server)
-        return server.dsn("postgres")
+    if _postgres_answers(LOCAL_POSTGRES_DSN):
+        return LOCAL_POSTGRES_DSN
+    server = EmbeddedPostgres(_temp_data_dir())
+    server.start()
+    _embedded.append(server)
+    return server.dsn("postgres")
 
 
-@functools.cache
-def redis_url() -> str:
-    """A Redis URL for the tests."""
+def _find_redis() -> str:
     if os.environ.get("METERING_TEST_REDIS_URL"):
         return os.environ["METERING_TEST_REDIS_URL"]
-    with _lock:
-        if _redis_answers(LOCAL_REDIS_URL):
-            return LOCAL_REDIS_URL
-        server = EmbeddedRedis(_temp_data_dir())
-        url = server.start()
-        _embedded.append(server)
-        return url
+    if _redis_answers(LOCAL_REDIS_URL):
+        return LOCAL_REDIS_URL
+    server = EmbeddedRedis(_temp_data_dir())
+    url = server.start()
+    _embedded.append(server)
+    return url
 
 
 def with_database(dsn: str, database: str) -> str:
