@@ -36,14 +36,6 @@ _PG_DEFAULT_PORT = 5432
 _MAX_SOCKET_PATH = 100  # AF_UNIX allows 107 bytes on Linux; keep a margin
 
 
-def default_data_dir() -> pathlib.Path:
-    """$METERING_DATA_DIR, else $XDG_DATA_HOME/metering (default ~/.local/share/metering)."""
-    if os.environ.get("METERING_DATA_DIR"):
-        return pathlib.Path(os.environ["METERING_DATA_DIR"]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(pathlib.Path.home() / ".local" / "share")
-    return pathlib.Path(base) / "metering"
-
-
 # ---------------------------------------------------------------- helpers
 
 

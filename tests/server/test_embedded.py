@@ -14,8 +14,13 @@ import asyncpg
 import pytest
 import redis.asyncio as aredis
 
-from server.embedded import EmbeddedPostgres, EmbeddedRedis, _pid_alive, default_data_dir
+from server.config import default_data_dir as _default_data_dir
+from server.embedded import EmbeddedPostgres, EmbeddedRedis, _pid_alive
 from tests.support import services
+
+
+def default_data_dir() -> Path:
+    return _default_data_dir(os.environ)
 
 ROOT = Path(__file__).resolve().parents[2]
 
