@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` starts its own stack and prints a table."""

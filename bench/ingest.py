@@ -1,0 +1,135 @@
+"""Ingest benchmarks, each beside its baseline measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import secrets
+import time
+import uuid
+from decimal import Decimal
+
+import asyncpg
+import grpc
+
+from bench.stack import Stack, peak_rss_mb
+from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
+
+MODELS = [f"model-{i}" for i in range(20)]
+PROJECTS = [f"proj-{i}" for i in range(50)]
+
+
+def make_events(n: int, tag: str) -> list[event_pb2.UsageEvent]:
+    rnd = random.Random(42)
+    now = int(time.time()) - 3600
+    return [
+        event_pb2.UsageEvent(
+            request_id=f"{tag}-{i}", kind="completions", model=rnd.choice(MODELS), project_id=rnd.choice(PROJECTS),
+            user_id=f"user-{rnd.randrange(1000)}", input_tokens=rnd.randrange(5000), output_tokens=rnd.randrange(2000),
+            cost=str(Decimal(rnd.randrange(10**6)) / 10**8),
+            timestamp={"seconds": now + rnd.randrange(3600)},
+        )
+        for i in range(n)
+    ]
+
+
+async def batched_grpc(st: Stack, n: int, batch: int = 1000, concurrency: int = 4) -> float:
+    events = make_events(n, "b" + secrets.token_hex(3))
+    chunks = [events[i : i + batch] for i in range(0, n, batch)]
+    async with grpc.aio.insecure_channel(st.target) as ch:
+        stub = ingest_pb2_grpc.IngestServiceStub(ch)
+        queue = list(reversed(chunks))
+
+        async def worker() -> None:
+            while queue:
+                reply = await stub.RecordEvents(ingest_pb2.RecordEventsRequest(events=queue.pop()), metadata=st.auth)
+                assert reply.recorded == len(reply.results), reply.rejected
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return n / (time.perf_counter() - started)
+
+
+async def unary_grpc(st: Stack, n: int, callers: int = 64) -> tuple[float, list[float]]:
+    events = make_events(n, "u" + secrets.token_hex(3))
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(st.target) as ch:
+        stub = ingest_pb2_grpc.IngestServiceStub(ch)
+        queue = list(reversed(events))
+
+        async def caller() -> None:
+            while queue:
+                event = queue.pop()
+                t = time.perf_counter()
+                await stub.RecordEvent(ingest_pb2.RecordEventRequest(event=event), metadata=st.auth)
+                latencies.append(time.perf_counter() - t)
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return n / (time.perf_counter() - started), latencies
+
+
+async def _baseline_tables(conn: asyncpg.Connection) -> None:
+    await conn.execute("""
+        create table if not exists bench_events (like events including defaults including constraints);
+        create unique index if not exists bench_events_pk on bench_events (org_id, ts, event_id);
+        create table if not exists bench_keys (like request_keys including all);
+        truncate bench_events, bench_keys;
+    """)
+
+
+def _raw_rows(n: int) -> tuple[list[tuple], list[tuple]]:
+    rnd = random.Random(7)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    events, keys = [], []
+    for i in range(n):
+        ts = now + dt.timedelta(seconds=rnd.randrange(3600))
+        eid, rid = uuid.uuid4(), f"raw-{i}"
+        events.append((1, ts, eid, rnd.randrange(1, 5000), rid, ts, ts, rnd.randrange(5000), rnd.randrange(2000),
+                       Decimal(rnd.randrange(10**6)) / 10**8))
+        keys.append((1, rid, eid, ts))
+    return events, keys
+
+
+RAW_COLUMNS = ("org_id", "ts", "event_id", "series_id", "request_id", "received_at", "updated_at",
+               "input_tokens", "output_tokens", "cost")
+
+
+async def raw_copy(dsn: str, n: int, batch: int = 1000, concurrency: int = 4) -> float:
+    """The floor: binary COPY of the same rows (events + dedupe keys) into copies of the tables."""
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    async with pool.acquire() as conn:
+        await _baseline_tables(conn)
+    events, keys = _raw_rows(n)
+    chunks = [(events[i : i + batch], keys[i : i + batch]) for i in range(0, n, batch)]
+
+    async def worker() -> None:
+        while chunks:
+            ev, ks = chunks.pop()
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table("bench_keys", records=ks)
+                await conn.copy_records_to_table("bench_events", records=ev, columns=RAW_COLUMNS)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = n / (time.perf_counter() - started)
+    await pool.close()
+    return rate
+
+
+async def raw_inserts(dsn: str, n: int) -> float:
+    """One INSERT statement per row (autocommit) on one connection."""
+    conn = await asyncpg.connect(dsn)
+    await _baseline_tables(conn)
+    events, _ = _raw_rows(n)
+    stmt = await conn.prepare(
+        f"insert into bench_events ({', '.join(RAW_COLUMNS)}) values ({', '.join(f'${i + 1}' for i in range(len(RAW_COLUMNS)))})"
+    )
+    started = time.perf_counter()
+    for row in events:
+        await stmt.fetch(*row)
+    rate = n / (time.perf_counter() - started)
+    await conn.close()
+    return rate
+
+
+def server_rss(st: Stack) -> float:
+    return peak_rss_mb(st.server.pid)

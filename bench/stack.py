@@ -1,0 +1,88 @@
+"""A throwaway stack for benchmarks: a fresh database and a server process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from metering.v1 import admin_pb2, admin_pb2_grpc
+
+ADMIN_DSN = os.environ.get("METERING_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Stack:
+    dsn: str
+    target: str
+    key: str
+    server: subprocess.Popen[bytes]
+
+    @property
+    def auth(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.key}"),)
+
+
+def _with_database(dsn: str, name: str) -> str:
+    base, _, _ = dsn.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.asynccontextmanager
+async def stack(pool_size: int = 10) -> AsyncIterator[Stack]:
+    name = "metering_bench_" + secrets.token_hex(4)
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f"create database {name}")
+    dsn = _with_database(ADMIN_DSN, name)
+    port = free_port()
+    master = "bench-master-" + secrets.token_hex(16)
+    env = {**os.environ, "METERING_DATABASE_URL": dsn, "METERING_GRPC_ADDR": f"127.0.0.1:{port}",
+           "METERING_MASTER_KEY": master, "METERING_LOG_LEVEL": "WARNING", "METERING_DB_POOL_SIZE": str(pool_size),
+           "METERING_REDIS_URL": os.environ.get("METERING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    server = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env)
+    try:
+        target = f"127.0.0.1:{port}"
+        async with grpc.aio.insecure_channel(target) as ch:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    break
+                except grpc.aio.AioRpcError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            reply = await admin_pb2_grpc.AdminServiceStub(ch).CreateApiKey(
+                admin_pb2.CreateApiKeyRequest(name="bench"), metadata=(("authorization", f"Bearer {master}"),)
+            )
+        yield Stack(dsn=dsn, target=target, key=reply.key, server=server)
+    finally:
+        server.terminate()
+        server.wait(30)
+        await admin.execute(f"drop database {name} with (force)")
+        await admin.close()
