@@ -29,6 +29,7 @@ FROZEN_FIELDS = frozenset({
     "active", "price_version", "unpriced",
 })
 UPDATABLE_FIELDS = frozenset(event_pb2.UsageEvent.DESCRIPTOR.fields_by_name) - FROZEN_FIELDS
+MAP_FIELDS = frozenset({"counters", "labels"})  # an update_mask path may name one entry: "labels.size"
 
 
 def _id_millis(event_id: uuid.UUID) -> dt.datetime:
@@ -43,9 +44,11 @@ class Records:
     async def _event_id(self, principal: Principal, event_id: str, request_id: str = "") -> uuid.UUID:
         if event_id:
             try:
-                return uuid.UUID(event_id)
-            except ValueError:
+                eid = uuid.UUID(event_id)
+                _id_millis(eid)  # an id whose time prefix is past year 9999 names no event
+            except (ValueError, OverflowError):
                 raise NotFound(f"event {event_id[:64]!r} not found") from None
+            return eid
         if request_id:
             found = await self.pool.fetchval(q("event_by_request_id"), principal.org_id, request_id)
             if found is None:
@@ -92,18 +95,27 @@ class Records:
         if not paths:
             raise InvalidArgument("update_mask", "name at least one field to change", reason="REQUIRED")
         for path in paths:
-            top = path.split(".", 1)[0]
+            top, dot, key = path.partition(".")
             if top in FROZEN_FIELDS:
                 raise InvalidArgument("update_mask", f"{top} cannot change; void the event and record it again")
-            if top not in UPDATABLE_FIELDS:
+            if top not in UPDATABLE_FIELDS or (dot and (top not in MAP_FIELDS or not key)):
                 raise InvalidArgument("update_mask", f"unknown field {path[:64]!r}")
         current = await self.get(principal, patch.event_id)
         merged = event_pb2.UsageEvent()
         merged.CopyFrom(current)
-        for path in {p.split(".", 1)[0] for p in paths}:
+        whole = {p for p in paths if "." not in p}
+        for path in whole:
             merged.ClearField(path)
             if patch.HasField(path) if _has_presence(path) else True:
                 _copy_field(patch, merged, path)
+        for path in paths:  # "labels.size": that one entry (set, or removed when absent from the patch)
+            top, _, key = path.partition(".")
+            if key and top not in whole:
+                target, source = getattr(merged, top), getattr(patch, top)
+                if key in source:
+                    target[key] = source[key]
+                elif key in target:
+                    del target[key]
         if {"input_cost", "output_cost"} & set(paths) and "cost" not in paths:
             merged.ClearField("cost")  # recomputed from the parts
         new = validate(merged, _as_admin(principal), dt.datetime.now(dt.UTC))
@@ -123,6 +135,7 @@ class Records:
                 await conn.execute(q("upsert_payload"), principal.org_id, locked["ts"], eid,
                                    *(new.payload or (None,) * len(PAYLOAD_FIELDS)))
             after = await self._audit(conn, principal, eid, ts, "update", reason, current)
+        self._committed(principal.org_id, ts)
         return after
 
     async def void(self, principal: Principal, event_id: str, reason: str) -> event_pb2.UsageEvent:
@@ -137,7 +150,14 @@ class Records:
             if not locked["active"]:
                 return current
             await conn.execute(q("void_event"), principal.org_id, locked["ts"], eid)
-            return await self._audit(conn, principal, eid, ts, "void", reason, current)
+            after = await self._audit(conn, principal, eid, ts, "void", reason, current)
+        self._committed(principal.org_id, ts)
+        return after
+
+    def _committed(self, org_id: int, ts: dt.datetime) -> None:
+        """After an adjustment commits: the writer's hook (rollup enqueue) for the window _audit marked dirty."""
+        if self.writer.after_commit is not None:
+            self.writer.after_commit([(org_id, window_start(ts))])
 
     async def _audit(
         self, conn: asyncpg.Connection, principal: Principal, eid: uuid.UUID, ts: dt.datetime,

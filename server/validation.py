@@ -27,6 +27,8 @@ EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 FUTURE_SLACK = dt.timedelta(days=1)
 _NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+# Money arithmetic must never round: the default context keeps only 28 significant digits.
+_MONEY = decimal.Context(prec=2 * MAX_MONEY_DIGITS, traps=[decimal.Inexact, decimal.InvalidOperation])
 
 
 def _text(field: str, value: str, limit: int) -> str | None:
@@ -54,7 +56,7 @@ def _money(field: str, value: str) -> decimal.Decimal:
     assert isinstance(exponent, int)
     if exponent < -18 or len(amount.as_tuple().digits) > MAX_MONEY_DIGITS:
         raise InvalidArgument(field, "at most 38 digits, 18 after the point")
-    return amount + 0  # normalise -0
+    return _MONEY.plus(amount)  # normalise -0, exactly
 
 
 def _timestamp(event: event_pb2.UsageEvent, now: dt.datetime) -> dt.datetime:
@@ -141,7 +143,7 @@ def validate(event: event_pb2.UsageEvent, principal: Principal, now: dt.datetime
     output_cost = _money("output_cost", event.output_cost) if event.HasField("output_cost") else None
     cost = _money("cost", event.cost) if event.HasField("cost") else None
     if cost is None and (input_cost is not None or output_cost is not None):
-        cost = (input_cost or 0) + (output_cost or 0)
+        cost = _MONEY.add(input_cost or 0, output_cost or 0)
 
     payload_values = tuple(_text(name, getattr(event, name), MAX_PAYLOAD_FIELD) for name in PAYLOAD_FIELDS)
     payload = payload_values if any(v is not None for v in payload_values) else None
