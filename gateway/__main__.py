@@ -14,4 +14,8 @@ if not sep or not port.isdigit():
     sys.exit(f"metering gateway: METERING_HTTP_ADDR must look like HOST:PORT, got {http_addr!r}")
 level = (os.environ.get("METERING_LOG_LEVEL") or "INFO").upper()
 logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-uvicorn.run(create_app(os.environ.get("METERING_GRPC_ADDR")), host=host, port=int(port), log_level=level.lower())
+try:
+    app = create_app(os.environ.get("METERING_GRPC_ADDR"))
+except ValueError as exc:  # a setting the gateway cannot use; the message names the variable
+    sys.exit(f"metering gateway: {exc}")
+uvicorn.run(app, host=host, port=int(port), log_level=level.lower())

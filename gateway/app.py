@@ -1,25 +1,55 @@
-"""The Starlette application: one shared grpc.aio channel from the lifespan.
+"""The Starlette application: one shared grpc.aio channel from the lifespan, the
+native routes generated from the protos, the REST dialects, /openapi.json and /docs.
 
-The REST dialects (issue 5) mount here; until then the gateway answers
-/healthz from the server's gRPC health service.
+Errors: every route renders failures in its dialect's shape. Errors raised outside
+an endpoint (404 and 405 from routing, 413 from the body limit, 500) are rendered
+by the matched route's `render_error`, else by the dialect owning the path prefix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
+
+from gateway import fastapi_style, native, openapi, usage_log
+from gateway.body_limit import BodyLimitMiddleware
+from gateway.errors import GatewayError
+from gateway.request_id import RequestIdMiddleware
+from gateway.upstream import DEFAULT_TIMEOUT, Upstream, upstream
+
+log = logging.getLogger(__name__)
+DEFAULT_TARGET = "127.0.0.1:50051"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's own limit (server/app.py)
+TITLE = "Metering REST gateway"
+VERSION = "1"
+Renderer = Callable[[GatewayError], Response]
+# Paths with no matching route get the error shape of the dialect owning their prefix (longest first).
+PREFIX_RENDERERS: list[tuple[str, Renderer]] = [(native.PREFIX, native.render_error)]
 
 
+class Gateway(Starlette):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outermost, so even a 500 from ServerErrorMiddleware carries X-Request-Id.
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+
+@openapi.documented(openapi.Doc("Health of the gateway and of the gRPC server behind it", tags=("meta",),
+                                security=False))
 async def healthz(request: Request) -> JSONResponse:
-    stub = health_pb2_grpc.HealthStub(request.app.state.channel)
+    stub = health_pb2_grpc.HealthStub(upstream(request).channel)
     try:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
     except grpc.aio.AioRpcError as err:
@@ -28,13 +58,87 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": status}, status_code=200 if status == "SERVING" else 503)
 
 
-def create_app(target: str | None = None) -> Starlette:
-    grpc_target = target or os.environ.get("METERING_GRPC_ADDR") or "127.0.0.1:50051"
+@openapi.documented(openapi.Doc("This document", tags=("meta",), security=False))
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.openapi)
+
+
+@openapi.documented(openapi.Doc("Human-readable API reference (HTML)", tags=("meta",), security=False))
+async def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(request.app.state.docs)
+
+
+def _renderer(request: Request) -> Renderer:
+    for matched in (request.scope.get("route"), request.scope.get("endpoint")):
+        render = getattr(matched, "render_error", None)
+        if callable(render):
+            return render  # type: ignore[no-any-return]
+    path = request.url.path
+    for prefix, render in sorted(PREFIX_RENDERERS, key=lambda p: -len(p[0])):
+        if path.startswith(prefix):
+            return render
+    return fastapi_style.render_error
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _renderer(request)(GatewayError.from_http(exc.status_code, exc.detail, dict(exc.headers or {})))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _renderer(request)(GatewayError(grpc.StatusCode.INTERNAL, "internal error"))
+
+
+def timeout_from_env() -> float:
+    raw = os.environ.get("METERING_GATEWAY_TIMEOUT")
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise ValueError(f"METERING_GATEWAY_TIMEOUT must be seconds in (0, 3600], got {raw!r}")
+    return value
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", healthz),
+        Route("/openapi.json", openapi_json),
+        Route("/docs", docs),
+        *native.routes(),
+        *usage_log.routes(),
+    ]
+
+
+def create_app(
+    target: str | None = None, *, timeout: float | None = None, max_body_size: int = MAX_BODY_BYTES
+) -> Starlette:
+    """`target`: the gRPC server (default METERING_GRPC_ADDR, else 127.0.0.1:50051); `timeout`: the
+    deadline of every call in seconds (default METERING_GATEWAY_TIMEOUT, else 30)."""
+    grpc_target = target or os.environ.get("METERING_GRPC_ADDR") or DEFAULT_TARGET
+    call_timeout = timeout if timeout is not None else timeout_from_env()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with grpc.aio.insecure_channel(grpc_target) as channel:
-            app.state.channel = channel
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        async with grpc.aio.insecure_channel(grpc_target, options=options) as channel:
+            app.state.upstream = Upstream(channel, call_timeout)
             yield
 
-    return Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
+    app = Gateway(
+        routes=routes(),
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimitMiddleware, max_body_size=max_body_size)],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.openapi = openapi.build(
+        app.routes, title=TITLE, version=VERSION,
+        description="REST over the metering gRPC API: native routes from the protos' google.api.http options, "
+                    "and the compatible dialects.",
+    )
+    app.state.docs = openapi.docs_page(app.state.openapi)
+    return app

@@ -3,12 +3,16 @@ real gRPC server on loopback, and a factory for isolated organizations."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import grpc
+import httpx
 import pytest
 
 from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2_grpc, records_pb2_grpc
@@ -98,3 +102,61 @@ def new_org(stubs: Stubs) -> Callable[[], Awaitable[Org]]:
         return Org(org.organization_id, org.name, key.key)
 
     return make
+
+
+# --- REST gateway -----------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def asgi_lifespan(app: Any) -> AsyncIterator[None]:
+    """Runs an ASGI app's lifespan (startup before, shutdown after) as a server would."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, inbox.get, outbox.put))
+
+    async def expect(kind: str) -> None:
+        reply = asyncio.ensure_future(outbox.get())
+        done, _ = await asyncio.wait({reply, task}, return_when=asyncio.FIRST_COMPLETED)
+        if reply not in done:
+            reply.cancel()
+            task.result()  # raises the app's error
+            raise RuntimeError(f"lifespan ended before {kind}")
+        message = reply.result()
+        if message["type"] != kind:
+            raise RuntimeError(f"lifespan: expected {kind}, got {message}")
+
+    await inbox.put({"type": "lifespan.startup"})
+    await expect("lifespan.startup.complete")
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await expect("lifespan.shutdown.complete")
+        await task
+
+
+GatewayClient = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture(scope="session")
+def gateway_client(server: MeteringServer) -> GatewayClient:
+    """Factory: `async with gateway_client(**create_app_kwargs) as http:` a gateway app (own
+    channel, lifespan run) on the test server, behind an httpx client."""
+    from gateway.app import create_app
+
+    @contextlib.asynccontextmanager
+    async def make(**kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(f"127.0.0.1:{server.port}", **kwargs)
+        async with asgi_lifespan(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
+            yield client
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def http(gateway_client: GatewayClient) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway with default settings, shared by the session."""
+    async with gateway_client() as client:
+        yield client

@@ -1,0 +1,126 @@
+"""The one place gRPC statuses become HTTP statuses, and the error every route raises.
+
+Every failure inside the gateway, whether the server's (a gRPC status) or the
+gateway's own (a bad query parameter, a body that is not JSON), is a
+`GatewayError`: a gRPC code, a message and the `google.rpc.Status` details.
+Each dialect renders it in its own shape; the HTTP status always comes from
+`HTTP_STATUS`, the table grpc-gateway uses (runtime.HTTPStatusFromCode).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, json_format
+from google.rpc import error_details_pb2, status_pb2
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+# Routing and transport failures that happen before any RPC: HTTP status -> gRPC code
+# (grpc-gateway's DefaultRoutingErrorHandler, plus 413 for the body limit).
+_CODE_FOR_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+class GatewayError(Exception):
+    """A failed call, in gRPC terms. `http_status` overrides the table only for
+    failures with no gRPC equivalent (405 routing, 413 body limit)."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        details: list[any_pb2.Any] | None = None,
+        *,
+        http_status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = list(details or ())
+        self.http_status = http_status or HTTP_STATUS.get(code, 500)
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def from_rpc(cls, err: grpc.aio.AioRpcError) -> GatewayError:
+        status = _rich_status(err)
+        code = err.code()
+        if status is not None and status.code == code.value[0]:
+            return cls(code, status.message, list(status.details))
+        return cls(code, err.details() or code.name.lower().replace("_", " "))
+
+    @classmethod
+    def from_http(cls, status: int, message: str, headers: dict[str, str] | None = None) -> GatewayError:
+        code = _CODE_FOR_HTTP.get(status, grpc.StatusCode.UNKNOWN if status < 500 else grpc.StatusCode.INTERNAL)
+        return cls(code, message, http_status=status, headers=headers)
+
+    @property
+    def grpc_code(self) -> int:
+        return int(self.code.value[0])
+
+    def field_violations(self) -> list[error_details_pb2.BadRequest.FieldViolation]:
+        """The BadRequest field violations among the details."""
+        found: list[error_details_pb2.BadRequest.FieldViolation] = []
+        for detail in self.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Is(bad.DESCRIPTOR) and detail.Unpack(bad):
+                found.extend(bad.field_violations)
+        return found
+
+    def details_json(self) -> list[dict[str, Any]]:
+        out = []
+        for detail in self.details:
+            try:
+                out.append(json_format.MessageToDict(detail, preserving_proto_field_name=True))
+            except (TypeError, KeyError, json_format.Error):  # a detail type this process does not know
+                out.append({"@type": detail.type_url, "value": detail.value.hex()})
+        return out
+
+
+def invalid_argument(field: str, description: str, reason: str = "INVALID_VALUE") -> GatewayError:
+    """A gateway-side validation failure, shaped like the server's own (BadRequest naming the field)."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[
+        error_details_pb2.BadRequest.FieldViolation(field=field, description=description, reason=reason)
+    ]))
+    return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {description}" if field else description, [detail])
+
+
+def _rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    for key, value in err.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status()
+            try:
+                status.ParseFromString(value)
+            except Exception:
+                return None
+            return status
+    return None
+

@@ -1,0 +1,46 @@
+"""X-Request-Id: taken from the client (or made up), echoed in the response and
+forwarded to the server as `x-request-id` metadata."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "x-request-id"
+SCOPE_KEY = "metering.request_id"
+_VALID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+
+
+def request_id_of(conn: HTTPConnection) -> str:
+    rid = conn.scope.get(SCOPE_KEY)
+    return rid if isinstance(rid, str) else new_request_id()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Pure ASGI, so it sees every response, errors and 404s included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = HTTPConnection(scope).headers.get(HEADER, "").strip()
+        rid = given if _VALID.match(given) else new_request_id()
+        scope[SCOPE_KEY] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[HEADER] = rid
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
