@@ -32,14 +32,18 @@ _SQLSTATE_CLASSES = {
 }
 
 
-def _status(code: grpc.StatusCode, message: str, reason: str, field: str | None = None) -> grpc.Status:
+def _status(
+    code: grpc.StatusCode, message: str, reason: str, field: str | None = None, description: str | None = None
+) -> grpc.Status:
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata={"field": field} if field else {}))
     details = [info]
     if field is not None and code == grpc.StatusCode.INVALID_ARGUMENT:
         bad = any_pb2.Any()
         bad.Pack(error_details_pb2.BadRequest(
-            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=message, reason=reason)]
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(
+                field=field, description=description or message, reason=reason,
+            )]
         ))
         details.append(bad)
     return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=details))
@@ -47,7 +51,7 @@ def _status(code: grpc.StatusCode, message: str, reason: str, field: str | None 
 
 def to_status(exc: BaseException) -> grpc.Status:
     if isinstance(exc, MeteringError):
-        return _status(exc.code, exc.message, exc.reason, exc.field)
+        return _status(exc.code, exc.message, exc.reason, exc.field, getattr(exc, "description", None))
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", "") or ""
         code = _SQLSTATE_CLASSES.get(sqlstate[:2], grpc.StatusCode.INTERNAL)
