@@ -29,7 +29,8 @@ CHILD_STOP_SECONDS = 15.0
 @contextlib.contextmanager
 def backing_services(settings: Settings, *, redis: bool = True) -> Iterator[tuple[str, str | None]]:
     """(database DSN, redis URL), starting embedded servers for what is not configured."""
-    from server.embedded import EmbeddedPostgres, EmbeddedRedis
+    from server.embedded import EmbeddedPostgres
+    from server.embedded_redis import EmbeddedRedis
 
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:

@@ -15,7 +15,8 @@ import pytest
 import redis.asyncio as aredis
 
 from server.config import default_data_dir as _default_data_dir
-from server.embedded import EmbeddedPostgres, EmbeddedRedis, _pid_alive
+from server.embedded import EmbeddedPostgres, _pid_alive
+from server.embedded_redis import EmbeddedRedis
 from tests.support import services
 
 
@@ -173,7 +174,7 @@ async def test_redis_start_attach_stop_restart(tmp_path: Path) -> None:
 _REDIS_CHILD = """
 import sys, time, redis
 from pathlib import Path
-from server.embedded import EmbeddedRedis
+from server.embedded_redis import EmbeddedRedis
 url = EmbeddedRedis(Path(sys.argv[1])).start()
 redis.Redis.from_url(url).set("from-child", "1")
 print(url, flush=True)

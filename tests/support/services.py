@@ -24,7 +24,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import asyncpg
 import redis
 
-from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.embedded import EmbeddedPostgres
+from server.embedded_redis import EmbeddedRedis
 
 LOCAL_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
