@@ -11,16 +11,21 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, records_pb2, records_pb2_grpc
+from metering.v1 import (
+    admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, records_pb2, records_pb2_grpc,
+)
 from server.auth import Authenticator
 from server.db import create_pool
 from server.ingest import EventWriter
 from server.interceptors import ServerInterceptor
 from server.migrate import migrate_dsn
+from server.query import QueryEngine
 from server.records import Records
+from server.rollups_queue import RollupEnqueuer
 from server.services.admin import AdminServicer
 from server.services.context import Core
 from server.services.ingest import IngestServicer
+from server.services.query import QueryServicer
 from server.services.records import RecordsServicer
 from server.tenants import Tenants
 
@@ -30,13 +35,21 @@ SERVICE_NAMES = [
     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     records_pb2.DESCRIPTOR.services_by_name["RecordService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
 ]
 
 
 class MeteringServer:
     """Owns the pool and the grpc.aio server. start() returns the bound port."""
 
-    def __init__(self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10,
+        redis_url: str | None = None, queue_name: str | None = None, rollup_delay: float = 1.0,
+    ) -> None:
+        """redis_url: where to enqueue rollup jobs after each write (None: don't; the
+        worker's sweep still finds every dirty window). queue_name: default
+        $METERING_QUEUE_NAME or "metering:rollups". rollup_delay: seconds a rollup
+        job waits in the queue, so a burst of writes to one day costs one job."""
         self.dsn = dsn
         self.addr = addr
         self.master_key = master_key
@@ -45,6 +58,7 @@ class MeteringServer:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.ingest: IngestServicer | None = None
+        self.enqueuer = RollupEnqueuer(redis_url, queue_name, defer=rollup_delay) if redis_url else None
         self.port = 0
 
     async def start(self) -> int:
@@ -53,6 +67,8 @@ class MeteringServer:
         tenants = Tenants(self.pool)
         await tenants.token_secret()
         writer = EventWriter(self.pool)
+        if self.enqueuer is not None:
+            writer.after_commit = self.enqueuer.notify
         core = Core(tenants=tenants, auth=Authenticator(tenants, self.master_key), records=Records(writer))
         self.ingest = IngestServicer(core, writer)
 
@@ -66,6 +82,9 @@ class MeteringServer:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(self.ingest, self.server)
         records_pb2_grpc.add_RecordServiceServicer_to_server(RecordsServicer(core), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), self.server)
+        query_pb2_grpc.add_QueryServiceServicer_to_server(
+            QueryServicer(core, QueryEngine(self.pool), core.records), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -84,6 +103,8 @@ class MeteringServer:
             await self.server.stop(grace)
         if self.ingest is not None:
             await self.ingest.committer.close()
+        if self.enqueuer is not None:
+            await self.enqueuer.close()
         if self.pool is not None:
             await self.pool.close()
         log.info("grpc server stopped")
@@ -91,7 +112,7 @@ class MeteringServer:
 
 async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10, redis_url: str | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully."""
-    server = MeteringServer(dsn, addr, master_key, pool_size=pool_size)
+    server = MeteringServer(dsn, addr, master_key, pool_size=pool_size, redis_url=redis_url)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -22,6 +22,8 @@ from server.events import COUNTER_FIELDS, PAYLOAD_FIELDS, NewEvent
 from server.partitions import Partitions
 from server.series import SeriesCache
 
+# Called after a write commits with the (org_id, window_start) pairs it marked dirty.
+AfterCommit = Callable[[Iterable[tuple[int, dt.datetime]]], None]
 WINDOW = dt.timedelta(minutes=15)  # the base grain every IANA zone offset aligns to
 _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
@@ -48,6 +50,7 @@ class EventWriter:
         self.pool = pool
         self.series = SeriesCache()
         self.partitions = Partitions()
+        self.after_commit: AfterCommit | None = None  # e.g. enqueue rollups (server/rollups_queue.py)
 
     async def write(self, items: Sequence[tuple[int, NewEvent]]) -> list[Written]:
         """Write (org_id, event) pairs; returns one result per item, in order."""
@@ -73,8 +76,9 @@ class EventWriter:
                 rows = await conn.fetch(q("find_request_keys"), [o for o, _ in taken], [r for _, r in taken])
                 existing = {(r["org_id"], r["request_id"]): r["event_id"] for r in rows}
             fresh = [items[i] for key, i in candidates if key in claimed]
-            if fresh:
-                await self._copy(conn, fresh, series_ids)
+            windows = await self._copy(conn, fresh, series_ids) if fresh else []
+        if windows and self.after_commit is not None:
+            self.after_commit(windows)
 
         results = []
         for i, (org, event) in enumerate(items):
@@ -88,7 +92,7 @@ class EventWriter:
 
     async def _copy(
         self, conn: asyncpg.Connection, fresh: list[tuple[int, NewEvent]], series_ids: dict
-    ) -> None:
+    ) -> list[tuple[int, dt.datetime]]:
         now = dt.datetime.now(dt.UTC)
         records = []
         payloads = []
@@ -107,3 +111,4 @@ class EventWriter:
             await conn.copy_records_to_table("event_payloads", records=payloads, columns=PAYLOAD_COLUMNS)
         ordered = sorted(windows)
         await conn.execute(q("mark_dirty"), [o for o, _ in ordered], [w for _, w in ordered])
+        return ordered

@@ -1,0 +1,206 @@
+"""AsyncMeteringClient: the asyncio client. `await record()` queues; a task delivers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import grpc
+
+from metering.v1 import (
+    event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, records_pb2, records_pb2_grpc,
+)
+from metering_client import channel as channels
+from metering_client import lifecycle
+from metering_client.aio_batcher import AsyncBatcher
+from metering_client.batcher import Batcher
+from metering_client.client import READ_TIMEOUT, delivery_options
+from metering_client.config import Settings, resolve
+from metering_client.delivery import DeliveryStatus, Ledger, OnFailure, Overflow
+from metering_client.events import build_event, coerce
+from metering_client.journal import Journal, default_path
+from metering_client.receipts import AsyncReceipt
+from metering_client.results import Failure, api_error
+
+
+class AsyncMeteringClient:
+    """The asyncio twin of MeteringClient (same arguments, same delivery guarantees).
+
+    Build it anywhere; it connects on first use inside a running loop. Use `async with`, or
+    `await client.close()`, to deliver before the loop ends. If the loop ends first, whatever is
+    unacknowledged is journaled and, at interpreter exit, delivered over a short-lived sync channel
+    (within `exit_timeout`), or else by the next client started with the same key.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        api_key: str | None = None,
+        *,
+        config: Any = None,
+        tls: bool | None = None,
+        root_certificates: bytes | str | os.PathLike[str] | None = None,
+        client_id: str | None = None,
+        batch_size: int = 500,
+        max_delay: float = 0.2,
+        max_buffer: int = 10_000,
+        overflow: Overflow = "block",
+        retry_budget: float = 30.0,
+        attempt_timeout: float = 10.0,
+        exit_timeout: float = 5.0,
+        journal_path: str | os.PathLike[str] | None = None,
+        on_failure: OnFailure | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.settings: Settings = resolve(target=target, api_key=api_key, tls=tls,
+                                          root_certificates=root_certificates, client_id=client_id, config=config)
+        self.options = delivery_options(
+            batch_size=batch_size, max_delay=max_delay, max_buffer=max_buffer, overflow=overflow,
+            retry_budget=retry_budget, attempt_timeout=attempt_timeout, exit_timeout=exit_timeout,
+            journal_path=journal_path,
+        )
+        self._channel_options = tuple(channel_options)
+        self._channel: grpc.aio.Channel | None = None
+        self._ingest: ingest_pb2_grpc.IngestServiceStub | None = None
+        self._metadata = channels.metadata(self.settings)
+        self.journal = Journal(self.options.journal_path or default_path(self.settings.api_key), self.settings.api_key)
+        self._ledger = Ledger(self.journal, on_failure)
+        self._batcher = AsyncBatcher(self._send, self.journal, self._ledger, self.options)
+        self._closed = False
+        lifecycle.register(self, self._close_at_exit)
+
+    def __repr__(self) -> str:
+        return f"AsyncMeteringClient(target={self.settings.target!r}, tls={self.settings.tls})"
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying grpc.aio channel (created on first use), for other services of the API."""
+        if self._channel is None:
+            self._channel = channels.aio_channel(self.settings, self._channel_options)
+        return self._channel
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    async def _send(self, events: Sequence[event_pb2.UsageEvent], timeout: float) -> ingest_pb2.RecordEventsResponse:
+        if self._ingest is None:
+            self._ingest = ingest_pb2_grpc.IngestServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        return await self._ingest.RecordEvents(  # type: ignore[no-any-return]
+            ingest_pb2.RecordEventsRequest(events=events), timeout=timeout, metadata=self._metadata,
+            wait_for_ready=True,
+        )
+
+    # -- recording ----------------------------------------------------------------------------
+
+    async def record(self, **fields: Any) -> AsyncReceipt:
+        """Queue one event (waits only while the buffer is full); `await` the receipt for the outcome."""
+        return await self._put(build_event(fields))
+
+    async def record_many(self, events: Iterable[Mapping[str, Any] | event_pb2.UsageEvent]) -> list[AsyncReceipt]:
+        built = [coerce(e) for e in events]
+        return [await self._put(e) for e in built]
+
+    async def _put(self, event: event_pb2.UsageEvent) -> AsyncReceipt:
+        if self._closed:
+            raise RuntimeError("the metering client is closed")
+        if self.settings.client_id and not event.client_id:
+            event.client_id = self.settings.client_id
+        return AsyncReceipt(event.request_id, await self._batcher.put(event))
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """As MeteringClient.flush()."""
+        if self._closed:
+            raise RuntimeError("the metering client is closed")
+        if not await self._batcher.flush(timeout):
+            raise TimeoutError(f"flush: {self._batcher.buffered()} event(s) still being delivered")
+        self._ledger.raise_pending()
+
+    async def sync(self, timeout: float | None = None) -> None:
+        """flush() without raising for rejections: reads call this to see their own writes."""
+        if not self._closed:
+            await self._batcher.flush(timeout)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """As MeteringClient.close()."""
+        if self._closed:
+            return
+        self._closed = True
+        lifecycle.unregister(self)
+        try:
+            await self._batcher.close(timeout)
+        finally:
+            if self._channel is not None:
+                await self._channel.close()
+        self._ledger.raise_pending()
+
+    def _close_at_exit(self) -> None:
+        """The loop is gone: journal what is unacknowledged, then deliver the journal synchronously."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._batcher.journal_unacked()
+            if self.journal.size() > 0:
+                channel = channels.sync_channel(self.settings, self._channel_options)
+                stub = ingest_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
+
+                def send(events: Sequence[event_pb2.UsageEvent], timeout: float) -> ingest_pb2.RecordEventsResponse:
+                    return stub.RecordEvents(  # type: ignore[no-any-return]
+                        ingest_pb2.RecordEventsRequest(events=events), timeout=timeout, metadata=self._metadata,
+                        wait_for_ready=True,
+                    )
+
+                try:
+                    Batcher(send, self.journal, self._ledger, self.options, start=False).replay_now(
+                        self.options.exit_timeout
+                    )
+                finally:
+                    channel.close()
+        finally:
+            self._ledger.log_unreported()
+
+    def failures(self) -> list[Failure]:
+        return self._ledger.take_failures()
+
+    def delivery_status(self) -> DeliveryStatus:
+        return self._ledger.status(self._batcher.buffered())
+
+    async def __aenter__(self) -> AsyncMeteringClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get_event(self, *, request_id: str = "", event_id: str = "",
+                        timeout: float = READ_TIMEOUT) -> event_pb2.UsageEvent:
+        stub = records_pb2_grpc.RecordServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        try:
+            return await stub.GetEvent(  # type: ignore[no-any-return]
+                records_pb2.GetEventRequest(request_id=request_id, event_id=event_id),
+                timeout=timeout, metadata=self._metadata,
+            )
+        except grpc.RpcError as error:
+            raise api_error(error) from None
+
+    async def query_usage(self, request: query_pb2.QueryUsageRequest, *, timeout: float = READ_TIMEOUT
+                          ) -> query_pb2.QueryUsageResponse:
+        stub = query_pb2_grpc.QueryServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        try:
+            return await stub.QueryUsage(request, timeout=timeout, metadata=self._metadata)  # type: ignore[no-any-return]
+        except grpc.RpcError as error:
+            raise api_error(error) from None
+
+    async def get_client_usage(self, client_id: str, *, recent_limit: int = 10, timeout: float = READ_TIMEOUT
+                               ) -> query_pb2.ClientUsage:
+        stub = query_pb2_grpc.QueryServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        try:
+            return await stub.GetClientUsage(  # type: ignore[no-any-return]
+                query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent_limit),
+                timeout=timeout, metadata=self._metadata,
+            )
+        except grpc.RpcError as error:
+            raise api_error(error) from None

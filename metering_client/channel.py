@@ -1,0 +1,46 @@
+"""gRPC channels and call metadata for the SDK (sync and asyncio)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from metering_client.config import Settings
+
+VERSION = "0.1.0"
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Reconnect quickly after a server restart: our own retries pace the calls.
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.primary_user_agent", f"metering-client-python/{VERSION}"),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+def _options(extra: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return [*CHANNEL_OPTIONS, *extra]
+
+
+def _credentials(settings: Settings) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(root_certificates=settings.root_certificates)
+
+
+def sync_channel(settings: Settings, extra: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+    if settings.tls:
+        return grpc.secure_channel(settings.target, _credentials(settings), options=_options(extra))
+    return grpc.insecure_channel(settings.target, options=_options(extra))
+
+
+def aio_channel(settings: Settings, extra: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+    if settings.tls:
+        return grpc.aio.secure_channel(settings.target, _credentials(settings), options=_options(extra))
+    return grpc.aio.insecure_channel(settings.target, options=_options(extra))
+
+
+def metadata(settings: Settings) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {settings.api_key}"),)

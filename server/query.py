@@ -1,0 +1,236 @@
+"""The query engine (DESIGN §5): usage in local-calendar buckets, filtered and
+grouped on any dimension or label, exactly equal to aggregating the raw events.
+
+One REPEATABLE READ read-only transaction per call: read the dirty 15-minute
+windows of the range, plan which stretches come from which rollup grain and
+which from raw events (server/query_plan.py), then aggregate all of them in one
+statement. All three reads share the snapshot, so a window is read from its
+rollups only if no dirty mark for it is visible, and then its rollups are
+complete for that snapshot (server/rollups.py); otherwise its raw events are
+read. Scoping follows Principal.read_scope(), as in server/records.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+
+import asyncpg
+
+from server.db import q
+from server.errors import InvalidArgument
+from server.events import COUNTER_FIELDS
+from server.principal import Principal
+from server.query_plan import plan
+from server.query_time import bucket_edges, parse_width, parse_zone
+
+DIMENSIONS: tuple[str, ...] = (
+    "kind", "project_id", "user_id", "api_key_id", "client_id", "model", "provider", "endpoint",
+    "api_name", "service_tier", "batch", "status", "currency",
+)
+_LABEL_FIELD = re.compile(r"^labels\.[A-Za-z0-9_.:/-]{1,64}$")
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_BUCKETS = 100_000  # internal callers (tallies) read every bucket at once
+MAX_GROUP_BY = 16
+MAX_FILTER_VALUES = 1000
+_ZERO = decimal.Decimal(0)
+
+
+@dataclasses.dataclass(frozen=True)
+class UsageSpec:
+    start: dt.datetime
+    end: dt.datetime
+    width: str = "1d"
+    time_zone: str = "UTC"
+    group_by: tuple[str, ...] = ()
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # sorted by field
+
+    def digest(self, principal: Principal) -> str:
+        raw = json.dumps([
+            self.start.isoformat(), self.end.isoformat(), self.width, self.time_zone, self.group_by,
+            self.filters, principal.org_id, principal.read_scope(),
+        ])
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class Metrics:
+    events: int = 0
+    unpriced_events: int = 0
+    counters: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(COUNTER_FIELDS, 0))
+    extra: dict[str, int] = dataclasses.field(default_factory=dict)
+    input_cost: decimal.Decimal = _ZERO
+    output_cost: decimal.Decimal = _ZERO
+    cost: decimal.Decimal = _ZERO
+    last_event_at: dt.datetime | None = None
+
+    def add(self, other: Metrics) -> None:
+        self.events += other.events
+        self.unpriced_events += other.unpriced_events
+        for name, value in other.counters.items():
+            self.counters[name] += value
+        for name, value in other.extra.items():
+            self.extra[name] = self.extra.get(name, 0) + value
+        self.input_cost += other.input_cost
+        self.output_cost += other.output_cost
+        self.cost += other.cost
+        if other.last_event_at is not None and (self.last_event_at is None or other.last_event_at > self.last_event_at):
+            self.last_event_at = other.last_event_at
+
+
+@dataclasses.dataclass
+class Group:
+    key: tuple[str | None, ...]  # in group_by order
+    metrics: Metrics
+
+
+@dataclasses.dataclass
+class Bucket:
+    start: dt.datetime
+    end: dt.datetime
+    groups: list[Group]
+
+
+@dataclasses.dataclass(frozen=True)
+class Freshness:
+    snapshot_time: dt.datetime
+    settled_before: dt.datetime  # every window before it is rolled up
+    raw_windows: int  # dirty windows of the range, read from raw events
+
+
+@dataclasses.dataclass
+class UsageResult:
+    buckets: list[Bucket]
+    freshness: Freshness
+    next_start: dt.datetime | None  # where the next page starts; None: done
+
+
+def check_field(field: str, name: str) -> str:
+    if field in DIMENSIONS or _LABEL_FIELD.match(field):
+        return field
+    raise InvalidArgument(name, f"unknown field {field[:80]!r}; use one of {', '.join(DIMENSIONS)} or labels.<name>")
+
+
+def make_spec(
+    start: dt.datetime | None, end: dt.datetime | None, *, width: str = "", time_zone: str = "",
+    group_by: Sequence[str] = (), filters: Sequence[tuple[str, Sequence[str]]] = (), now: dt.datetime | None = None,
+) -> UsageSpec:
+    """Validate a query; errors name the request field."""
+    if start is None:
+        raise InvalidArgument("start_time", "required", reason="REQUIRED")
+    end = end or now or dt.datetime.now(dt.UTC)
+    if end <= start:
+        raise InvalidArgument("end_time", "must be after start_time")
+    width = parse_width(width)
+    parse_zone(time_zone)
+    if len(group_by) > MAX_GROUP_BY:
+        raise InvalidArgument("group_by", f"at most {MAX_GROUP_BY} fields")
+    grouped = tuple(check_field(f, "group_by") for f in group_by)
+    if len(set(grouped)) != len(grouped):
+        raise InvalidArgument("group_by", "a field is named twice")
+    merged: dict[str, tuple[str, ...]] = {}
+    for field, values in filters:
+        check_field(field, "filters.field")
+        if field in merged:
+            raise InvalidArgument("filters", f"{field} is filtered twice; list all its values in one filter")
+        if not values or len(values) > MAX_FILTER_VALUES:
+            raise InvalidArgument("filters.values", f"{field}: between 1 and {MAX_FILTER_VALUES} values")
+        merged[field] = tuple(sorted(set(values)))
+    return UsageSpec(start.astimezone(dt.UTC), end.astimezone(dt.UTC), width, time_zone or "UTC", grouped,
+                     tuple(sorted(merged.items())))
+
+
+class QueryEngine:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def aggregate(
+        self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS
+    ) -> UsageResult:
+        """Buckets from `start_at` (default spec.start), at most `limit` of them."""
+        edges = bucket_edges(start_at or spec.start, spec.end, spec.width, parse_zone(spec.time_zone), limit)
+        filters = {field: list(values) for field, values in spec.filters}
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            await conn.execute(q("query_tuning"))
+            dirty = [r["window_start"] for r in await conn.fetch(q("query_dirty_windows"), principal.org_id,
+                                                                  edges[0], edges[-1])]
+            fresh = await conn.fetchrow(q("query_freshness"), principal.org_id)
+            pieces = plan(edges, dirty, use_rollups=spec.width != "1m")
+            args = (
+                principal.org_id, edges[:-1],
+                *_columns(pieces.days), *_columns(pieces.hours), *_columns(pieces.windows), *_columns(pieces.raw),
+                list(spec.group_by), filters, *principal.read_scope(),
+            )
+            rows = await conn.fetch(q("query_usage"), *args)
+            extra = await conn.fetch(q("query_usage_counters"), *args)
+        freshness = Freshness(fresh["snapshot_time"], fresh["oldest_dirty"] or fresh["snapshot_time"], len(dirty))
+        buckets = _buckets(edges, rows, extra)
+        next_start = edges[-1] if edges[-1] < spec.end else None
+        return UsageResult(buckets, freshness, next_start)
+
+    async def page(
+        self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str
+    ) -> UsageResult:
+        size = page_size or DEFAULT_PAGE_SIZE
+        if not 0 < size <= MAX_PAGE_SIZE:
+            raise InvalidArgument("page_size", f"between 1 and {MAX_PAGE_SIZE}")
+        digest = spec.digest(principal)
+        start_at = _parse_token(page_token, digest, spec) if page_token else None
+        return await self.aggregate(principal, spec, start_at=start_at, limit=size)
+
+
+def page_token(result: UsageResult, spec: UsageSpec, principal: Principal) -> str:
+    if result.next_start is None:
+        return ""
+    raw = json.dumps({"s": result.next_start.isoformat(), "f": spec.digest(principal)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_token(token: str, digest: str, spec: UsageSpec) -> dt.datetime:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        start = dt.datetime.fromisoformat(data["s"])
+        matches = data["f"] == digest
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("page_token", "malformed page token") from None
+    if not matches:
+        raise InvalidArgument("page_token", "does not match this request")
+    if not spec.start < start < spec.end:
+        raise InvalidArgument("page_token", "outside the requested range")
+    return start
+
+
+def _columns(ranges: list[tuple[dt.datetime, dt.datetime]]) -> tuple[list[dt.datetime], list[dt.datetime]]:
+    return [lo for lo, _ in ranges], [hi for _, hi in ranges]
+
+
+def _sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
+    return tuple((value is not None, value or "") for value in key)
+
+
+def _buckets(edges: list[dt.datetime], rows: list[asyncpg.Record], extra: list[asyncpg.Record]) -> list[Bucket]:
+    groups: dict[tuple[int, tuple[str | None, ...]], Metrics] = {}
+    for row in rows:
+        groups[(row["bucket"], tuple(row["gkey"]))] = Metrics(
+            events=row["events"], unpriced_events=row["unpriced_events"],
+            counters={name: row[name] for name in COUNTER_FIELDS},
+            input_cost=row["input_cost"] + 0, output_cost=row["output_cost"] + 0, cost=row["cost"] + 0,
+            last_event_at=row["last_event_at"],
+        )
+    for row in extra:  # every group with extra counters has a row above
+        groups[(row["bucket"], tuple(row["gkey"]))].extra[row["counter"]] = int(row["total"])
+    by_bucket: dict[int, list[Group]] = {}
+    for (index, key), metrics in groups.items():
+        by_bucket.setdefault(index, []).append(Group(key, metrics))
+    buckets = []
+    for index, (lo, hi) in enumerate(zip(edges, edges[1:]), start=1):
+        found = sorted(by_bucket.get(index, []), key=lambda g: _sort_key(g.key))
+        buckets.append(Bucket(lo, hi, found))
+    return buckets

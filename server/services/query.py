@@ -1,0 +1,137 @@
+"""QueryService: usage queries and the reports built on them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from metering.v1 import query_pb2, query_pb2_grpc
+from server import convert
+from server.events import COUNTER_FIELDS
+from server.query import Freshness, Metrics, QueryEngine, make_spec, page_token
+from server.query_reports import client_usage, tallies, token_usage
+from server.records import Records
+from server.services.context import Core, caller
+
+
+def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> dt.datetime | None:
+    return stamp.ToDatetime(dt.UTC) if present else None
+
+
+def metrics_pb(m: Metrics) -> query_pb2.UsageMetrics:
+    msg = query_pb2.UsageMetrics(
+        events=m.events, unpriced_events=m.unpriced_events, counters=m.extra,
+        input_cost=convert.money(m.input_cost), output_cost=convert.money(m.output_cost), cost=convert.money(m.cost),
+        **{name: m.counters[name] for name in COUNTER_FIELDS},
+    )
+    if m.last_event_at is not None:
+        msg.last_event_time.CopyFrom(convert.timestamp(m.last_event_at))
+    return msg
+
+
+def freshness_pb(f: Freshness | None) -> query_pb2.Freshness | None:
+    if f is None:
+        return None
+    return query_pb2.Freshness(
+        snapshot_time=convert.timestamp(f.snapshot_time), settled_before=convert.timestamp(f.settled_before),
+        raw_windows=f.raw_windows,
+    )
+
+
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
+    def __init__(self, core: Core, engine: QueryEngine, records: Records) -> None:
+        self.core = core
+        self.engine = engine
+        self.records = records
+
+    async def QueryUsage(
+        self, request: query_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.QueryUsageResponse:
+        principal = await caller(self.core, context)
+        spec = make_spec(
+            _time(request.start_time, request.HasField("start_time")),
+            _time(request.end_time, request.HasField("end_time")),
+            width=request.width, time_zone=request.time_zone, group_by=list(request.group_by),
+            filters=[(f.field, list(f.values)) for f in request.filters],
+        )
+        result = await self.engine.page(principal, spec, request.page_size, request.page_token)
+        return query_pb2.QueryUsageResponse(
+            buckets=[
+                query_pb2.UsageBucket(
+                    start_time=convert.timestamp(b.start), end_time=convert.timestamp(b.end),
+                    groups=[
+                        query_pb2.UsageGroup(
+                            key={f: v for f, v in zip(spec.group_by, g.key, strict=True) if v is not None},
+                            metrics=metrics_pb(g.metrics),
+                        )
+                        for g in b.groups
+                    ],
+                )
+                for b in result.buckets
+            ],
+            next_page_token=page_token(result, spec, principal),
+            freshness=freshness_pb(result.freshness),
+        )
+
+    async def GetUsageTallies(
+        self, request: query_pb2.GetUsageTalliesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetUsageTalliesResponse:
+        principal = await caller(self.core, context)
+        found, freshness = await tallies(
+            self.engine, principal, request.window,
+            _time(request.start_time, request.HasField("start_time")),
+            _time(request.end_time, request.HasField("end_time")),
+        )
+        return query_pb2.GetUsageTalliesResponse(
+            tallies=[
+                query_pb2.UsageTally(
+                    id=t.id, window=t.window, start_time=convert.timestamp(t.start), end_time=convert.timestamp(t.end),
+                    api_key_id=t.api_key_id or "", user_id=t.user_id or "", organization_id=principal.organization_id,
+                    value={
+                        category: query_pb2.TallyCategory(
+                            models={model: query_pb2.TallyCounts(counts=counts) for model, counts in models.items()}
+                        )
+                        for category, models in t.value.items()
+                    },
+                )
+                for t in found
+            ],
+            freshness=freshness_pb(freshness),
+        )
+
+    async def GetTokenUsage(
+        self, request: query_pb2.GetTokenUsageRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetTokenUsageResponse:
+        principal = await caller(self.core, context)
+        rows, freshness = await token_usage(
+            self.engine, principal, _time(request.start_time, request.HasField("start_time")),
+            _time(request.end_time, request.HasField("end_time")), list(request.group_by),
+        )
+        return query_pb2.GetTokenUsageResponse(
+            usage=[query_pb2.TokenUsage(rule_type=r.rule_type, task_id=r.task_id, count=r.count) for r in rows],
+            freshness=freshness_pb(freshness),
+        )
+
+    async def GetClientUsage(
+        self, request: query_pb2.GetClientUsageRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ClientUsage:
+        principal = await caller(self.core, context)
+        report = await client_usage(self.engine, self.records, principal, request.client_id, request.recent_limit)
+        models = []
+        for row in report.models:
+            msg = query_pb2.ModelUsage(
+                model_name=row.model or "", model_provider=row.provider or "", total_requests=row.metrics.events,
+                total_input_tokens=row.metrics.counters["input_tokens"],
+                total_output_tokens=row.metrics.counters["output_tokens"], total_cost=convert.money(row.metrics.cost),
+            )
+            if row.metrics.last_event_at is not None:
+                msg.last_used.CopyFrom(convert.timestamp(row.metrics.last_event_at))
+            models.append(msg)
+        return query_pb2.ClientUsage(
+            client_id=report.client_id, total_requests=report.totals.events, successful_requests=report.successful,
+            failed_requests=report.failed, total_input_tokens=report.totals.counters["input_tokens"],
+            total_output_tokens=report.totals.counters["output_tokens"], total_cost=convert.money(report.totals.cost),
+            models_used=models, recent_requests=report.recent, freshness=freshness_pb(report.freshness),
+        )

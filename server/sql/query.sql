@@ -1,0 +1,171 @@
+-- The query engine (server/query.py). Statements run in one REPEATABLE READ,
+-- read-only transaction: the dirty windows read first decide which ranges come
+-- from rollups and which from raw events; both aggregates read the same snapshot.
+--
+-- Parameters of query_usage and query_usage_counters: $1 org; $2 bucket starts
+-- (sorted; width_bucket numbers them from 1); $3..$10 (lo, hi) ranges read from
+-- rollups_1d, rollups_1h, rollups_15m and raw events; $11 group-by fields;
+-- $12 filters {field: [values]} ('' matches unset); $13..$15 the read scope.
+-- Each range is read by its own index scan: "lateral (... offset 0)" keeps the
+-- planner from turning the range join into a scan of the whole table.
+
+-- name: query_tuning
+-- For this transaction only. The planner cannot estimate how many rows the
+-- unnested ranges select, so: plan for the actual arguments every time (a
+-- generic plan once chose a nested loop over the series and took minutes),
+-- aggregate by hashing in memory rather than sorting wide rows, and never
+-- JIT-compile (it costs seconds at these cost estimates).
+select set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true),
+       set_config('work_mem', '64MB', true), set_config('enable_sort', 'off', true);
+
+-- name: query_dirty_windows
+-- $1 org, $2 start, $3 end: the dirty 15-minute windows overlapping [start, end).
+select distinct window_start
+from dirty_windows
+where org_id = $1 and window_start > $2::timestamptz - interval '15 minutes' and window_start < $3;
+
+-- name: query_freshness
+-- Every window before oldest_dirty is rolled up (null: all of them).
+select now() as snapshot_time,
+       (select min(window_start) from dirty_windows where org_id = $1) as oldest_dirty;
+
+-- name: query_usage
+-- One row per (bucket, group) with the event count, fixed counters and costs.
+with s as materialized (
+    select s.series_id,
+           array(select metering_dimension(s, g.field)
+                 from unnest($11::text[]) with ordinality as g(field, n) order by g.n) as gkey
+    from series s
+    where s.org_id = $1
+      and ($13::text is null or s.project_id = $13)
+      and ($14::text is null or s.user_id = $14)
+      and ($15::text is null or s.api_key_id = $15)
+      and not exists (
+          select 1 from jsonb_each($12::jsonb) as f(field, vals)
+          where not f.vals ? coalesce(metering_dimension(s, f.field), '')
+      )
+),
+parts as (
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.events, r.unpriced_events,
+           r.input_tokens, r.output_tokens, r.input_cached_tokens, r.input_cache_write_tokens,
+           r.input_text_tokens, r.output_text_tokens, r.input_cached_text_tokens, r.input_audio_tokens,
+           r.input_cached_audio_tokens, r.output_audio_tokens, r.input_image_tokens, r.input_cached_image_tokens,
+           r.output_image_tokens, r.num_model_requests, r.num_requests, r.images,
+           r.characters, r.seconds, r.usage_bytes, r.num_sessions,
+           r.units_used,
+           r.input_cost, r.output_cost, r.cost, r.last_event_at
+    from unnest($3::timestamptz[], $4::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from rollups_1d r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    union all
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.events, r.unpriced_events,
+           r.input_tokens, r.output_tokens, r.input_cached_tokens, r.input_cache_write_tokens,
+           r.input_text_tokens, r.output_text_tokens, r.input_cached_text_tokens, r.input_audio_tokens,
+           r.input_cached_audio_tokens, r.output_audio_tokens, r.input_image_tokens, r.input_cached_image_tokens,
+           r.output_image_tokens, r.num_model_requests, r.num_requests, r.images,
+           r.characters, r.seconds, r.usage_bytes, r.num_sessions,
+           r.units_used,
+           r.input_cost, r.output_cost, r.cost, r.last_event_at
+    from unnest($5::timestamptz[], $6::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from rollups_1h r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    union all
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.events, r.unpriced_events,
+           r.input_tokens, r.output_tokens, r.input_cached_tokens, r.input_cache_write_tokens,
+           r.input_text_tokens, r.output_text_tokens, r.input_cached_text_tokens, r.input_audio_tokens,
+           r.input_cached_audio_tokens, r.output_audio_tokens, r.input_image_tokens, r.input_cached_image_tokens,
+           r.output_image_tokens, r.num_model_requests, r.num_requests, r.images,
+           r.characters, r.seconds, r.usage_bytes, r.num_sessions,
+           r.units_used,
+           r.input_cost, r.output_cost, r.cost, r.last_event_at
+    from unnest($7::timestamptz[], $8::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from rollups_15m r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    union all
+    select width_bucket(e.ts, $2::timestamptz[]), e.series_id, 1::bigint, e.unpriced::int::bigint,
+           e.input_tokens, e.output_tokens, e.input_cached_tokens, e.input_cache_write_tokens,
+           e.input_text_tokens, e.output_text_tokens, e.input_cached_text_tokens, e.input_audio_tokens,
+           e.input_cached_audio_tokens, e.output_audio_tokens, e.input_image_tokens, e.input_cached_image_tokens,
+           e.output_image_tokens, e.num_model_requests, e.num_requests, e.images,
+           e.characters, e.seconds, e.usage_bytes, e.num_sessions,
+           e.units_used,
+           coalesce(e.input_cost, 0), coalesce(e.output_cost, 0), coalesce(e.cost, 0), e.ts
+    from unnest($9::timestamptz[], $10::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from events e
+        where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active offset 0
+    ) e
+)
+select p.bucket, s.gkey, metering_sum(p.events) as events, metering_sum(p.unpriced_events) as unpriced_events,
+       metering_sum(p.input_tokens) as input_tokens, metering_sum(p.output_tokens) as output_tokens, metering_sum(p.input_cached_tokens) as input_cached_tokens,
+       metering_sum(p.input_cache_write_tokens) as input_cache_write_tokens, metering_sum(p.input_text_tokens) as input_text_tokens, metering_sum(p.output_text_tokens) as output_text_tokens,
+       metering_sum(p.input_cached_text_tokens) as input_cached_text_tokens, metering_sum(p.input_audio_tokens) as input_audio_tokens, metering_sum(p.input_cached_audio_tokens) as input_cached_audio_tokens,
+       metering_sum(p.output_audio_tokens) as output_audio_tokens, metering_sum(p.input_image_tokens) as input_image_tokens, metering_sum(p.input_cached_image_tokens) as input_cached_image_tokens,
+       metering_sum(p.output_image_tokens) as output_image_tokens, metering_sum(p.num_model_requests) as num_model_requests, metering_sum(p.num_requests) as num_requests,
+       metering_sum(p.images) as images, metering_sum(p.characters) as characters, metering_sum(p.seconds) as seconds,
+       metering_sum(p.usage_bytes) as usage_bytes, metering_sum(p.num_sessions) as num_sessions, metering_sum(p.units_used) as units_used,
+       sum(p.input_cost) as input_cost, sum(p.output_cost) as output_cost, sum(p.cost) as cost,
+       max(p.last_event_at) as last_event_at
+from parts p
+join s on s.series_id = p.series_id
+group by p.bucket, s.gkey;
+
+-- name: query_usage_counters
+-- One row per (bucket, group, extra counter name) with that counter's sum.
+with s as materialized (
+    select s.series_id,
+           array(select metering_dimension(s, g.field)
+                 from unnest($11::text[]) with ordinality as g(field, n) order by g.n) as gkey
+    from series s
+    where s.org_id = $1
+      and ($13::text is null or s.project_id = $13)
+      and ($14::text is null or s.user_id = $14)
+      and ($15::text is null or s.api_key_id = $15)
+      and not exists (
+          select 1 from jsonb_each($12::jsonb) as f(field, vals)
+          where not f.vals ? coalesce(metering_dimension(s, f.field), '')
+      )
+),
+parts as (
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.counters
+    from unnest($3::timestamptz[], $4::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from rollups_1d r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    where r.counters is not null
+    union all
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.counters
+    from unnest($5::timestamptz[], $6::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from rollups_1h r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    where r.counters is not null
+    union all
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.counters
+    from unnest($7::timestamptz[], $8::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from rollups_15m r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    where r.counters is not null
+    union all
+    select width_bucket(e.ts, $2::timestamptz[]), e.series_id, e.counters
+    from unnest($9::timestamptz[], $10::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select * from events e
+        where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active and e.counters is not null offset 0
+    ) e
+)
+select p.bucket, s.gkey, x.key as counter, metering_sum(x.value::bigint) as total
+from parts p
+join s on s.series_id = p.series_id
+cross join lateral jsonb_each_text(p.counters) as x
+group by p.bucket, s.gkey, x.key;
