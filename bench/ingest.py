@@ -21,17 +21,19 @@ PROJECTS = [f"proj-{i}" for i in range(50)]
 
 
 def make_events(n: int, tag: str) -> list[event_pb2.UsageEvent]:
+    """Realistic cardinality: 1,000 users, each in one of 50 projects, each using 3 of 20 models."""
     rnd = random.Random(42)
     now = int(time.time()) - 3600
-    return [
-        event_pb2.UsageEvent(
-            request_id=f"{tag}-{i}", kind="completions", model=rnd.choice(MODELS), project_id=rnd.choice(PROJECTS),
-            user_id=f"user-{rnd.randrange(1000)}", input_tokens=rnd.randrange(5000), output_tokens=rnd.randrange(2000),
-            cost=str(Decimal(rnd.randrange(10**6)) / 10**8),
-            timestamp={"seconds": now + rnd.randrange(3600)},
-        )
-        for i in range(n)
-    ]
+    events = []
+    for i in range(n):
+        user = rnd.randrange(1000)
+        events.append(event_pb2.UsageEvent(
+            request_id=f"{tag}-{i}", kind="completions", model=MODELS[(user + rnd.randrange(3)) % len(MODELS)],
+            project_id=PROJECTS[user % len(PROJECTS)], user_id=f"user-{user}",
+            input_tokens=rnd.randrange(5000), output_tokens=rnd.randrange(2000),
+            cost=str(Decimal(rnd.randrange(10**6)) / 10**8), timestamp={"seconds": now + rnd.randrange(3600)},
+        ))
+    return events
 
 
 async def batched_grpc(st: Stack, n: int, batch: int = 1000, concurrency: int = 4) -> float:

@@ -5,7 +5,6 @@ batch, status, currency, labels), shared by all events that have them."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import asyncpg
 
@@ -14,10 +13,8 @@ from server.events import SeriesKey
 
 
 def fingerprint(key: SeriesKey) -> bytes:
-    canonical = json.dumps(
-        [key.kind, key.dims, key.batch, key.status, key.currency, key.labels],
-        ensure_ascii=False, separators=(",", ":"),
-    )
+    # repr of a tuple of str/None/bool is canonical and stable across Python versions.
+    canonical = repr((key.kind, key.dims, key.batch, key.status, key.currency, key.labels))
     return hashlib.sha256(canonical.encode()).digest()[:16]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import operator
 import os
 import re
 import uuid
@@ -25,6 +26,12 @@ MAX_PAYLOAD_FIELD = 1 << 20  # 1 MiB per payload field
 MAX_MONEY_DIGITS = 38
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 FUTURE_SLACK = dt.timedelta(days=1)
+_EARLIEST_SECONDS = int(EARLIEST.timestamp())
+_FUTURE_SLACK_SECONDS = int(FUTURE_SLACK.total_seconds())
+_get_counters = operator.attrgetter(*COUNTER_FIELDS)
+_get_dims = operator.attrgetter(*TEXT_DIMENSIONS)
+_get_payload = operator.attrgetter(*PAYLOAD_FIELDS)
+_NUM_MODEL_REQUESTS = COUNTER_FIELDS.index("num_model_requests")
 _NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 # Money arithmetic must never round: the default context keeps only 28 significant digits.
@@ -65,11 +72,17 @@ def _timestamp(event: event_pb2.UsageEvent, now: dt.datetime) -> dt.datetime:
     seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
     if not 0 <= nanos < 1_000_000_000:
         raise InvalidArgument("timestamp", "nanos out of range")
-    earliest = int(EARLIEST.timestamp())
-    latest = int((now + FUTURE_SLACK).timestamp())
-    if not earliest <= seconds <= latest:
+    if not _EARLIEST_SECONDS <= seconds <= int(now.timestamp()) + _FUTURE_SLACK_SECONDS:
         raise InvalidArgument("timestamp", "must be between 2000-01-01 and one day from now")
-    return EARLIEST + dt.timedelta(seconds=seconds - earliest, microseconds=nanos // 1000)
+    return EARLIEST + dt.timedelta(seconds=seconds - _EARLIEST_SECONDS, microseconds=nanos // 1000)
+
+
+def _strings(names: tuple[str, ...], values: tuple[str, ...], limit: int) -> tuple[str | None, ...]:
+    """Empty strings become None; over-long values and NUL characters name their field."""
+    if "\x00" in "".join(values) or max(map(len, values)) > limit:
+        for name, value in zip(names, values, strict=True):
+            _text(name, value, limit)
+    return tuple(v or None for v in values)
 
 
 def _scoped(field: str, given: str | None, own: str | None, forced: str | None) -> str | None:
@@ -98,22 +111,18 @@ def validate(event: event_pb2.UsageEvent, principal: Principal, now: dt.datetime
     ts = _timestamp(event, now)
     request_id = _text("request_id", event.request_id, MAX_ID_LENGTH)
 
-    dims: dict[str, str | None] = {name: _text(name, getattr(event, name), MAX_ID_LENGTH) for name in TEXT_DIMENSIONS}
+    dims = dict(zip(TEXT_DIMENSIONS, _strings(TEXT_DIMENSIONS, _get_dims(event), MAX_ID_LENGTH), strict=True))
     member_user = None if principal.is_admin else principal.user_id
     dims["project_id"] = _scoped("project_id", dims["project_id"], None, principal.project_id)
     dims["user_id"] = _scoped("user_id", dims["user_id"], principal.user_id, member_user)
     key_bound = None if principal.is_admin or principal.user_id is not None else principal.api_key_id
     dims["api_key_id"] = _scoped("api_key_id", dims["api_key_id"], principal.api_key_id, key_bound)
 
-    counters = []
-    for name in COUNTER_FIELDS:
-        if name == "num_model_requests" and not event.HasField("num_model_requests"):
-            value = 1
-        else:
-            value = getattr(event, name)
-        if value < 0:
-            raise InvalidArgument(name, "must be >= 0")
-        counters.append(value)
+    counters = list(_get_counters(event))
+    if not event.HasField("num_model_requests"):
+        counters[_NUM_MODEL_REQUESTS] = 1
+    if min(counters) < 0:
+        raise InvalidArgument(COUNTER_FIELDS[next(i for i, v in enumerate(counters) if v < 0)], "must be >= 0")
 
     extra: dict[str, int] | None = None
     if event.counters:
@@ -145,8 +154,8 @@ def validate(event: event_pb2.UsageEvent, principal: Principal, now: dt.datetime
     if cost is None and (input_cost is not None or output_cost is not None):
         cost = _MONEY.add(input_cost or 0, output_cost or 0)
 
-    payload_values = tuple(_text(name, getattr(event, name), MAX_PAYLOAD_FIELD) for name in PAYLOAD_FIELDS)
-    payload = payload_values if any(v is not None for v in payload_values) else None
+    raw_payload = _get_payload(event)
+    payload = _strings(PAYLOAD_FIELDS, raw_payload, MAX_PAYLOAD_FIELD) if any(raw_payload) else None
 
     event_id = event_uuid(ts, os.urandom(10))
     return NewEvent(
