@@ -23,7 +23,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from gateway import fastapi_style, native, openapi, usage_log
+from gateway import (
+    fastapi_style, native, openai_costs, openai_dialect, openai_usage, openapi, querylake, token_usage, usage_log,
+)
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.errors import GatewayError
 from gateway.request_id import RequestIdMiddleware
@@ -37,7 +39,12 @@ TITLE = "Metering REST gateway"
 VERSION = "1"
 Renderer = Callable[[GatewayError], Response]
 # Paths with no matching route get the error shape of the dialect owning their prefix (longest first).
-PREFIX_RENDERERS: list[tuple[str, Renderer]] = [(native.PREFIX, native.render_error)]
+PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
+    (native.PREFIX, native.render_error),
+    (openai_dialect.PREFIX, openai_dialect.render_error),
+    (querylake.PREFIX, querylake.render_error),
+    (token_usage.PREFIX, token_usage.render_error),
+]
 
 
 class Gateway(Starlette):
@@ -110,6 +117,10 @@ def routes() -> list[BaseRoute]:
         Route("/docs", docs),
         *native.routes(),
         *usage_log.routes(),
+        *querylake.routes(),
+        *token_usage.routes(),
+        *openai_usage.routes(),
+        *openai_costs.routes(),
     ]
 
 

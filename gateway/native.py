@@ -34,13 +34,14 @@ from gateway.errors import GatewayError, invalid_argument
 from gateway.httprule import Binding, bindings
 from gateway.json_response import JSONResponse
 from gateway.upstream import upstream
-from metering.v1 import admin_pb2, ingest_pb2, records_pb2
+from metering.v1 import admin_pb2, ingest_pb2, query_pb2, records_pb2
 
-# The services exposed as native REST. A later service (queries, prices) is added here.
+# The services exposed as native REST. A later service (prices) is added here.
 SERVICES: list[pb_descriptor.ServiceDescriptor] = [
     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
     records_pb2.DESCRIPTOR.services_by_name["RecordService"],
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+    query_pb2.DESCRIPTOR.services_by_name["QueryService"],
 ]
 PREFIX = "/v1/"  # unmatched paths under here get this dialect's error shape
 UPDATE_MASK = "update_mask"

@@ -187,7 +187,7 @@ def _operation(spec: Spec, route: Route, method: str) -> dict[str, Any]:
         if doc.security:
             op["security"] = [{"bearer": []}]
         if doc.query is not None:
-            schema = doc.query.model_json_schema(ref_template=REF)
+            schema = spec._merge_defs(doc.query.model_json_schema(ref_template=REF))  # enums go to components
             required = set(schema.get("required", ()))
             for name, prop in schema["properties"].items():
                 params.append({"name": name, "in": "query", "required": name in required, "schema": prop})

@@ -41,7 +41,6 @@ create table rollups_15m (
     usage_bytes               bigint not null,
     num_sessions              bigint not null,
     units_used                bigint not null,
-    counters                  jsonb,            -- extra counters: name -> sum; null when none
     input_cost                numeric not null,  -- exact sums; events without a cost add 0
     output_cost               numeric not null,
     cost                      numeric not null,
@@ -52,6 +51,19 @@ create table rollups_15m (
 -- UTC hours (window_start on the hour) and UTC days (window_start at midnight UTC).
 create table rollups_1h (like rollups_15m including all);
 create table rollups_1d (like rollups_15m including all);
+
+-- Extra counters (the events' `counters` map), one narrow row per name, on the
+-- same grains and keys; only series and windows that have any get rows.
+create table rollup_counters_15m (
+    org_id       integer not null,
+    window_start timestamptz not null,
+    series_id    bigint not null,
+    name         text not null,
+    value        bigint not null,
+    primary key (org_id, window_start, series_id, name)
+);
+create table rollup_counters_1h (like rollup_counters_15m including all);
+create table rollup_counters_1d (like rollup_counters_15m including all);
 
 -- Exact bigint sum with a by-value state: much cheaper than sum(bigint), whose
 -- numeric result and int128 state dominate wide aggregates. Overflow raises

@@ -22,7 +22,7 @@ from server.convert import ROLE_TO_PROTO
 
 
 @contextlib.asynccontextmanager
-async def _admin_stub(args: argparse.Namespace, settings: Settings) -> AsyncIterator[tuple[admin_pb2_grpc.AdminServiceStub, tuple[tuple[str, str], ...]]]:
+async def _channel(args: argparse.Namespace, settings: Settings) -> AsyncIterator[tuple[grpc.aio.Channel, tuple[tuple[str, str], ...]]]:
     target = getattr(args, "target", None) or os.environ.get("METERING_TARGET")
     if target:
         from server.up import master_key
@@ -31,7 +31,7 @@ async def _admin_stub(args: argparse.Namespace, settings: Settings) -> AsyncIter
         if not key:
             raise ConfigError("METERING_MASTER_KEY is required to administer a running service")
         async with grpc.aio.insecure_channel(target) as channel:
-            yield admin_pb2_grpc.AdminServiceStub(channel), (("authorization", f"Bearer {key}"),)
+            yield channel, (("authorization", f"Bearer {key}"),)
         return
 
     from server.app import MeteringServer
@@ -44,7 +44,7 @@ async def _admin_stub(args: argparse.Namespace, settings: Settings) -> AsyncIter
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                yield admin_pb2_grpc.AdminServiceStub(channel), (("authorization", f"Bearer {key}"),)
+                yield channel, (("authorization", f"Bearer {key}"),)
         finally:
             await server.stop(grace=1)
 
@@ -55,8 +55,14 @@ def _role(name: str | None) -> int:
 
 async def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        async with _admin_stub(args, settings) as (stub, auth):
-            for line in await _call(stub, auth, args):
+        async with _channel(args, settings) as (channel, auth):
+            if args.verb == "prices":
+                from server import prices_cli
+
+                lines = await prices_cli.call(channel, auth, args)
+            else:
+                lines = await _call(admin_pb2_grpc.AdminServiceStub(channel), auth, args)
+            for line in lines:
                 print(line)
     except grpc.aio.AioRpcError as err:
         print(f"metering: {err.code().name}: {err.details()}", file=sys.stderr)

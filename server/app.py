@@ -12,19 +12,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from metering.v1 import (
-    admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, records_pb2, records_pb2_grpc,
+    admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, prices_pb2, prices_pb2_grpc, query_pb2, query_pb2_grpc,
+    records_pb2, records_pb2_grpc,
 )
 from server.auth import Authenticator
+from server.costs import CostQuery
 from server.db import create_pool
 from server.ingest import EventWriter
 from server.interceptors import ServerInterceptor
 from server.migrate import migrate_dsn
+from server.prices import PriceBook
+from server.prices_reprice import Repricer
 from server.query import QueryEngine
 from server.records import Records
 from server.rollups_queue import RollupEnqueuer
 from server.services.admin import AdminServicer
 from server.services.context import Core
 from server.services.ingest import IngestServicer
+from server.services.prices import CostServicer, PriceServicer
 from server.services.query import QueryServicer
 from server.services.records import RecordsServicer
 from server.tenants import Tenants
@@ -36,6 +41,8 @@ SERVICE_NAMES = [
     records_pb2.DESCRIPTOR.services_by_name["RecordService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+    prices_pb2.DESCRIPTOR.services_by_name["PriceService"].full_name,
+    prices_pb2.DESCRIPTOR.services_by_name["CostService"].full_name,
 ]
 
 
@@ -82,8 +89,13 @@ class MeteringServer:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(self.ingest, self.server)
         records_pb2_grpc.add_RecordServiceServicer_to_server(RecordsServicer(core), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), self.server)
-        query_pb2_grpc.add_QueryServiceServicer_to_server(
-            QueryServicer(core, QueryEngine(self.pool), core.records), self.server
+        engine = QueryEngine(self.pool)
+        query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(core, engine, core.records), self.server)
+        prices_pb2_grpc.add_PriceServiceServicer_to_server(
+            PriceServicer(core, PriceBook(self.pool, writer.pricer), Repricer(writer), writer.pricer), self.server
+        )
+        prices_pb2_grpc.add_CostServiceServicer_to_server(
+            CostServicer(core, CostQuery(engine, writer.pricer)), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -6,6 +6,7 @@
     metering users create --org ORG --username U --password P [--role admin|member]
     metering keys create --org ORG [--project P] [--user U] [--role admin|member] [--name N]
     metering keys revoke --org ORG KEY | keys list --org ORG
+    metering prices load|set|list|reprice|unpriced|costs --org ORG ...   (server/prices_cli.py)
 
 Admin verbs talk gRPC to a running service when --target (or METERING_TARGET) is
 given, authenticated with METERING_MASTER_KEY; otherwise they work directly on
@@ -85,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     p = keys.add_parser("list", help="list API keys")
     _add_org(p)
     p.add_argument("--target", help=target_help)
+
+    from server.prices_cli import add_parser as add_prices_parser
+
+    add_prices_parser(verbs, target_help)
     return parser
 
 

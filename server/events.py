@@ -45,6 +45,9 @@ class SeriesKey:
     status: str
     currency: str
     labels: tuple[tuple[str, str], ...]  # sorted by name
+    # The price book version that priced the events, "unpriced" when there was
+    # neither a cost nor a price, None for caller-given costs (server/pricing_book.py).
+    price_version: str | None = None
 
     def get(self, name: str) -> str | None:
         return self.dims[TEXT_DIMENSIONS.index(name)]
@@ -62,6 +65,7 @@ class NewEvent:
     output_cost: decimal.Decimal | None
     cost: decimal.Decimal | None
     payload: tuple[str | None, ...] | None  # PAYLOAD_FIELDS order; None when all empty
+    price_version: str | None = None  # set by server/pricing_book.py when it priced the event
 
 
 def event_uuid(ts: dt.datetime, random_bits: bytes) -> uuid.UUID:

@@ -20,6 +20,7 @@ import asyncpg
 from server.db import q
 from server.events import COUNTER_FIELDS, PAYLOAD_FIELDS, NewEvent
 from server.partitions import Partitions
+from server.pricing_book import Pricer
 from server.series import SeriesCache
 
 # Called after a write commits with the (org_id, window_start) pairs it marked dirty.
@@ -29,7 +30,7 @@ _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 EVENT_COLUMNS = (
     "org_id", "ts", "event_id", "series_id", "request_id", "received_at", "updated_at",
-    *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "unpriced", "has_payload",
+    *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload",
 )
 PAYLOAD_COLUMNS = ("org_id", "ts", "event_id", *PAYLOAD_FIELDS)
 
@@ -50,10 +51,12 @@ class EventWriter:
         self.pool = pool
         self.series = SeriesCache()
         self.partitions = Partitions()
+        self.pricer = Pricer()  # prices events without a cost (server/pricing_book.py)
         self.after_commit: AfterCommit | None = None  # e.g. enqueue rollups (server/rollups_queue.py)
 
     async def write(self, items: Sequence[tuple[int, NewEvent]]) -> list[Written]:
         """Write (org_id, event) pairs; returns one result per item, in order."""
+        items = await self.pricer.price(self.pool, items)
         first: dict[tuple[int, str], int] = {}
         for i, (org, event) in enumerate(items):
             first.setdefault((org, event.request_id), i)
@@ -101,7 +104,7 @@ class EventWriter:
             records.append((
                 org, e.ts, e.event_id, series_ids[(org, e.series)], e.request_id, now, now,
                 *e.counters, e.extra_counters, e.input_cost, e.output_cost, e.cost,
-                e.cost is None, e.payload is not None,
+                e.price_version, e.cost is None, e.payload is not None,
             ))
             if e.payload is not None:
                 payloads.append((org, e.ts, e.event_id, *e.payload))

@@ -32,7 +32,7 @@ from server.query_time import bucket_edges, parse_width, parse_zone
 
 DIMENSIONS: tuple[str, ...] = (
     "kind", "project_id", "user_id", "api_key_id", "client_id", "model", "provider", "endpoint",
-    "api_name", "service_tier", "batch", "status", "currency",
+    "api_name", "service_tier", "batch", "status", "currency", "price_version",
 )
 _LABEL_FIELD = re.compile(r"^labels\.[A-Za-z0-9_.:/-]{1,64}$")
 DEFAULT_PAGE_SIZE = 100
@@ -217,15 +217,12 @@ def _sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
 
 def _buckets(edges: list[dt.datetime], rows: list[asyncpg.Record], extra: list[asyncpg.Record]) -> list[Bucket]:
     groups: dict[tuple[int, tuple[str | None, ...]], Metrics] = {}
-    for row in rows:
-        groups[(row["bucket"], tuple(row["gkey"]))] = Metrics(
-            events=row["events"], unpriced_events=row["unpriced_events"],
-            counters={name: row[name] for name in COUNTER_FIELDS},
-            input_cost=row["input_cost"] + 0, output_cost=row["output_cost"] + 0, cost=row["cost"] + 0,
-            last_event_at=row["last_event_at"],
+    for bucket, gkey, events, unpriced, counters, input_cost, output_cost, cost, last in rows:
+        groups[(bucket, tuple(gkey))] = Metrics(
+            events, unpriced, dict(zip(COUNTER_FIELDS, counters, strict=True)), {}, input_cost, output_cost, cost, last
         )
-    for row in extra:  # every group with extra counters has a row above
-        groups[(row["bucket"], tuple(row["gkey"]))].extra[row["counter"]] = int(row["total"])
+    for bucket, gkey, name, total in extra:  # every group with extra counters has a row above
+        groups[(bucket, tuple(gkey))].extra[name] = total
     by_bucket: dict[int, list[Group]] = {}
     for (index, key), metrics in groups.items():
         by_bucket.setdefault(index, []).append(Group(key, metrics))

@@ -11,7 +11,7 @@ import hashlib
 from metering.v1 import event_pb2, records_pb2
 from server.errors import InvalidArgument
 from server.principal import Principal
-from server.query import Freshness, Metrics, QueryEngine, make_spec
+from server.query import Freshness, Metrics, QueryEngine, make_spec, page_token
 from server.query_time import floor_wall, step_wall
 from server.records import Records
 from server.validation import EARLIEST, FUTURE_SLACK
@@ -79,8 +79,10 @@ def tally_id(org_id: int, window: str, start: dt.datetime, user: str | None, key
 
 async def tallies(
     engine: QueryEngine, principal: Principal, window: str, start: dt.datetime | None, end: dt.datetime | None,
-) -> tuple[list[Tally], Freshness | None]:
-    """Tallies of whole UTC windows whose start lies in [start, end]."""
+    page_size: int = 0, token: str = "",
+) -> tuple[list[Tally], str, Freshness | None]:
+    """Tallies of whole UTC windows whose start lies in [start, end]; pages of
+    `page_size` windows. Returns (tallies, next page token, freshness)."""
     window = window or "day"
     if window not in TALLY_WINDOWS:
         raise InvalidArgument("window", "one of hour, day, month")
@@ -93,9 +95,9 @@ async def tallies(
         first = _utc_step(first, width)
     stop = _utc_step(_utc_floor(end, width), width)  # a window starting at `end` counts
     if first >= stop:
-        return [], None
+        return [], "", None
     spec = make_spec(first, stop, width=width, group_by=("user_id", "api_key_id", "kind", "model"))
-    result = await engine.aggregate(principal, spec)
+    result = await engine.page(principal, spec, page_size, token)
     out: list[Tally] = []
     for bucket in result.buckets:
         per_owner: dict[tuple[str | None, str | None], Tally] = {}
@@ -116,7 +118,7 @@ async def tallies(
                 counts["input_tokens"] = counts.get("input_tokens", 0) + m["input_tokens"]
                 counts["output_tokens"] = counts.get("output_tokens", 0) + m["output_tokens"]
         out.extend(per_owner[k] for k in sorted(per_owner, key=lambda k: (k[0] or "", k[1] or "")))
-    return out, result.freshness
+    return out, page_token(result, spec, principal), result.freshness
 
 
 async def token_usage(

@@ -108,9 +108,10 @@ def bucket_edges(
                 break
         found.extend(u for u in batch if start < u < cutoff)
         if len(found) >= limit:
-            found = sorted(set(found))
-            cutoff = found[limit - 1]  # the next page starts here
-            found = found[: limit - 1]
+            found = sorted(set(found))  # a skipped unit start shares its instant with the next
+            if len(found) >= limit:
+                cutoff = found[limit - 1]  # the next page starts here
+                found = found[: limit - 1]
         wall = step_wall(wall, width)
     return [start, *sorted(set(found)), cutoff]
 

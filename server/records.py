@@ -118,7 +118,13 @@ class Records:
                     del target[key]
         if {"input_cost", "output_cost"} & set(paths) and "cost" not in paths:
             merged.ClearField("cost")  # recomputed from the parts
+        if current.price_version and not {"input_cost", "output_cost", "cost"} & set(paths):
+            for name in ("input_cost", "output_cost", "cost"):  # priced by the book: priced again below
+                merged.ClearField(name)
         new = validate(merged, _as_admin(principal), dt.datetime.now(dt.UTC))
+        if new.cost is None:  # keeps its price version if that still fits (server/pricing_book.py)
+            await self.writer.pricer.refresh(self.pool, [principal.org_id])
+            new = self.writer.pricer.price_one(principal.org_id, new, prefer=current.price_version or None)
         eid = uuid.UUID(current.event_id)
         ts = current.timestamp.ToDatetime(dt.UTC)
         series = await self.writer.series.resolve(self.pool, {(principal.org_id, new.series)})
@@ -129,7 +135,7 @@ class Records:
             await conn.execute(
                 q("update_event"), principal.org_id, locked["ts"], eid, series[(principal.org_id, new.series)],
                 *new.counters, new.extra_counters, new.input_cost, new.output_cost, new.cost, new.cost is None,
-                new.payload is not None,
+                new.payload is not None, new.price_version,
             )
             if new.payload is not None or locked["has_payload"]:
                 await conn.execute(q("upsert_payload"), principal.org_id, locked["ts"], eid,

@@ -15,6 +15,8 @@ from server.events import SeriesKey
 def fingerprint(key: SeriesKey) -> bytes:
     # repr of a tuple of str/None/bool is canonical and stable across Python versions.
     canonical = repr((key.kind, key.dims, key.batch, key.status, key.currency, key.labels))
+    if key.price_version is not None:  # appended only when set: older fingerprints stay valid
+        canonical += "|" + key.price_version
     return hashlib.sha256(canonical.encode()).digest()[:16]
 
 
@@ -48,7 +50,7 @@ class SeriesCache:
             await conn.execute(
                 q("insert_series"), orgs, fps, [k.kind for k in keys], *dims,
                 [k.batch for k in keys], [k.status for k in keys], [k.currency for k in keys],
-                [dict(k.labels) for k in keys],
+                [dict(k.labels) for k in keys], [k.price_version for k in keys],
             )
             rows = await conn.fetch(q("find_series"), orgs, fps)
         return {prints[(row["org_id"], bytes(row["fingerprint"]))]: row["series_id"] for row in rows}

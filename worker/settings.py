@@ -22,7 +22,7 @@ from server.rollups_queue import HEALTH_CHECK_SUFFIX, ROLLUP_JOB, SWEEP_JOB, des
 from worker.jobs import rollup_day, sweep_dirty
 
 JOB_TIMEOUT = 300  # seconds; a job killed with its worker is picked up again this + 10 s later
-MAX_TRIES = 100  # Retry() re-runs count as tries
+MAX_TRIES = 10_000  # re-runs of a day kept dirty by steady writes count as tries (arq resets them daily)
 MAX_JOBS = 8
 
 

@@ -152,14 +152,18 @@ class QueryUsageResponse(_message.Message):
     def __init__(self, buckets: _Optional[_Iterable[_Union[UsageBucket, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
 
 class GetUsageTalliesRequest(_message.Message):
-    __slots__ = ("window", "start_time", "end_time")
+    __slots__ = ("window", "start_time", "end_time", "page_size", "page_token")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     window: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, window: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, window: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class TallyCounts(_message.Message):
     __slots__ = ("counts",)
@@ -215,12 +219,14 @@ class UsageTally(_message.Message):
     def __init__(self, id: _Optional[str] = ..., window: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., api_key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., value: _Optional[_Mapping[str, TallyCategory]] = ...) -> None: ...
 
 class GetUsageTalliesResponse(_message.Message):
-    __slots__ = ("tallies", "freshness")
+    __slots__ = ("tallies", "next_page_token", "freshness")
     TALLIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FRESHNESS_FIELD_NUMBER: _ClassVar[int]
     tallies: _containers.RepeatedCompositeFieldContainer[UsageTally]
+    next_page_token: str
     freshness: Freshness
-    def __init__(self, tallies: _Optional[_Iterable[_Union[UsageTally, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
+    def __init__(self, tallies: _Optional[_Iterable[_Union[UsageTally, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
 
 class GetTokenUsageRequest(_message.Message):
     __slots__ = ("start_time", "end_time", "group_by")

@@ -79,10 +79,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self, request: query_pb2.GetUsageTalliesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.GetUsageTalliesResponse:
         principal = await caller(self.core, context)
-        found, freshness = await tallies(
+        found, token, freshness = await tallies(
             self.engine, principal, request.window,
             _time(request.start_time, request.HasField("start_time")),
-            _time(request.end_time, request.HasField("end_time")),
+            _time(request.end_time, request.HasField("end_time")), request.page_size, request.page_token,
         )
         return query_pb2.GetUsageTalliesResponse(
             tallies=[
@@ -98,6 +98,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 )
                 for t in found
             ],
+            next_page_token=token,
             freshness=freshness_pb(freshness),
         )
 

@@ -4,7 +4,7 @@
 --
 -- Parameters of query_usage and query_usage_counters: $1 org; $2 bucket starts
 -- (sorted; width_bucket numbers them from 1); $3..$10 (lo, hi) ranges read from
--- rollups_1d, rollups_1h, rollups_15m and raw events; $11 group-by fields;
+-- the 1d, 1h and 15m rollups and from raw events; $11 group-by fields;
 -- $12 filters {field: [values]} ('' matches unset); $13..$15 the read scope.
 -- Each range is read by its own index scan: "lateral (... offset 0)" keeps the
 -- planner from turning the range join into a scan of the whole table.
@@ -30,7 +30,8 @@ select now() as snapshot_time,
        (select min(window_start) from dirty_windows where org_id = $1) as oldest_dirty;
 
 -- name: query_usage
--- One row per (bucket, group) with the event count, fixed counters and costs.
+-- One row per (bucket, group) with the event count, the fixed counters (an
+-- array in server.events.COUNTER_FIELDS order) and the costs.
 with s as materialized (
     select s.series_id,
            array(select metering_dimension(s, g.field)
@@ -46,70 +47,63 @@ with s as materialized (
       )
 ),
 parts as (
-    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.events, r.unpriced_events,
-           r.input_tokens, r.output_tokens, r.input_cached_tokens, r.input_cache_write_tokens,
-           r.input_text_tokens, r.output_text_tokens, r.input_cached_text_tokens, r.input_audio_tokens,
-           r.input_cached_audio_tokens, r.output_audio_tokens, r.input_image_tokens, r.input_cached_image_tokens,
-           r.output_image_tokens, r.num_model_requests, r.num_requests, r.images,
-           r.characters, r.seconds, r.usage_bytes, r.num_sessions,
-           r.units_used,
-           r.input_cost, r.output_cost, r.cost, r.last_event_at
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.*
     from unnest($3::timestamptz[], $4::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from rollups_1d r
+        select window_start, series_id, events, unpriced_events, input_tokens, output_tokens,
+               input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens, input_audio_tokens,
+               input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens, num_model_requests,
+               num_requests, images, characters, seconds, usage_bytes, num_sessions,
+               units_used, input_cost, output_cost, cost, last_event_at
+        from rollups_1d r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
     union all
-    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.events, r.unpriced_events,
-           r.input_tokens, r.output_tokens, r.input_cached_tokens, r.input_cache_write_tokens,
-           r.input_text_tokens, r.output_text_tokens, r.input_cached_text_tokens, r.input_audio_tokens,
-           r.input_cached_audio_tokens, r.output_audio_tokens, r.input_image_tokens, r.input_cached_image_tokens,
-           r.output_image_tokens, r.num_model_requests, r.num_requests, r.images,
-           r.characters, r.seconds, r.usage_bytes, r.num_sessions,
-           r.units_used,
-           r.input_cost, r.output_cost, r.cost, r.last_event_at
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.*
     from unnest($5::timestamptz[], $6::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from rollups_1h r
+        select window_start, series_id, events, unpriced_events, input_tokens, output_tokens,
+               input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens, input_audio_tokens,
+               input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens, num_model_requests,
+               num_requests, images, characters, seconds, usage_bytes, num_sessions,
+               units_used, input_cost, output_cost, cost, last_event_at
+        from rollups_1h r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
     union all
-    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.events, r.unpriced_events,
-           r.input_tokens, r.output_tokens, r.input_cached_tokens, r.input_cache_write_tokens,
-           r.input_text_tokens, r.output_text_tokens, r.input_cached_text_tokens, r.input_audio_tokens,
-           r.input_cached_audio_tokens, r.output_audio_tokens, r.input_image_tokens, r.input_cached_image_tokens,
-           r.output_image_tokens, r.num_model_requests, r.num_requests, r.images,
-           r.characters, r.seconds, r.usage_bytes, r.num_sessions,
-           r.units_used,
-           r.input_cost, r.output_cost, r.cost, r.last_event_at
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.*
     from unnest($7::timestamptz[], $8::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from rollups_15m r
+        select window_start, series_id, events, unpriced_events, input_tokens, output_tokens,
+               input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens, input_audio_tokens,
+               input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens, num_model_requests,
+               num_requests, images, characters, seconds, usage_bytes, num_sessions,
+               units_used, input_cost, output_cost, cost, last_event_at
+        from rollups_15m r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
     union all
-    select width_bucket(e.ts, $2::timestamptz[]), e.series_id, 1::bigint, e.unpriced::int::bigint,
-           e.input_tokens, e.output_tokens, e.input_cached_tokens, e.input_cache_write_tokens,
-           e.input_text_tokens, e.output_text_tokens, e.input_cached_text_tokens, e.input_audio_tokens,
-           e.input_cached_audio_tokens, e.output_audio_tokens, e.input_image_tokens, e.input_cached_image_tokens,
-           e.output_image_tokens, e.num_model_requests, e.num_requests, e.images,
-           e.characters, e.seconds, e.usage_bytes, e.num_sessions,
-           e.units_used,
-           coalesce(e.input_cost, 0), coalesce(e.output_cost, 0), coalesce(e.cost, 0), e.ts
+    select width_bucket(e.window_start, $2::timestamptz[]), e.*
     from unnest($9::timestamptz[], $10::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from events e
+        select e.ts as window_start, e.series_id, 1::bigint, e.unpriced::int::bigint, e.input_tokens,
+               e.output_tokens, e.input_cached_tokens, e.input_cache_write_tokens, e.input_text_tokens, e.output_text_tokens,
+               e.input_cached_text_tokens, e.input_audio_tokens, e.input_cached_audio_tokens, e.output_audio_tokens, e.input_image_tokens,
+               e.input_cached_image_tokens, e.output_image_tokens, e.num_model_requests, e.num_requests, e.images,
+               e.characters, e.seconds, e.usage_bytes, e.num_sessions, e.units_used,
+               coalesce(e.input_cost, 0), coalesce(e.output_cost, 0), coalesce(e.cost, 0), e.ts as last_event_at
+        from events e
         where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active offset 0
     ) e
 )
 select p.bucket, s.gkey, metering_sum(p.events) as events, metering_sum(p.unpriced_events) as unpriced_events,
-       metering_sum(p.input_tokens) as input_tokens, metering_sum(p.output_tokens) as output_tokens, metering_sum(p.input_cached_tokens) as input_cached_tokens,
-       metering_sum(p.input_cache_write_tokens) as input_cache_write_tokens, metering_sum(p.input_text_tokens) as input_text_tokens, metering_sum(p.output_text_tokens) as output_text_tokens,
-       metering_sum(p.input_cached_text_tokens) as input_cached_text_tokens, metering_sum(p.input_audio_tokens) as input_audio_tokens, metering_sum(p.input_cached_audio_tokens) as input_cached_audio_tokens,
-       metering_sum(p.output_audio_tokens) as output_audio_tokens, metering_sum(p.input_image_tokens) as input_image_tokens, metering_sum(p.input_cached_image_tokens) as input_cached_image_tokens,
-       metering_sum(p.output_image_tokens) as output_image_tokens, metering_sum(p.num_model_requests) as num_model_requests, metering_sum(p.num_requests) as num_requests,
-       metering_sum(p.images) as images, metering_sum(p.characters) as characters, metering_sum(p.seconds) as seconds,
-       metering_sum(p.usage_bytes) as usage_bytes, metering_sum(p.num_sessions) as num_sessions, metering_sum(p.units_used) as units_used,
+       array[metering_sum(p.input_tokens), metering_sum(p.output_tokens), metering_sum(p.input_cached_tokens),
+             metering_sum(p.input_cache_write_tokens), metering_sum(p.input_text_tokens), metering_sum(p.output_text_tokens),
+             metering_sum(p.input_cached_text_tokens), metering_sum(p.input_audio_tokens), metering_sum(p.input_cached_audio_tokens),
+             metering_sum(p.output_audio_tokens), metering_sum(p.input_image_tokens), metering_sum(p.input_cached_image_tokens),
+             metering_sum(p.output_image_tokens), metering_sum(p.num_model_requests), metering_sum(p.num_requests),
+             metering_sum(p.images), metering_sum(p.characters), metering_sum(p.seconds),
+             metering_sum(p.usage_bytes), metering_sum(p.num_sessions), metering_sum(p.units_used)] as counters,
        sum(p.input_cost) as input_cost, sum(p.output_cost) as output_cost, sum(p.cost) as cost,
        max(p.last_event_at) as last_event_at
 from parts p
@@ -133,39 +127,40 @@ with s as materialized (
       )
 ),
 parts as (
-    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.counters
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.name, r.value
     from unnest($3::timestamptz[], $4::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from rollups_1d r
+        select r.window_start, r.series_id, r.name, r.value
+        from rollup_counters_1d r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
-    where r.counters is not null
     union all
-    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.counters
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.name, r.value
     from unnest($5::timestamptz[], $6::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from rollups_1h r
+        select r.window_start, r.series_id, r.name, r.value
+        from rollup_counters_1h r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
-    where r.counters is not null
     union all
-    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.counters
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.name, r.value
     from unnest($7::timestamptz[], $8::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from rollups_15m r
+        select r.window_start, r.series_id, r.name, r.value
+        from rollup_counters_15m r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
-    where r.counters is not null
     union all
-    select width_bucket(e.ts, $2::timestamptz[]), e.series_id, e.counters
+    select width_bucket(e.ts, $2::timestamptz[]), e.series_id, kv.key, kv.value::bigint
     from unnest($9::timestamptz[], $10::timestamptz[]) as q(lo, hi)
     cross join lateral (
-        select * from events e
+        select e.ts, e.series_id, e.counters
+        from events e
         where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active and e.counters is not null offset 0
     ) e
+    cross join lateral jsonb_each_text(e.counters) as kv
 )
-select p.bucket, s.gkey, x.key as counter, metering_sum(x.value::bigint) as total
+select p.bucket, s.gkey, p.name, metering_sum(p.value) as total
 from parts p
 join s on s.series_id = p.series_id
-cross join lateral jsonb_each_text(p.counters) as x
-group by p.bucket, s.gkey, x.key;
+group by p.bucket, s.gkey, p.name;

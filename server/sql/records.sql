@@ -59,7 +59,7 @@ update events set series_id = $4, input_tokens = $5, output_tokens = $6, input_c
     output_image_tokens = $17, num_model_requests = $18, num_requests = $19, images = $20,
     characters = $21, seconds = $22, usage_bytes = $23, num_sessions = $24, units_used = $25,
     counters = $26, input_cost = $27, output_cost = $28, cost = $29, unpriced = $30,
-    has_payload = $31, updated_at = now()
+    has_payload = $31, price_version = $32, updated_at = now()
 where org_id = $1 and ts = $2 and event_id = $3;
 
 -- name: upsert_payload

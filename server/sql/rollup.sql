@@ -24,38 +24,40 @@ select exists (
 delete from dirty_windows where id = any($1::bigint[]);
 
 -- name: rollup_delete_15m
+-- $1 org, $2 window starts: their rows in both tables of the grain.
+with counters as (
+    delete from rollup_counters_15m where org_id = $1 and window_start = any($2::timestamptz[])
+)
 delete from rollups_15m where org_id = $1 and window_start = any($2::timestamptz[]);
 
 -- name: rollup_delete_1h
+with counters as (
+    delete from rollup_counters_1h where org_id = $1 and window_start = any($2::timestamptz[])
+)
 delete from rollups_1h where org_id = $1 and window_start = any($2::timestamptz[]);
 
 -- name: rollup_delete_1d
+with counters as (
+    delete from rollup_counters_1d where org_id = $1 and window_start = any($2::timestamptz[])
+)
 delete from rollups_1d where org_id = $1 and window_start = any($2::timestamptz[]);
 
 -- name: rollup_insert_15m
 -- $1 org, $2 15-minute window starts: recomputed from the raw active events.
--- Extra counters: the outer-level array_agg collects the window's counters
--- objects, the scalar subquery sums them per name (exact numeric).
 insert into rollups_15m (
-    org_id, window_start, series_id, events, unpriced_events,
-    input_tokens, output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens,
-    output_text_tokens, input_cached_text_tokens, input_audio_tokens, input_cached_audio_tokens,
-    output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens,
-    num_model_requests, num_requests, images, characters, seconds, usage_bytes, num_sessions, units_used,
-    counters, input_cost, output_cost, cost, last_event_at
+    org_id, window_start, series_id, events, unpriced_events, input_tokens,
+    output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens,
+    input_audio_tokens, input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens,
+    num_model_requests, num_requests, images, characters, seconds, usage_bytes,
+    num_sessions, units_used, input_cost, output_cost, cost, last_event_at
 )
 select $1, w.window_start, e.series_id, count(*), count(*) filter (where e.unpriced),
-       sum(e.input_tokens), sum(e.output_tokens), sum(e.input_cached_tokens),
-       sum(e.input_cache_write_tokens), sum(e.input_text_tokens), sum(e.output_text_tokens),
-       sum(e.input_cached_text_tokens), sum(e.input_audio_tokens), sum(e.input_cached_audio_tokens),
-       sum(e.output_audio_tokens), sum(e.input_image_tokens), sum(e.input_cached_image_tokens),
-       sum(e.output_image_tokens), sum(e.num_model_requests), sum(e.num_requests), sum(e.images),
-       sum(e.characters), sum(e.seconds), sum(e.usage_bytes), sum(e.num_sessions), sum(e.units_used),
-       (select jsonb_object_agg(x.key, x.total)
-        from (select kv.key, sum(kv.value::numeric) as total
-              from unnest(array_agg(e.counters) filter (where e.counters is not null)) as c(doc),
-                   jsonb_each_text(c.doc) as kv
-              group by kv.key) as x),
+       metering_sum(e.input_tokens), metering_sum(e.output_tokens), metering_sum(e.input_cached_tokens), metering_sum(e.input_cache_write_tokens),
+       metering_sum(e.input_text_tokens), metering_sum(e.output_text_tokens), metering_sum(e.input_cached_text_tokens), metering_sum(e.input_audio_tokens),
+       metering_sum(e.input_cached_audio_tokens), metering_sum(e.output_audio_tokens), metering_sum(e.input_image_tokens), metering_sum(e.input_cached_image_tokens),
+       metering_sum(e.output_image_tokens), metering_sum(e.num_model_requests), metering_sum(e.num_requests), metering_sum(e.images),
+       metering_sum(e.characters), metering_sum(e.seconds), metering_sum(e.usage_bytes), metering_sum(e.num_sessions),
+       metering_sum(e.units_used),
        coalesce(sum(e.input_cost), 0), coalesce(sum(e.output_cost), 0), coalesce(sum(e.cost), 0),
        max(e.ts)
 from unnest($2::timestamptz[]) as w(window_start)
@@ -63,61 +65,74 @@ join events e on e.org_id = $1 and e.ts >= w.window_start and e.ts < w.window_st
 where e.active
 group by w.window_start, e.series_id;
 
+-- name: rollup_insert_counters_15m
+insert into rollup_counters_15m (org_id, window_start, series_id, name, value)
+select $1, w.window_start, e.series_id, kv.key, metering_sum(kv.value::bigint)
+from unnest($2::timestamptz[]) as w(window_start)
+join events e on e.org_id = $1 and e.ts >= w.window_start and e.ts < w.window_start + interval '15 minutes'
+cross join lateral jsonb_each_text(e.counters) as kv
+where e.active and e.counters is not null
+group by w.window_start, e.series_id, kv.key;
+
 -- name: rollup_insert_1h
 -- $1 org, $2 UTC hour starts: summed from rollups_15m (already recomputed in this transaction).
 insert into rollups_1h (
-    org_id, window_start, series_id, events, unpriced_events,
-    input_tokens, output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens,
-    output_text_tokens, input_cached_text_tokens, input_audio_tokens, input_cached_audio_tokens,
-    output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens,
-    num_model_requests, num_requests, images, characters, seconds, usage_bytes, num_sessions, units_used,
-    counters, input_cost, output_cost, cost, last_event_at
+    org_id, window_start, series_id, events, unpriced_events, input_tokens,
+    output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens,
+    input_audio_tokens, input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens,
+    num_model_requests, num_requests, images, characters, seconds, usage_bytes,
+    num_sessions, units_used, input_cost, output_cost, cost, last_event_at
 )
-select $1, h.window_start, r.series_id, sum(r.events), sum(r.unpriced_events),
-       sum(r.input_tokens), sum(r.output_tokens), sum(r.input_cached_tokens),
-       sum(r.input_cache_write_tokens), sum(r.input_text_tokens), sum(r.output_text_tokens),
-       sum(r.input_cached_text_tokens), sum(r.input_audio_tokens), sum(r.input_cached_audio_tokens),
-       sum(r.output_audio_tokens), sum(r.input_image_tokens), sum(r.input_cached_image_tokens),
-       sum(r.output_image_tokens), sum(r.num_model_requests), sum(r.num_requests), sum(r.images),
-       sum(r.characters), sum(r.seconds), sum(r.usage_bytes), sum(r.num_sessions), sum(r.units_used),
-       (select jsonb_object_agg(x.key, x.total)
-        from (select kv.key, sum(kv.value::numeric) as total
-              from unnest(array_agg(r.counters) filter (where r.counters is not null)) as c(doc),
-                   jsonb_each_text(c.doc) as kv
-              group by kv.key) as x),
+select $1, w.window_start, r.series_id,
+       metering_sum(r.events), metering_sum(r.unpriced_events), metering_sum(r.input_tokens), metering_sum(r.output_tokens),
+       metering_sum(r.input_cached_tokens), metering_sum(r.input_cache_write_tokens), metering_sum(r.input_text_tokens), metering_sum(r.output_text_tokens),
+       metering_sum(r.input_cached_text_tokens), metering_sum(r.input_audio_tokens), metering_sum(r.input_cached_audio_tokens), metering_sum(r.output_audio_tokens),
+       metering_sum(r.input_image_tokens), metering_sum(r.input_cached_image_tokens), metering_sum(r.output_image_tokens), metering_sum(r.num_model_requests),
+       metering_sum(r.num_requests), metering_sum(r.images), metering_sum(r.characters), metering_sum(r.seconds),
+       metering_sum(r.usage_bytes), metering_sum(r.num_sessions), metering_sum(r.units_used),
        sum(r.input_cost), sum(r.output_cost), sum(r.cost), max(r.last_event_at)
-from unnest($2::timestamptz[]) as h(window_start)
-join rollups_15m r on r.org_id = $1 and r.window_start >= h.window_start
-                  and r.window_start < h.window_start + interval '1 hour'
-group by h.window_start, r.series_id;
+from unnest($2::timestamptz[]) as w(window_start)
+join rollups_15m r on r.org_id = $1 and r.window_start >= w.window_start
+              and r.window_start < w.window_start + interval '1 hour'
+group by w.window_start, r.series_id;
+
+-- name: rollup_insert_counters_1h
+insert into rollup_counters_1h (org_id, window_start, series_id, name, value)
+select $1, w.window_start, r.series_id, r.name, metering_sum(r.value)
+from unnest($2::timestamptz[]) as w(window_start)
+join rollup_counters_15m r on r.org_id = $1 and r.window_start >= w.window_start
+                      and r.window_start < w.window_start + interval '1 hour'
+group by w.window_start, r.series_id, r.name;
 
 -- name: rollup_insert_1d
 -- $1 org, $2 UTC day starts: summed from rollups_1h (already recomputed in this transaction).
 insert into rollups_1d (
-    org_id, window_start, series_id, events, unpriced_events,
-    input_tokens, output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens,
-    output_text_tokens, input_cached_text_tokens, input_audio_tokens, input_cached_audio_tokens,
-    output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens,
-    num_model_requests, num_requests, images, characters, seconds, usage_bytes, num_sessions, units_used,
-    counters, input_cost, output_cost, cost, last_event_at
+    org_id, window_start, series_id, events, unpriced_events, input_tokens,
+    output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens,
+    input_audio_tokens, input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens,
+    num_model_requests, num_requests, images, characters, seconds, usage_bytes,
+    num_sessions, units_used, input_cost, output_cost, cost, last_event_at
 )
-select $1, d.window_start, r.series_id, sum(r.events), sum(r.unpriced_events),
-       sum(r.input_tokens), sum(r.output_tokens), sum(r.input_cached_tokens),
-       sum(r.input_cache_write_tokens), sum(r.input_text_tokens), sum(r.output_text_tokens),
-       sum(r.input_cached_text_tokens), sum(r.input_audio_tokens), sum(r.input_cached_audio_tokens),
-       sum(r.output_audio_tokens), sum(r.input_image_tokens), sum(r.input_cached_image_tokens),
-       sum(r.output_image_tokens), sum(r.num_model_requests), sum(r.num_requests), sum(r.images),
-       sum(r.characters), sum(r.seconds), sum(r.usage_bytes), sum(r.num_sessions), sum(r.units_used),
-       (select jsonb_object_agg(x.key, x.total)
-        from (select kv.key, sum(kv.value::numeric) as total
-              from unnest(array_agg(r.counters) filter (where r.counters is not null)) as c(doc),
-                   jsonb_each_text(c.doc) as kv
-              group by kv.key) as x),
+select $1, w.window_start, r.series_id,
+       metering_sum(r.events), metering_sum(r.unpriced_events), metering_sum(r.input_tokens), metering_sum(r.output_tokens),
+       metering_sum(r.input_cached_tokens), metering_sum(r.input_cache_write_tokens), metering_sum(r.input_text_tokens), metering_sum(r.output_text_tokens),
+       metering_sum(r.input_cached_text_tokens), metering_sum(r.input_audio_tokens), metering_sum(r.input_cached_audio_tokens), metering_sum(r.output_audio_tokens),
+       metering_sum(r.input_image_tokens), metering_sum(r.input_cached_image_tokens), metering_sum(r.output_image_tokens), metering_sum(r.num_model_requests),
+       metering_sum(r.num_requests), metering_sum(r.images), metering_sum(r.characters), metering_sum(r.seconds),
+       metering_sum(r.usage_bytes), metering_sum(r.num_sessions), metering_sum(r.units_used),
        sum(r.input_cost), sum(r.output_cost), sum(r.cost), max(r.last_event_at)
-from unnest($2::timestamptz[]) as d(window_start)
-join rollups_1h r on r.org_id = $1 and r.window_start >= d.window_start
-                 and r.window_start < d.window_start + interval '1 day'
-group by d.window_start, r.series_id;
+from unnest($2::timestamptz[]) as w(window_start)
+join rollups_1h r on r.org_id = $1 and r.window_start >= w.window_start
+              and r.window_start < w.window_start + interval '1 day'
+group by w.window_start, r.series_id;
+
+-- name: rollup_insert_counters_1d
+insert into rollup_counters_1d (org_id, window_start, series_id, name, value)
+select $1, w.window_start, r.series_id, r.name, metering_sum(r.value)
+from unnest($2::timestamptz[]) as w(window_start)
+join rollup_counters_1h r on r.org_id = $1 and r.window_start >= w.window_start
+                      and r.window_start < w.window_start + interval '1 day'
+group by w.window_start, r.series_id, r.name;
 
 -- name: rollup_sweep
 -- Every (organization, UTC day) with a dirty window, oldest first.

@@ -4,7 +4,7 @@ and groupings, around DST changes; with late arrivals, duplicates, updates and
 voids; before the rollup job ran (raw events), and after (rollups), to the unit
 and the last decimal.
 
-Examples per run: METERING_HYPOTHESIS_EXAMPLES (default 40), e.g.
+Examples per run: METERING_HYPOTHESIS_EXAMPLES (default 50, ~12 s), e.g.
     METERING_HYPOTHESIS_EXAMPLES=2000 .venv/bin/pytest tests/worker/test_exactness.py
 """
 
@@ -29,7 +29,7 @@ from tests.conftest import MASTER, bearer
 from tests.worker import oracle
 from worker.jobs import rollup_day
 
-EXAMPLES = int(os.environ.get("METERING_HYPOTHESIS_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("METERING_HYPOTHESIS_EXAMPLES", "50"))
 UTC = dt.UTC
 ZONES = ("America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "UTC")
 ANCHORS = (
