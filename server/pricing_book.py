@@ -19,6 +19,7 @@ from server.db import q
 from server.events import TEXT_DIMENSIONS, NewEvent, SeriesKey
 from server.pricing import UNPRICED, VARIANT_TYPES, Plan, Priced
 
+_Line = tuple[list[dt.datetime], list["Version"]]  # effective_from of each version, the versions
 _SNAPSHOT = re.compile(r"-(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})$")  # -2024-08-06, -20250514
 
 
@@ -73,38 +74,56 @@ class Book:
                 line[-1] = v  # a correction: the later version of the same instant wins
             else:
                 line.append(v)
-        self._lines = {key: ([v.effective_from for v in line], line) for key, line in lines.items()}
-        self._memo: dict[tuple[str, str, str], tuple[list[dt.datetime], list[Version]] | None] = {}
+        self._lines: dict[tuple[str, str, str], _Line] = {
+            key: ([v.effective_from for v in line], line) for key, line in lines.items()}
+        self._by_model: dict[tuple[str, str], set[str]] = {}
+        for provider, model, currency in self._lines:
+            if provider:
+                self._by_model.setdefault((model, currency), set()).add(provider)
+        self._memo: dict[tuple[str | None, str, str], list[_Line]] = {}
 
-    def _line(self, provider: str, model: str, currency: str) -> tuple[list[dt.datetime], list[Version]] | None:
-        """The versions of a key; a dated snapshot ("gpt-4o-2024-08-06") without
-        versions of its own falls back to its model's ("gpt-4o")."""
+    def lines(self, provider: str | None, model: str, currency: str) -> list[_Line]:
+        """The lines of versions that may price (provider, model, currency), in
+        order: the provider's own, then the any-provider ("") line. Usage without a
+        provider takes the "" line, or the line of the only provider pricing the
+        model. A dated snapshot ("gpt-4o-2024-08-06") without versions of its own
+        takes its model's ("gpt-4o")."""
         key = (provider, model, currency)
-        try:
-            return self._memo[key]
-        except KeyError:
-            pass
-        line = self._lines.get(key)
+        found = self._memo.get(key)
+        if found is None:
+            found = [line for line in (self._line(p, model, currency) for p in self._providers(provider, model, currency))
+                     if line is not None]
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _providers(self, provider: str | None, model: str, currency: str) -> tuple[str, ...]:
+        if provider:
+            return (provider, "")
+        if self._line("", model, currency) is not None:
+            return ("",)
+        base = _SNAPSHOT.sub("", model)
+        only = self._by_model.get((model, currency)) or self._by_model.get((base, currency)) or set()
+        return tuple(only) if len(only) == 1 else ()
+
+    def _line(self, provider: str, model: str, currency: str) -> _Line | None:
+        line = self._lines.get((provider, model, currency))
         if line is None:
             base = _SNAPSHOT.sub("", model)
             if base != model:
                 line = self._lines.get((provider, base, currency))
-        if len(self._memo) > 100_000:
-            self._memo.clear()
-        self._memo[key] = line
         return line
 
     def in_force(self, provider: str | None, model: str | None, currency: str, at: dt.datetime) -> Version | None:
-        """The version pricing (provider, model, currency) at `at`: the provider's own
-        line if one is in force then, else the any-provider ("") line."""
+        """The version pricing (provider, model, currency) at `at`: the first of
+        lines() with a version in force then."""
         if model is None:
             return None
-        for who in (provider, "") if provider else ("",):
-            line = self._line(who, model, currency)
-            if line is not None:
-                i = bisect.bisect_right(line[0], at) - 1
-                if i >= 0:
-                    return line[1][i]
+        for starts, versions in self.lines(provider, model, currency):
+            i = bisect.bisect_right(starts, at) - 1
+            if i >= 0:
+                return versions[i]
         return None
 
     def __len__(self) -> int:
@@ -136,24 +155,20 @@ def version_from_rows(rows: Sequence[asyncpg.Record]) -> list[Version]:
 class _Target:
     """How to price the events of one (organization, series) in one batch."""
 
-    __slots__ = ("_pricer", "_series", "_labels", "_line", "_by_version", "_unpriced")
+    __slots__ = ("_pricer", "_series", "_line", "_by_version", "_unpriced")
 
     def __init__(self, pricer: Pricer, org_id: int, series: SeriesKey) -> None:
         book = pricer.book(org_id)
         provider, model = series.dims[_PROVIDER], series.dims[_MODEL]
         self._pricer = pricer
         self._series = series
-        self._line = None
-        if model is not None:
-            lines = [book._line(provider, model, series.currency)] if provider else []
-            lines.append(book._line("", model, series.currency))
-            self._line = [line for line in lines if line is not None]
+        self._line = book.lines(provider, model, series.currency) if model is not None else []
         self._by_version: dict[int, tuple[Callable[[Sequence[int]], Priced | None], SeriesKey, str]] = {}
         self._unpriced: SeriesKey | None = None
 
     def price(self, e: NewEvent) -> NewEvent:
         version = None
-        for starts, versions in self._line or ():
+        for starts, versions in self._line:
             i = bisect.bisect_right(starts, e.ts) - 1
             if i >= 0:
                 version = versions[i]
@@ -181,7 +196,11 @@ def _stamped(
     new = object.__new__(NewEvent)
     fields = new.__dict__  # frozen blocks attribute assignment, not the instance dict
     fields.update(e.__dict__)
-    fields.update(series=series, price_version=version, input_cost=input_cost, output_cost=output_cost, cost=cost)
+    fields["series"] = series
+    fields["price_version"] = version
+    fields["input_cost"] = input_cost
+    fields["output_cost"] = output_cost
+    fields["cost"] = cost
     return new
 
 
@@ -218,8 +237,6 @@ class Pricer:
             by_org.setdefault(r["org_id"], []).append(r)
         for org in orgs:
             self._books[org] = Book(revisions.get(org, 0), version_from_rows(by_org.get(org, [])))
-        if len(self._series) > 100_000:
-            self._series.clear()
 
     async def price(self, pool: asyncpg.Pool, items: Sequence[tuple[int, NewEvent]]) -> list[tuple[int, NewEvent]]:
         """Events without a cost, priced and stamped with the version in force at
@@ -267,6 +284,8 @@ class Pricer:
     def _with_version(self, key: SeriesKey, version: str) -> SeriesKey:
         found = self._series.get((key, version))
         if found is None:
+            if len(self._series) >= 200_000:  # bounded, like the series cache
+                self._series.clear()
             found = self._series[(key, version)] = dataclasses.replace(key, price_version=version)
         return found
 

@@ -13,10 +13,12 @@
 -- For this transaction only. The planner cannot estimate how many rows the
 -- unnested ranges select, so: plan for the actual arguments every time (a
 -- generic plan once chose a nested loop over the series and took minutes),
--- aggregate by hashing in memory rather than sorting wide rows, and never
--- JIT-compile (it costs seconds at these cost estimates).
+-- aggregate by hashing in memory rather than sorting wide rows, read each
+-- range with a bitmap scan (heap in physical order: 1M late-arriving raw
+-- events in 2 s rather than 6), and never JIT-compile (it costs seconds here).
 select set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit', 'off', true),
-       set_config('work_mem', '64MB', true), set_config('enable_sort', 'off', true);
+       set_config('work_mem', '64MB', true), set_config('enable_sort', 'off', true),
+       set_config('enable_indexscan', 'off', true);
 
 -- name: query_dirty_windows
 -- $1 org, $2 start, $3 end: the dirty 15-minute windows overlapping [start, end).

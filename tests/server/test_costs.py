@@ -11,12 +11,17 @@ import time
 
 import pytest
 
-from metering.v1 import admin_pb2, prices_pb2, query_pb2
+import grpc
+
+from metering.v1 import admin_pb2, prices_pb2, prices_pb2_grpc, query_pb2, query_pb2_grpc
 from server.app import MeteringServer
 from server.events import COUNTER_FIELDS, TEXT_DIMENSIONS, NewEvent, SeriesKey, event_uuid
 from server.rollups import dirty_days, recompute_day
-from tests.conftest import bearer
-from tests.server.test_prices import DAY, T0, ev, new_version, pstubs, record, set_prices, stamp  # noqa: F401 (fixture)
+from tests.conftest import MASTER, MASTER_KEY, bearer
+from tests.server.test_prices import (  # noqa: F401 (pstubs: a fixture)
+    DAY, T0, PriceStubs, ev, new_version, pstubs, record, set_prices, stamp,
+)
+from tests.support import services
 
 D = decimal.Decimal
 
@@ -143,16 +148,30 @@ async def test_price_change_in_the_middle_of_a_range(stubs, pstubs, new_org):
 
 
 @pytest.mark.slow
-async def test_a_million_micro_dollar_events_sum_to_exactly_one_dollar(pstubs, new_org, server, db):
-    org = await new_org()
-    await set_prices(pstubs.prices, org.auth, new_version("micro", {"input": "0.000001"}))
-    org_id = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
-    assert server.ingest is not None
-    writer = server.ingest.writer
+async def test_a_million_micro_dollar_events_sum_to_exactly_one_dollar():
+    """Through the real writer, in big batches, in a database of its own (dropped
+    afterwards, so the other tests never scan a million rows)."""
+    admin = services.postgres_admin_dsn()
+    dsn = await services.create_test_database(admin)
+    server = MeteringServer(dsn, "127.0.0.1:0", MASTER_KEY, pool_size=4)
+    try:
+        await server.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            await _a_million_events(server, PriceStubs(
+                prices_pb2_grpc.PriceServiceStub(channel), prices_pb2_grpc.CostServiceStub(channel),
+                query_pb2_grpc.QueryServiceStub(channel)))
+    finally:
+        await server.stop(grace=1)
+        await services.drop_test_database(admin, dsn)
+
+
+async def _a_million_events(server: MeteringServer, stubs: PriceStubs) -> None:
+    assert server.pool is not None and server.ingest is not None
+    org_id = 1  # the default organization, whose admin the master key is
+    await set_prices(stubs.prices, MASTER, new_version("micro", {"input": "0.000001"}))
     key = SeriesKey("completions", tuple("micro" if d == "model" else None for d in TEXT_DIMENSIONS), False,
                     "success", "usd", ())
     counters = tuple(1 if name in ("input_tokens", "num_model_requests") else 0 for name in COUNTER_FIELDS)
-    started = time.perf_counter()
     n, batch = 1_000_000, 50_000
     # 2% on the first UTC day (rolled up below), the rest on the second (read raw).
     first, step1, step2 = n // 50, DAY / (n // 50), DAY / (n - n // 50)
@@ -164,32 +183,30 @@ async def test_a_million_micro_dollar_events_sum_to_exactly_one_dollar(pstubs, n
             ts = T0 + i * step1 if i < first else T0 + DAY + (i - first) * step2
             items.append((org_id, NewEvent(f"u{i}", ts, event_uuid(ts, salt + i.to_bytes(6, "big")), key, counters,
                                            None, None, None, None, None)))
-        written = await writer.write(items)
+        written = await server.ingest.writer.write(items)  # type: ignore[union-attr]
         assert all(w.recorded for w in written)
 
+    started = time.perf_counter()
     for lo in range(0, n, 2 * batch):  # two batches in flight: Python and Postgres work side by side
         await asyncio.gather(write(lo), write(lo + batch))
     ingest_seconds = time.perf_counter() - started
 
-    async def total() -> tuple[str, str, str]:
-        costs = await get_costs(pstubs, org.auth, T0, T0 + 2 * DAY, bucket_width="all", group_by=["line_item"])
-        usage = await pstubs.query.QueryUsage(query_pb2.QueryUsageRequest(
-            start_time=stamp(T0), end_time=stamp(T0 + 2 * DAY), width="all"), metadata=org.auth)
-        [r] = costs.buckets[0].results
-        return r.amount.value, r.quantity, usage.buckets[0].groups[0].metrics.cost
+    async def costs() -> tuple[str, str]:
+        got = await get_costs(stubs, MASTER, T0, T0 + 2 * DAY, bucket_width="all", group_by=["line_item"])
+        [r] = got.buckets[0].results
+        return r.amount.value, r.quantity
 
     t = time.perf_counter()
-    assert await total() == ("1", "1000000", "1")  # from raw events
+    assert await costs() == ("1", "1000000")  # quantity x unit price, all from raw events
     raw_seconds = time.perf_counter() - t
-    assert await db.fetchval("select sum(cost) from events where org_id = $1", org_id) == D("1")
-    assert server.pool is not None
-    await db.execute("analyze events")  # as autovacuum would after a bulk load (the rollup's plan needs statistics)
-    t = time.perf_counter()
+    assert await server.pool.fetchval("select sum(cost) from events") == D("1")  # the stamped per-event costs
+    await server.pool.execute("analyze events")  # as autovacuum would after a bulk load (rollup plans need it)
     await recompute_day(server.pool, org_id, T0)  # the first day from rollups, the second raw
-    rollup_seconds = time.perf_counter() - t
     t = time.perf_counter()
-    assert await total() == ("1", "1000000", "1")
-    # Leave no million-event day for the worker tests' sweep to roll up.
-    await db.execute("delete from dirty_windows where org_id = $1", org_id)
-    print(f"\n1M events: ingest {ingest_seconds:.1f} s; costs from raw events {raw_seconds:.2f} s; rollup of one day "
-          f"{rollup_seconds:.1f} s; costs half from rollups {time.perf_counter() - t:.2f} s")
+    assert await costs() == ("1", "1000000")
+    mixed_seconds = time.perf_counter() - t
+    usage = await stubs.query.QueryUsage(query_pb2.QueryUsageRequest(
+        start_time=stamp(T0), end_time=stamp(T0 + 2 * DAY), width="all"), metadata=MASTER)
+    assert usage.buckets[0].groups[0].metrics.cost == "1"  # the stamped costs through the engine
+    print(f"\n1M events: ingest {ingest_seconds:.1f} s; costs from raw events {raw_seconds:.2f} s, "
+          f"from rollups and raw {mixed_seconds:.2f} s")

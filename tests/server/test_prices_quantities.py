@@ -115,6 +115,7 @@ def test_book_lookup_by_time_provider_and_snapshot():
     book = Book(1, [
         ver(1, "", "m", T0), ver(2, "", "m", T0 + 10 * day), ver(3, "", "m", T0 + 10 * day),  # 3 corrects 2
         ver(4, "acme", "m", T0 + 5 * day), ver(5, "", "m-2024-01-01", T0), ver(6, "", "m", T0 + 20 * day),
+        ver(7, "acme", "solo", T0), ver(8, "acme", "duo", T0), ver(9, "other", "duo", T0),
     ])
     assert book.in_force(None, "m", "usd", T0 - day) is None
     assert book.in_force(None, "m", "usd", T0).name == "pv_1"  # type: ignore[union-attr]
@@ -126,6 +127,12 @@ def test_book_lookup_by_time_provider_and_snapshot():
     assert book.in_force(None, "m-2024-01-01", "usd", T0 + 30 * day).name == "pv_5"  # type: ignore[union-attr]
     assert book.in_force(None, "m-2025-02-02", "usd", T0 + 30 * day).name == "pv_6"  # type: ignore[union-attr]
     assert book.in_force(None, None, "usd", T0) is None
+    # Usage without a provider: the any-provider line, else the only provider pricing the model.
+    assert book.in_force(None, "solo", "usd", T0).name == "pv_7"  # type: ignore[union-attr]
+    assert book.in_force(None, "solo-20250101", "usd", T0).name == "pv_7"  # type: ignore[union-attr]
+    assert book.in_force("other", "solo", "usd", T0) is None
+    assert book.in_force(None, "duo", "usd", T0) is None  # ambiguous
+    assert book.in_force("other", "duo", "usd", T0).name == "pv_9"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("price", ["0.0000025", "0.000000000000000000000001", "12345678901234567890.123456"])

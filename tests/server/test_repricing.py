@@ -175,3 +175,36 @@ async def test_only_admins_reprice(stubs, pstubs, new_org):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await pstubs.prices.PreviewRepricing(prices_pb2.PreviewRepricingRequest(), metadata=org.auth)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "start_time" in err.value.details()
+
+
+async def test_caller_given_costs_are_never_overwritten(stubs, pstubs, new_org, db):
+    org = await new_org()
+    await set_prices(pstubs.prices, org.auth, new_version("m", {"input": "0.001", "output": "0.002"}))
+    given = [
+        ev("full", "m", T0, input_tokens=10, output_tokens=10, input_cost="0.5", output_cost="0.25", cost="1"),
+        ev("total-only", "m", T0, input_tokens=10, cost="0.000000000000000001"),
+        ev("input-only", "m", T0, input_tokens=10, input_cost="0"),
+        ev("zero", "m", T0, input_tokens=10, cost="0"),
+    ]
+    ids = await record(stubs, org.auth, *given)
+    await set_prices(pstubs.prices, org.auth, new_version("m", {"input": "0.009"}))  # a correction
+    report = await apply(pstubs, org)
+    assert report.events == 0
+    stored = {}
+    for eid in ids:
+        e = await stubs.records.GetEvent(records_pb2.GetEventRequest(event_id=eid), metadata=org.auth)
+        stored[e.request_id] = (e.input_cost if e.HasField("input_cost") else None,
+                                e.output_cost if e.HasField("output_cost") else None, e.cost, e.price_version,
+                                e.unpriced)
+    assert stored == {
+        "full": ("0.5", "0.25", "1", "", False), "total-only": (None, None, "0.000000000000000001", "", False),
+        "input-only": ("0", None, "0", "", False), "zero": (None, None, "0", "", False),
+    }
+    assert await db.fetchval(
+        "select count(*) from event_adjustments where event_id = any($1::uuid[])", ids) == 0
+    costs = await get_costs(pstubs, org.auth, T0, T0 + DAY, group_by=["line_item"])
+    assert results(costs.buckets[0]) == [
+        ("m, input", "0.5", "usd", "40", "tokens"),  # quantity: the input tokens of the caller-costed usage
+        ("m, other", "0.250000000000000001", "usd", None, ""),
+        ("m, output", "0.25", "usd", "10", "tokens"),
+    ]
