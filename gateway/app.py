@@ -28,6 +28,7 @@ from gateway import (
 )
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.errors import GatewayError
+from gateway.limits import RetryAfterMiddleware
 from gateway.request_id import RequestIdMiddleware
 from gateway.upstream import DEFAULT_TIMEOUT, Upstream, upstream
 
@@ -50,7 +51,7 @@ PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
 class Gateway(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         # Outermost, so even a 500 from ServerErrorMiddleware carries X-Request-Id.
-        return RequestIdMiddleware(super().build_middleware_stack())
+        return RequestIdMiddleware(RetryAfterMiddleware(super().build_middleware_stack()))
 
 
 @openapi.documented(openapi.Doc("Health of the gateway and of the gRPC server behind it", tags=("meta",),

@@ -24,6 +24,8 @@ from server.migrate import migrate_dsn
 from server.prices import PriceBook
 from server.prices_reprice import Repricer
 from server.query import QueryEngine
+from server.ratelimit import RateLimiter
+from server.ratelimit import from_env as rate_limiter_from_env
 from server.records import Records
 from server.rollups_queue import RollupEnqueuer
 from server.services.admin import AdminServicer
@@ -52,6 +54,7 @@ class MeteringServer:
     def __init__(
         self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10,
         redis_url: str | None = None, queue_name: str | None = None, rollup_delay: float = 1.0,
+        rate_limiter: RateLimiter | None | bool = True,
     ) -> None:
         """redis_url: where to enqueue rollup jobs after each write (None: don't; the
         worker's sweep still finds every dirty window). queue_name: default
@@ -67,6 +70,8 @@ class MeteringServer:
         self.ingest: IngestServicer | None = None
         self.enqueuer = RollupEnqueuer(redis_url, queue_name, defer=rollup_delay) if redis_url else None
         self.port = 0
+        # True: from METERING_RATE_LIMIT / METERING_RATE_BURST (default off); None/False: off.
+        self.rate_limiter = rate_limiter_from_env() if rate_limiter is True else (rate_limiter or None)
 
     async def start(self) -> int:
         await migrate_dsn(self.dsn)
@@ -80,7 +85,7 @@ class MeteringServer:
         self.ingest = IngestServicer(core, writer)
 
         self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor()],
+            interceptors=[ServerInterceptor(self.rate_limiter)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

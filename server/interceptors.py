@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import logging
@@ -16,6 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.errors import MeteringError
+from server.ratelimit import RateLimited, RateLimiter
 
 log = logging.getLogger(__name__)
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -49,7 +51,20 @@ def _status(
     return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=details))
 
 
+def _rate_limited(exc: RateLimited) -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="RATE_LIMITED", domain=ERROR_DOMAIN))
+    retry = any_pb2.Any()
+    delay = error_details_pb2.RetryInfo()
+    delay.retry_delay.FromNanoseconds(max(1, int(exc.retry_after * 1e9)))
+    retry.Pack(delay)
+    return rpc_status.to_status(status_pb2.Status(
+        code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message=str(exc), details=[info, retry]))
+
+
 def to_status(exc: BaseException) -> grpc.Status:
+    if isinstance(exc, RateLimited):
+        return _rate_limited(exc)
     if isinstance(exc, MeteringError):
         return _status(exc.code, exc.message, exc.reason, exc.field, getattr(exc, "description", None))
     if isinstance(exc, asyncpg.PostgresError):
@@ -65,7 +80,16 @@ def to_status(exc: BaseException) -> grpc.Status:
     return _status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
 
+def _cost(request: Any) -> int:
+    """Events a call counts for the rate limit: a batch its events, anything else 1."""
+    events = getattr(request, "events", None)
+    return max(1, len(events)) if events is not None and not isinstance(events, (str, bytes)) else 1
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
+        self.limiter = limiter
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -75,16 +99,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
-        rid = dict(details.invocation_metadata or ()).get("x-request-id", "-")
+        meta = dict(details.invocation_metadata or ())
+        rid = meta.get("x-request-id", "-")
+        auth = meta.get("authorization") if self.limiter is not None else None
+        limit = (self.limiter, auth) if isinstance(auth, str) and auth else None
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, method, rid),
+                _unary(handler.unary_unary, method, rid, limit),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _streaming(handler.stream_stream, method, rid),
+                _streaming(handler.stream_stream, method, rid, limit),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -102,11 +129,15 @@ def _log(method: str, rid: str, code: str, started: float, context: grpc.aio.Ser
              context.peer(), rid)
 
 
-def _unary(behavior: Callable[..., Any], method: str, rid: str) -> Callable[..., Any]:
+def _unary(
+    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
+) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         request_id.set(rid)
         started = time.perf_counter()
         try:
+            if limit is not None:
+                limit[0].acquire(limit[1], _cost(request))
             response = await behavior(request, context)
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
@@ -121,11 +152,25 @@ def _unary(behavior: Callable[..., Any], method: str, rid: str) -> Callable[...,
     return wrapper
 
 
-def _streaming(behavior: Callable[..., Any], method: str, rid: str) -> Callable[..., Any]:
+async def _paced(requests: Any, limiter: RateLimiter, auth: str) -> Any:
+    """A request stream slowed to the caller's rate (each message costs 1): backpressure, no error."""
+    async for item in requests:
+        while (wait := limiter.wait_time(auth, 1)) > 0:
+            await asyncio.sleep(wait)
+        yield item
+
+
+def _streaming(
+    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
+) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         request_id.set(rid)
         started = time.perf_counter()
         try:
+            if limit is not None and hasattr(request, "__aiter__"):
+                request = _paced(request, *limit)
+            elif limit is not None:
+                limit[0].acquire(limit[1], _cost(request))
             result = behavior(request, context)
             if inspect.isasyncgen(result):
                 async for item in result:

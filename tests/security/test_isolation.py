@@ -1,0 +1,251 @@
+"""The isolation matrix: every gRPC RPC (enumerated from the service descriptors, so a new RPC
+fails here until it is given its row) x every kind of caller -> allowed or denied, and no data of
+another organization (or, for scoped callers, outside their scope) in any answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2, message as pb_message, message_factory, text_format, timestamp_pb2
+
+from metering.v1 import (
+    admin_pb2, event_pb2, ingest_pb2, prices_pb2, query_pb2, records_pb2,
+)
+from server.app import SERVICE_NAMES
+from server.credentials import random_text
+from tests.conftest import MASTER, Stubs
+from tests.security.conftest import PRINCIPALS, World
+
+MODULES = (admin_pb2, ingest_pb2, records_pb2, query_pb2, prices_pb2)
+AUTHENTICATED = ["master", "org_admin", "member", "project_key", "other_org"]
+UNAUTHENTICATED = ["revoked", "no_key", "malformed", "expired"]
+DENIED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND}
+
+
+def _methods() -> dict[str, Any]:
+    found = {}
+    for module in MODULES:
+        for service in module.DESCRIPTOR.services_by_name.values():
+            if service.full_name in SERVICE_NAMES:
+                for method in service.methods:
+                    found[method.name] = method
+    return found
+
+
+METHODS = _methods()
+
+
+def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromDatetime(when)
+    return t
+
+
+START = _ts(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+
+
+def _end() -> timestamp_pb2.Timestamp:
+    return _ts(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+
+
+def _recent() -> timestamp_pb2.Timestamp:
+    return _ts(dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=2))
+
+
+async def _fresh_event(stubs: Stubs, w: World) -> str:
+    reply = await stubs.ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=event_pb2.UsageEvent(
+        kind="completions", model="victim", input_tokens=1, project_id="pa", user_id=w.users["member"])),
+        metadata=(*MASTER, ("x-metering-organization", w.org_a)))
+    return reply.event_id
+
+
+async def _fresh_key(stubs: Stubs, w: World) -> str:
+    reply = await stubs.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(organization=w.org_a), metadata=MASTER)
+    return reply.api_key.api_key_id
+
+
+Builder = Callable[[Stubs, World], Awaitable[pb_message.Message]]
+
+
+def _const(make: Callable[[World], pb_message.Message]) -> Builder:
+    async def build(stubs: Stubs, w: World) -> pb_message.Message:
+        return make(w)
+
+    return build
+
+
+def _event(**kw: Any) -> event_pb2.UsageEvent:
+    return event_pb2.UsageEvent(kind="completions", model="iso-probe", input_tokens=1, **kw)
+
+
+async def _update(stubs: Stubs, w: World) -> pb_message.Message:
+    event_id = await _fresh_event(stubs, w)
+    return records_pb2.UpdateEventRequest(event=event_pb2.UsageEvent(event_id=event_id, input_tokens=7),
+                                          update_mask=field_mask_pb2.FieldMask(paths=["input_tokens"]), reason="t")
+
+
+async def _void(stubs: Stubs, w: World) -> pb_message.Message:
+    return records_pb2.VoidEventRequest(event_id=await _fresh_event(stubs, w), reason="t")
+
+
+async def _revoke(stubs: Stubs, w: World) -> pb_message.Message:
+    return admin_pb2.RevokeApiKeyRequest(organization=w.org_a, api_key_id=await _fresh_key(stubs, w))
+
+
+def _price(w: World) -> prices_pb2.NewPriceVersion:
+    return prices_pb2.NewPriceVersion(model="iso-p-" + random_text(8),
+                                      prices=[prices_pb2.Price(usage_type="input", unit_price="0.001")])
+
+
+A, M, ME, P, O = "master", "org_admin", "member", "project_key", "other_org"
+ALL = {A, M, ME, P, O}
+ADMINS = {A, M}  # organization-wide admins of A
+
+# RPC -> (request builder, the authenticated callers allowed). Everyone else is denied
+# (PERMISSION_DENIED or NOT_FOUND); unauthenticated callers always get UNAUTHENTICATED.
+MATRIX: dict[str, tuple[Builder, set[str]]] = {
+    # ingest: everyone records, in its own organization and scope
+    "RecordEvent": (_const(lambda w: ingest_pb2.RecordEventRequest(event=_event())), ALL),
+    "RecordEvents": (_const(lambda w: ingest_pb2.RecordEventsRequest(events=[_event(), _event()])), ALL),
+    "StreamEvents": (_const(lambda w: ingest_pb2.StreamEventsRequest(sequence=1, event=_event())), ALL),
+    # records
+    "GetEvent": (_const(lambda w: records_pb2.GetEventRequest(event_id=w.events["member_pa"])), {A, M, ME, P}),
+    "ListEvents": (_const(lambda w: records_pb2.ListEventsRequest(page_size=1000, include_voided=True)), ALL),
+    "UpdateEvent": (_update, {A, M, P}),  # admins only; the project key is an admin of its project
+    "VoidEvent": (_void, {A, M, P}),
+    # admin
+    "CreateOrganization": (_const(lambda w: admin_pb2.CreateOrganizationRequest(name="x-" + random_text(10))), {A}),
+    "ListOrganizations": (_const(lambda w: admin_pb2.ListOrganizationsRequest()), ALL),
+    "CreateProject": (_const(lambda w: admin_pb2.CreateProjectRequest(organization=w.org_a,
+                                                                      name="p-" + random_text(8))), ADMINS),
+    "ListProjects": (_const(lambda w: admin_pb2.ListProjectsRequest(organization=w.org_a)), ADMINS),
+    "CreateUser": (_const(lambda w: admin_pb2.CreateUserRequest(
+        organization=w.org_a, username="u-" + random_text(10).lower(), password="pw-" + random_text(12))), ADMINS),
+    "ListUsers": (_const(lambda w: admin_pb2.ListUsersRequest(organization=w.org_a)), ADMINS),
+    "CreateApiKey": (_const(lambda w: admin_pb2.CreateApiKeyRequest(organization=w.org_a)), ADMINS),
+    "ListApiKeys": (_const(lambda w: admin_pb2.ListApiKeysRequest(organization=w.org_a)), ADMINS),
+    "RevokeApiKey": (_revoke, ADMINS),
+    "Login": (_const(lambda w: admin_pb2.LoginRequest(username=w.usernames["member"], password=w.passwords[0])),
+              ALL),
+    "WhoAmI": (_const(lambda w: admin_pb2.WhoAmIRequest()), ALL),
+    # queries: everyone, scoped
+    "QueryUsage": (_const(lambda w: query_pb2.QueryUsageRequest(
+        start_time=START, end_time=_end(), width="all", group_by=["model", "client_id", "user_id"])), ALL),
+    "GetUsageTallies": (_const(lambda w: query_pb2.GetUsageTalliesRequest(
+        window="day", start_time=_recent(), end_time=_end())), ALL),
+    "GetTokenUsage": (_const(lambda w: query_pb2.GetTokenUsageRequest(start_time=_recent(), end_time=_end())), ALL),
+    "GetClientUsage": (_const(lambda w: query_pb2.GetClientUsageRequest(
+        client_id="client-" + w.markers["other_pb"], recent_limit=10)), ALL),
+    # prices: the book is read by the organization, managed by its admins
+    "CreatePriceVersions": (_const(lambda w: prices_pb2.CreatePriceVersionsRequest(
+        organization=w.org_a, versions=[_price(w)])), ADMINS),
+    "ListPriceVersions": (_const(lambda w: prices_pb2.ListPriceVersionsRequest(organization=w.org_a)),
+                          {A, M, ME, P}),
+    "GetPriceVersion": (_const(lambda w: prices_pb2.GetPriceVersionRequest(organization=w.org_a,
+                                                                           version=w.price_version)), {A, M, ME, P}),
+    "PreviewRepricing": (_const(lambda w: prices_pb2.PreviewRepricingRequest(
+        organization=w.org_a, start_time=_recent(), end_time=_end())), ADMINS),
+    "ApplyRepricing": (_const(lambda w: prices_pb2.ApplyRepricingRequest(
+        organization=w.org_a, start_time=_recent(), end_time=_end(), models=["no-such-model"], reason="t")), ADMINS),
+    "ListUnpricedEvents": (_const(lambda w: prices_pb2.ListUnpricedEventsRequest(
+        start_time=START, end_time=_end(), page_size=1000)), ALL),
+    "GetCosts": (_const(lambda w: prices_pb2.GetCostsRequest(start_time=_recent(), end_time=_end(),
+                                                             group_by=["project_id", "api_key_id"])), ALL),
+}
+NO_CREDENTIALS_NEEDED = {"Login"}
+
+# What each caller must never see (markers of events outside its reach).
+HIDDEN = {
+    A: ["b_event"], M: ["b_event"],
+    ME: ["other_pb", "admin_pa", "b_event"],
+    P: ["other_pb", "b_event"],
+    O: ["member_pa", "other_pb", "admin_pa"],
+}
+
+
+def test_every_rpc_has_a_row() -> None:
+    assert set(METHODS) == set(MATRIX), "add the new RPC to MATRIX with who may call it"
+    assert {m.containing_service.full_name for m in METHODS.values()} == set(SERVICE_NAMES)
+
+
+def _without_echo(reply: pb_message.Message) -> pb_message.Message:
+    """GetClientUsage echoes the client id it was asked about: not a leak."""
+    if "client_id" in reply.DESCRIPTOR.fields_by_name and reply.DESCRIPTOR.name == "ClientUsage":
+        reply = type(reply).FromString(reply.SerializeToString())
+        reply.ClearField("client_id")
+    return reply
+
+
+async def _call(channel: grpc.aio.Channel, method: Any, request: pb_message.Message,
+                metadata: tuple[tuple[str, str], ...]) -> list[pb_message.Message]:
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    reply_cls = message_factory.GetMessageClass(method.output_type)
+    if method.client_streaming:
+        call = channel.stream_stream(path, request_serializer=lambda m: m.SerializeToString(),
+                                     response_deserializer=reply_cls.FromString)
+        return [r async for r in call(iter([request]), metadata=metadata, timeout=20)]
+    call = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=reply_cls.FromString)
+    return [await call(request, metadata=metadata, timeout=20)]
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+@pytest.mark.parametrize("rpc", sorted(MATRIX))
+async def test_isolation_matrix(rpc: str, principal: str, world: World, stubs: Stubs,
+                                channel: grpc.aio.Channel) -> None:
+    build, allowed = MATRIX[rpc]
+    request = await build(stubs, world)
+    metadata = world.metadata(principal)
+    try:
+        replies = await _call(channel, METHODS[rpc], request, metadata)
+        code = grpc.StatusCode.OK
+    except grpc.aio.AioRpcError as err:
+        code, replies = err.code(), []
+        detail = err.details()
+    if principal in UNAUTHENTICATED and rpc not in NO_CREDENTIALS_NEEDED:
+        assert code == grpc.StatusCode.UNAUTHENTICATED, (rpc, principal, code)
+        return
+    if principal in allowed or rpc in NO_CREDENTIALS_NEEDED:
+        assert code == grpc.StatusCode.OK, (rpc, principal, code, detail if code != grpc.StatusCode.OK else "")
+    else:
+        assert code in DENIED, (rpc, principal, code)
+    text = "".join(text_format.MessageToString(_without_echo(r)) for r in replies)
+    for name in HIDDEN.get(principal, []):
+        assert world.markers[name] not in text, (rpc, principal, name)
+    if principal == O and rpc not in NO_CREDENTIALS_NEEDED:  # Login answers for the user logging in
+        assert world.org_a not in text, (rpc, principal)
+    if principal in {ME, P}:  # ingest by a scoped key stays in scope
+        for reply in replies:
+            for result in getattr(reply, "results", []):
+                assert getattr(result, "outcome", ingest_pb2.OUTCOME_RECORDED) == ingest_pb2.OUTCOME_RECORDED
+
+
+async def test_visibility_is_not_vacuous(world: World, channel: grpc.aio.Channel) -> None:
+    """The leak checks above would pass on empty answers: show what each caller does see."""
+    request = records_pb2.ListEventsRequest(page_size=1000)
+    seen = {}
+    for principal in (M, ME, P, O):
+        [reply] = await _call(channel, METHODS["ListEvents"], request, world.metadata(principal))
+        seen[principal] = text_format.MessageToString(reply)
+    assert all(world.markers[n] in seen[M] for n in ("member_pa", "other_pb", "admin_pa"))
+    assert world.markers["member_pa"] in seen[ME]
+    assert world.markers["member_pa"] in seen[P] and world.markers["admin_pa"] in seen[P]
+    assert world.markers["b_event"] in seen[O]
+    usage_request = query_pb2.QueryUsageRequest(start_time=START, end_time=_end(), width="all", group_by=["model"])
+    [usage] = await _call(channel, METHODS["QueryUsage"], usage_request, world.metadata(ME))
+    text = text_format.MessageToString(usage)
+    assert world.markers["member_pa"] in text and world.markers["other_pb"] not in text
+
+
+async def test_other_org_cannot_target_org_a_by_header(world: World, channel: grpc.aio.Channel) -> None:
+    """x-metering-organization is honoured for the master key only."""
+    for principal in (M, ME, P, O):
+        metadata = (*world.metadata(principal), ("x-metering-organization", world.org_b if principal != O
+                                                 else world.org_a))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await _call(channel, METHODS["ListEvents"], records_pb2.ListEventsRequest(), metadata)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

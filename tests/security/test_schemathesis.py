@@ -1,0 +1,86 @@
+"""schemathesis against the gateway's /openapi.json: no 5xx, and responses match the documented
+schemas. The gateway runs as its own process (uvicorn) on loopback, calling the test server.
+
+Known findings (gateway/openapi.py, not fixed here; `test_known_openapi_findings` fails strictly
+once they are fixed, so the exclusion can then be dropped):
+- unset google.protobuf.Timestamp fields are rendered `null` (e.g. ApiKey.revoke_time) but
+  documented as `type: string` without null;
+- the path template `/v1/events/{event.event_id}` (PATCH, UpdateEvent) is rejected by
+  schemathesis as an invalid OpenAPI document (dotted path parameter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.app import MeteringServer
+from tests.security.conftest import World
+
+ROOT = Path(__file__).resolve().parents[2]
+ST = Path(sys.executable).with_name("schemathesis")
+MAX_EXAMPLES = int(os.environ.get("METERING_SCHEMATHESIS_EXAMPLES", "5"))
+KNOWN = r"^/v1/api_keys|\{event\.event_id\}"
+pytestmark = pytest.mark.skipif(not ST.exists(), reason="schemathesis not installed (pip install -e '.[test]')")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+async def gateway_url(server: MeteringServer) -> AsyncIterator[str]:
+    port = _free_port()
+    env = {**os.environ, "METERING_GRPC_ADDR": f"127.0.0.1:{server.port}", "METERING_HTTP_ADDR": f"127.0.0.1:{port}",
+           "METERING_LOG_LEVEL": "WARNING"}
+    gateway = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=env, cwd=ROOT,
+                                                   stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        async with httpx.AsyncClient() as http:
+            while True:
+                try:
+                    if (await http.get(f"{base}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "gateway did not start"
+                await asyncio.sleep(0.1)
+        yield base
+    finally:
+        gateway.terminate()
+        await gateway.wait()
+
+
+async def run_schemathesis(base: str, key: str, *filters: str) -> tuple[int, str]:
+    st = await asyncio.create_subprocess_exec(
+        str(ST), "run", f"{base}/openapi.json", "--checks", "not_a_server_error,response_schema_conformance",
+        "-H", f"Authorization: Bearer {key}", "--max-examples", str(MAX_EXAMPLES),
+        "--phases", "examples,fuzzing", "--generation-deterministic", "--request-timeout", "10", "--no-color",
+        "--workers", "4", *filters,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(st.communicate(), timeout=240)
+    return st.returncode or 0, out.decode(errors="replace")
+
+
+async def test_schemathesis_no_5xx_and_schema_conformance(gateway_url: str, world: World) -> None:
+    code, text = await run_schemathesis(gateway_url, world.keys["org_admin"], "--exclude-path-regex", KNOWN)
+    assert code == 0, text[-6000:]
+
+
+@pytest.mark.xfail(strict=True, reason="known gateway/openapi.py findings, see the module docstring")
+async def test_known_openapi_findings(gateway_url: str, world: World) -> None:
+    code, text = await run_schemathesis(gateway_url, world.keys["org_admin"], "--include-path-regex", KNOWN)
+    assert code == 0, text[-6000:]
