@@ -118,6 +118,10 @@ def check_field(field: str, name: str) -> str:
     raise InvalidArgument(name, f"unknown field {field[:80]!r}; use one of {', '.join(DIMENSIONS)} or labels.<name>")
 
 
+QUERY_EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+QUERY_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
 def make_spec(
     start: dt.datetime | None, end: dt.datetime | None, *, width: str = "", time_zone: str = "",
     group_by: Sequence[str] = (), filters: Sequence[tuple[str, Sequence[str]]] = (), now: dt.datetime | None = None,
@@ -126,6 +130,9 @@ def make_spec(
     if start is None:
         raise InvalidArgument("start_time", "required", reason="REQUIRED")
     end = end or now or dt.datetime.now(dt.UTC)
+    for name, value in (("start_time", start), ("end_time", end)):
+        if not QUERY_EARLIEST <= value <= QUERY_LATEST:  # bucket arithmetic must stay inside datetime's range
+            raise InvalidArgument(name, "must be between 1900-01-01 and 9000-01-01")
     if end <= start:
         raise InvalidArgument("end_time", "must be after start_time")
     width = parse_width(width)

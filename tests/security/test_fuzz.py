@@ -113,16 +113,14 @@ QUERY_SECONDS = st.integers(-2208988800, 7258118400)
 
 
 @pytest.mark.parametrize("start, end", [
-    pytest.param(-62135424001, 0, marks=pytest.mark.xfail(strict=True, reason="query engine: INTERNAL near year 1")),
-    pytest.param(-62135596800, 946684800, marks=pytest.mark.xfail(strict=True, reason="INTERNAL at 0001-01-01")),
-    pytest.param(253402214400, 253402300799, marks=pytest.mark.xfail(strict=True, reason="INTERNAL in 9999-12-31")),
+    (-62135424001, 0),
+    (-62135596800, 946684800),
+    (253402214400, 253402300799),
     (946684800, 253402300799),
 ])
 async def test_query_at_the_edges_of_time(start: int, end: int, world: World, channel: grpc.aio.Channel) -> None:
-    """Found by test_fuzz_query_usage: QueryUsage with a range in the first or last days of the
-    Timestamp range answers INTERNAL (server/query_time.py:123, `around + k * hour` for k in -48..48
-    overflows datetime: OverflowError); it should be OK or INVALID_ARGUMENT. Strict xfail: passes
-    the day it is fixed, then drop the marks."""
+    """Found by test_fuzz_query_usage: a range in the first or last days of the Timestamp range
+    once answered INTERNAL (bucket arithmetic overflowed datetime); now INVALID_ARGUMENT."""
     from metering.v1 import query_pb2, query_pb2_grpc
 
     request = query_pb2.QueryUsageRequest(start_time=timestamp_pb2.Timestamp(seconds=start),
