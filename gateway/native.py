@@ -134,10 +134,16 @@ class NativeRoute(BaseRoute):
     def openapi(self, spec: openapi.Spec) -> None:
         binding = self.binding
         method, input_type = binding.method, binding.method.input_type
+        # A dotted variable ("event.event_id") is documented by its last name: OpenAPI tools
+        # reject dots in path parameter names, and the path then merges with its GET twin.
         params: list[dict[str, Any]] = [
-            {"name": f, "in": "path", "required": True, "schema": _path_schema(spec, input_type, f)}
+            {"name": f.rsplit(".", 1)[-1], "in": "path", "required": True, "description": f"request field `{f}`",
+             "schema": _path_schema(spec, input_type, f)}
             for f in binding.template.variables
         ]
+        doc_path = self.path
+        for f in binding.template.variables:
+            doc_path = doc_path.replace("{" + f + "}", "{" + f.rsplit(".", 1)[-1] + "}")
         if binding.body != "*":
             params.extend(_query_params(spec, input_type, self._not_from_query))
         reply: dict[str, Any] = spec.message_schema(method.output_type)
@@ -163,7 +169,7 @@ class NativeRoute(BaseRoute):
                 "required": binding.body != "*",
                 "content": {"application/json": {"schema": spec.message_schema(body_type)}},
             }
-        spec.add(self.path, binding.http_method, op)
+        spec.add(doc_path, binding.http_method, op)
 
 
 def routes(services: Iterable[pb_descriptor.ServiceDescriptor] = SERVICES) -> list[NativeRoute]:

@@ -134,8 +134,11 @@ class Spec:
         if field.is_repeated:
             return {"type": "array", "items": self._single(field)}
         schema = self._single(field)
-        if field.message_type is not None and field.containing_oneof is None and "$ref" in schema:
-            return {"anyOf": [schema, {"type": "null"}]}
+        if field.message_type is not None and field.containing_oneof is None:  # unset messages render as null
+            if "$ref" in schema:
+                return {"anyOf": [schema, {"type": "null"}]}
+            if isinstance(schema.get("type"), str):
+                return {**schema, "type": [schema["type"], "null"]}
         return schema
 
     def _single(self, field: FD) -> dict[str, Any]:

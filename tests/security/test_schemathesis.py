@@ -1,12 +1,9 @@
 """schemathesis against the gateway's /openapi.json: no 5xx, and responses match the documented
 schemas. The gateway runs as its own process (uvicorn) on loopback, calling the test server.
 
-Known findings (gateway/openapi.py, not fixed here; `test_known_openapi_findings` fails strictly
-once they are fixed, so the exclusion can then be dropped):
-- unset google.protobuf.Timestamp fields are rendered `null` (e.g. ApiKey.revoke_time) but
-  documented as `type: string` without null;
-- the path template `/v1/events/{event.event_id}` (PATCH, UpdateEvent) is rejected by
-  schemathesis as an invalid OpenAPI document (dotted path parameter).
+Two findings of an earlier run are fixed and covered here: unset Timestamp fields (rendered null)
+are documented as nullable, and the dotted path variable of UpdateEvent is documented by its last
+name, so the document is valid OpenAPI.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from tests.security.conftest import World
 ROOT = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES = int(os.environ.get("METERING_SCHEMATHESIS_EXAMPLES", "5"))
-KNOWN = r"^/v1/api_keys|\{event\.event_id\}"
 pytestmark = pytest.mark.skipif(not ST.exists(), reason="schemathesis not installed (pip install -e '.[test]')")
 
 
@@ -76,11 +72,5 @@ async def run_schemathesis(base: str, key: str, *filters: str) -> tuple[int, str
 
 
 async def test_schemathesis_no_5xx_and_schema_conformance(gateway_url: str, world: World) -> None:
-    code, text = await run_schemathesis(gateway_url, world.keys["org_admin"], "--exclude-path-regex", KNOWN)
-    assert code == 0, text[-6000:]
-
-
-@pytest.mark.xfail(strict=True, reason="known gateway/openapi.py findings, see the module docstring")
-async def test_known_openapi_findings(gateway_url: str, world: World) -> None:
-    code, text = await run_schemathesis(gateway_url, world.keys["org_admin"], "--include-path-regex", KNOWN)
+    code, text = await run_schemathesis(gateway_url, world.keys["org_admin"])
     assert code == 0, text[-6000:]
