@@ -205,6 +205,8 @@ def _parse_token(token: str, digest: str, spec: UsageSpec) -> dt.datetime:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         start = dt.datetime.fromisoformat(data["s"])
         matches = data["f"] == digest
+        if start.tzinfo is None:
+            raise ValueError("a page token's time has a zone")
     except (ValueError, KeyError, TypeError):
         raise InvalidArgument("page_token", "malformed page token") from None
     if not matches:
