@@ -1,4 +1,4 @@
-"""A throwaway stack for benchmarks: a fresh database and a server process."""
+"""A throwaway stack for benchmarks: a fresh database, a server, a gateway and a worker process."""
 
 from __future__ import annotations
 
@@ -39,9 +39,12 @@ def peak_rss_mb(pid: int) -> float:
 @dataclass
 class Stack:
     dsn: str
-    target: str
+    target: str  # gRPC host:port
+    http: str  # gateway base URL, e.g. http://127.0.0.1:8123
     key: str
     server: subprocess.Popen[bytes]
+    gateway: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
 
     @property
     def auth(self) -> tuple[tuple[str, str], ...]:
@@ -59,12 +62,16 @@ async def stack(pool_size: int = 10) -> AsyncIterator[Stack]:
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f"create database {name}")
     dsn = _with_database(ADMIN_DSN, name)
-    port = free_port()
+    port, http_port = free_port(), free_port()
     master = "bench-master-" + secrets.token_hex(16)
     env = {**os.environ, "METERING_DATABASE_URL": dsn, "METERING_GRPC_ADDR": f"127.0.0.1:{port}",
+           "METERING_HTTP_ADDR": f"127.0.0.1:{http_port}",
            "METERING_MASTER_KEY": master, "METERING_LOG_LEVEL": "WARNING", "METERING_DB_POOL_SIZE": str(pool_size),
+           # a queue of its own, so a bench never feeds (or is fed by) another worker on the same Redis
+           "METERING_QUEUE_NAME": "metering:bench:" + name,
            "METERING_REDIS_URL": os.environ.get("METERING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")}
     server = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env)
+    procs = [server]
     try:
         target = f"127.0.0.1:{port}"
         async with grpc.aio.insecure_channel(target) as ch:
@@ -80,9 +87,30 @@ async def stack(pool_size: int = 10) -> AsyncIterator[Stack]:
             reply = await admin_pb2_grpc.AdminServiceStub(ch).CreateApiKey(
                 admin_pb2.CreateApiKeyRequest(name="bench"), metadata=(("authorization", f"Bearer {master}"),)
             )
-        yield Stack(dsn=dsn, target=target, key=reply.key, server=server)
+        gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+        worker = subprocess.Popen([sys.executable, "-m", "worker"], env=env)
+        procs += [gateway, worker]
+        await _wait_http(f"http://127.0.0.1:{http_port}")
+        yield Stack(dsn=dsn, target=target, http=f"http://127.0.0.1:{http_port}", key=reply.key,
+                    server=server, gateway=gateway, worker=worker)
     finally:
-        server.terminate()
-        server.wait(30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
         await admin.execute(f"drop database {name} with (force)")
         await admin.close()
+
+
+async def _wait_http(base: str) -> None:
+    host, port = base.removeprefix("http://").split(":")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
