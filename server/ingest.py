@@ -40,6 +40,7 @@ class Written:
     recorded: bool  # False: a duplicate of event_id
     event_id: uuid.UUID
     request_id: str
+    received_at: dt.datetime | None = None  # when recorded; None for a duplicate
 
 
 def window_start(ts: dt.datetime) -> dt.datetime:
@@ -79,7 +80,8 @@ class EventWriter:
                 rows = await conn.fetch(q("find_request_keys"), [o for o, _ in taken], [r for _, r in taken])
                 existing = {(r["org_id"], r["request_id"]): r["event_id"] for r in rows}
             fresh = [items[i] for key, i in candidates if key in claimed]
-            windows = await self._copy(conn, fresh, series_ids) if fresh else []
+            now = dt.datetime.now(dt.UTC)
+            windows = await self._copy(conn, fresh, series_ids, now) if fresh else []
         if windows and self.after_commit is not None:
             self.after_commit(windows)
 
@@ -87,16 +89,15 @@ class EventWriter:
         for i, (org, event) in enumerate(items):
             key = (org, event.request_id)
             if first[key] == i and key in claimed:
-                results.append(Written(True, event.event_id, event.request_id))
+                results.append(Written(True, event.event_id, event.request_id, now))
             else:
                 original = existing.get(key) or items[first[key]][1].event_id
                 results.append(Written(False, original, event.request_id))
         return results
 
     async def _copy(
-        self, conn: asyncpg.Connection, fresh: list[tuple[int, NewEvent]], series_ids: dict
+        self, conn: asyncpg.Connection, fresh: list[tuple[int, NewEvent]], series_ids: dict, now: dt.datetime
     ) -> list[tuple[int, dt.datetime]]:
-        now = dt.datetime.now(dt.UTC)
         records = []
         payloads = []
         windows = set()
