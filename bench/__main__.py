@@ -1,44 +1,118 @@
-"""python -m bench [--events N]: start a stack, run every benchmark, print a table."""
+"""python -m bench: start a stack, run every benchmark beside its baseline, print a table.
+
+    python -m bench                      # everything, 10M-event query data set (~15 min)
+    python -m bench --quick              # smaller sizes, a couple of minutes
+    python -m bench --only ingest,rest   # some sections: ingest, rest, freshness, query
+
+Each result is printed next to a baseline measured in the same run on the same
+machine, so the ratio holds on a noisy box. README "Performance" has the numbers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import platform
+import time
 
 from bench import ingest
 from bench.stack import stack
 
+SECTIONS = ("ingest", "rest", "freshness", "query")
+Row = tuple[str, str, str]  # benchmark, result, notes
 
-def _pct(values: list[float], p: float) -> float:
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile of latencies in seconds, in milliseconds."""
     values = sorted(values)
     return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
 
-async def main(n: int) -> None:
-    rows: list[tuple[str, str, str]] = []
-    async with stack() as st:
-        batched = await ingest.batched_grpc(st, n)
-        copy = await ingest.raw_copy(st.dsn, n)
-        rows.append(("ingest: gRPC RecordEvents, 1000/batch, 4 concurrent", f"{batched:,.0f} events/s", ""))
-        rows.append(("  baseline: raw asyncpg COPY, same rows, same indexes", f"{copy:,.0f} rows/s",
-                     f"ratio {batched / copy:.0%}"))
-        unary_n = max(2000, n // 10)
-        unary, lat = await ingest.unary_grpc(st, unary_n)
-        raw = await ingest.raw_inserts(st.dsn, unary_n // 4)
-        rows.append(("ingest: gRPC RecordEvent, 64 concurrent callers", f"{unary:,.0f} events/s",
-                     f"p50 {_pct(lat, .5):.1f} ms p95 {_pct(lat, .95):.1f} ms p99 {_pct(lat, .99):.1f} ms"))
-        rows.append(("  baseline: raw INSERT per row, one connection", f"{raw:,.0f} rows/s", f"ratio {unary / raw:.1f}x"))
-        rows.append(("server peak RSS", f"{ingest.server_rss(st):.0f} MB", ""))
+def latency_note(values: list[float]) -> str:
+    return f"p50 {pct(values, .5):.1f} ms, p95 {pct(values, .95):.1f} ms, p99 {pct(values, .99):.1f} ms"
+
+
+async def ingest_rows(st, n: int) -> list[Row]:  # type: ignore[no-untyped-def]
+    rows: list[Row] = []
+    batched = await ingest.batched_grpc(st, n)
+    copy = await ingest.raw_copy(st.dsn, n)
+    rows.append(("ingest: gRPC RecordEvents, 1,000/batch, 4 connections", f"{batched:,.0f} events/s",
+                 "durable, dedupe on"))
+    rows.append(("  baseline: raw asyncpg COPY of the rows + keys, same indexes", f"{copy:,.0f} rows/s",
+                 f"ingest is {batched / copy:.0%} of it"))
+    unary_n = max(2000, n // 10)
+    unary, lat = await ingest.unary_grpc(st, unary_n)
+    raw = await ingest.raw_inserts(st.dsn, max(1000, unary_n // 4))
+    floor, floor_lat = await ingest.health_grpc(st, unary_n)
+    rows.append(("ingest: gRPC RecordEvent, 64 callers, 8 connections", f"{unary:,.0f} events/s", latency_note(lat)))
+    rows.append(("  baseline: raw INSERT per row, one connection", f"{raw:,.0f} rows/s", f"ratio {unary / raw:.1f}x"))
+    rows.append(("  ceiling: gRPC Health/Check, same server and callers", f"{floor:,.0f} calls/s",
+                 latency_note(floor_lat)))
+    return rows
+
+
+async def rest_rows(st, n: int) -> list[Row]:  # type: ignore[no-untyped-def]
+    from bench import rest
+
+    rps, lat = await rest.post_usage(st, n, concurrency=64)
+    return [("REST POST /usage (seed 002), 64 concurrent clients", f"{rps:,.0f} requests/s", latency_note(lat))]
+
+
+async def main(args: argparse.Namespace) -> None:
+    sections = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    rows: list[Row] = []
+    started = time.monotonic()
+    async with stack(server_processes=args.processes) as st:
+        if "ingest" in sections:
+            rows += await ingest_rows(st, args.events)
+        if "rest" in sections:
+            rows += await rest_rows(st, max(5000, args.events // 10))
+        if "ingest" in sections or "rest" in sections:
+            rows.append(("server peak RSS (all server processes)", f"{ingest.server_rss(st):.0f} MB", ""))
+        if "freshness" in sections:
+            from bench import freshness
+
+            rows += await freshness.run(st, rate=args.rate, seconds=10 if args.quick else 20)
+        if "query" in sections:
+            from bench import query
+
+            rows += await query.run(st, args.query_events)
+    print_table(rows, args, time.monotonic() - started)
+
+
+def print_table(rows: list[Row], args: argparse.Namespace, seconds: float) -> None:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    print(f"\nmachine: {os.cpu_count()} cores, {mem:.0f} GiB; events per ingest run: {n:,}\n")
-    width = max(len(r[0]) for r in rows)
-    print(f"{'benchmark':<{width}}  {'result':>18}  notes")
+    load = os.getloadavg()[0]
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB, load average {load:.1f}; "
+          f"server processes: {args.processes}; ingest events: {args.events:,}; "
+          f"query events: {args.query_events:,}; took {seconds:.0f} s\n")
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"{'benchmark':<{w0}}  {'result':>{w1}}  notes")
     for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>18}  {note}")
+        print(f"{name:<{w0}}  {value:>{w1}}  {note}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000, help="events per ingest run")
+    parser.add_argument("--query-events", type=int, default=10_000_000, help="events in the query data set")
+    parser.add_argument("--rate", type=int, default=20_000, help="background ingest rate of the freshness run")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="METERING_SERVER_PROCESSES of the stack (default: the number of cores)")
+    parser.add_argument("--only", default="", help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    parser.add_argument("--quick", action="store_true", help="small sizes: 50k ingest, 1M query events")
+    args = parser.parse_args()
+    if args.quick:
+        args.events = min(args.events, 50_000)
+        args.query_events = min(args.query_events, 1_000_000)
+    return args
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--events", type=int, default=200_000)
-    asyncio.run(main(parser.parse_args().events))
+    asyncio.run(main(parse_args()))

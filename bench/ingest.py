@@ -11,9 +11,8 @@ import uuid
 from decimal import Decimal
 
 import asyncpg
-import grpc
 
-from bench.stack import Stack, peak_rss_mb
+from bench.stack import Stack, channel, peak_rss_mb
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 
 MODELS = [f"model-{i}" for i in range(20)]
@@ -37,37 +36,78 @@ def make_events(n: int, tag: str) -> list[event_pb2.UsageEvent]:
 
 
 async def batched_grpc(st: Stack, n: int, batch: int = 1000, concurrency: int = 4) -> float:
+    """`concurrency` senders, each on a connection of its own (as separate client
+    processes would be), so a multi-process server shares the load."""
     events = make_events(n, "b" + secrets.token_hex(3))
-    chunks = [events[i : i + batch] for i in range(0, n, batch)]
-    async with grpc.aio.insecure_channel(st.target) as ch:
-        stub = ingest_pb2_grpc.IngestServiceStub(ch)
-        queue = list(reversed(chunks))
+    requests = [ingest_pb2.RecordEventsRequest(events=events[i : i + batch]) for i in range(0, n, batch)]
+    queue = list(reversed(requests))
 
-        async def worker() -> None:
+    async def sender() -> None:
+        async with channel(st.target) as ch:
+            stub = ingest_pb2_grpc.IngestServiceStub(ch)
+            await ch.channel_ready()
+            await ready.wait()
             while queue:
-                reply = await stub.RecordEvents(ingest_pb2.RecordEventsRequest(events=queue.pop()), metadata=st.auth)
+                reply = await stub.RecordEvents(queue.pop(), metadata=st.auth)
                 assert reply.recorded == len(reply.results), reply.rejected
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return n / (time.perf_counter() - started)
+
+    ready = asyncio.Event()
+    tasks = [asyncio.create_task(sender()) for _ in range(concurrency)]
+    await asyncio.sleep(0.5)  # connections up before the clock starts
+    started = time.perf_counter()
+    ready.set()
+    await asyncio.gather(*tasks)
+    return n / (time.perf_counter() - started)
 
 
-async def unary_grpc(st: Stack, n: int, callers: int = 64) -> tuple[float, list[float]]:
-    events = make_events(n, "u" + secrets.token_hex(3))
+async def unary_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8) -> tuple[float, list[float]]:
+    requests = [ingest_pb2.RecordEventRequest(event=e) for e in make_events(n, "u" + secrets.token_hex(3))]
+    queue = list(reversed(requests))
     latencies: list[float] = []
-    async with grpc.aio.insecure_channel(st.target) as ch:
-        stub = ingest_pb2_grpc.IngestServiceStub(ch)
-        queue = list(reversed(events))
+    channels = [channel(st.target) for _ in range(connections)]
+    for ch in channels:
+        await ch.channel_ready()
+    stubs = [ingest_pb2_grpc.IngestServiceStub(ch) for ch in channels]
 
-        async def caller() -> None:
-            while queue:
-                event = queue.pop()
-                t = time.perf_counter()
-                await stub.RecordEvent(ingest_pb2.RecordEventRequest(event=event), metadata=st.auth)
-                latencies.append(time.perf_counter() - t)
-        started = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(callers)))
-        return n / (time.perf_counter() - started), latencies
+    async def caller(stub: ingest_pb2_grpc.IngestServiceStub) -> None:
+        while queue:
+            request = queue.pop()
+            t = time.perf_counter()
+            await stub.RecordEvent(request, metadata=st.auth)
+            latencies.append(time.perf_counter() - t)
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(stubs[i % connections]) for i in range(callers)))
+    rate = n / (time.perf_counter() - started)
+    for ch in channels:
+        await ch.close()
+    return rate, latencies
+
+
+async def health_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8) -> tuple[float, list[float]]:
+    """The ceiling the gRPC layer sets: the server's cheapest call (Health/Check,
+    no database), driven exactly like unary_grpc."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    request = health_pb2.HealthCheckRequest()
+    latencies: list[float] = []
+    left = [n]
+    channels = [channel(st.target) for _ in range(connections)]
+    for ch in channels:
+        await ch.channel_ready()
+    stubs = [health_pb2_grpc.HealthStub(ch) for ch in channels]
+
+    async def caller(stub: health_pb2_grpc.HealthStub) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            t = time.perf_counter()
+            await stub.Check(request)
+            latencies.append(time.perf_counter() - t)
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(stubs[i % connections]) for i in range(callers)))
+    rate = n / (time.perf_counter() - started)
+    for ch in channels:
+        await ch.close()
+    return rate, latencies
 
 
 async def _baseline_tables(conn: asyncpg.Connection) -> None:

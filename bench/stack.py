@@ -29,11 +29,21 @@ def free_port() -> int:
 
 
 def peak_rss_mb(pid: int) -> float:
+    """Peak RSS of a process and its children (a multi-process server is a supervisor plus servers)."""
+    total = 0.0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+                total += int(line.split()[1]) / 1024
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+        total += sum(peak_rss_mb(int(child)) for child in f.read().split())
+    return total
+
+
+def channel(target: str) -> grpc.aio.Channel:
+    """A channel with a connection of its own (grpc shares connections between
+    channels by default), so several channels spread over server processes."""
+    return grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
 
 
 @dataclass
@@ -57,7 +67,7 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def stack(pool_size: int = 10) -> AsyncIterator[Stack]:
+async def stack(pool_size: int = 10, server_processes: int = 1) -> AsyncIterator[Stack]:
     name = "metering_bench_" + secrets.token_hex(4)
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f"create database {name}")
@@ -67,6 +77,7 @@ async def stack(pool_size: int = 10) -> AsyncIterator[Stack]:
     env = {**os.environ, "METERING_DATABASE_URL": dsn, "METERING_GRPC_ADDR": f"127.0.0.1:{port}",
            "METERING_HTTP_ADDR": f"127.0.0.1:{http_port}",
            "METERING_MASTER_KEY": master, "METERING_LOG_LEVEL": "WARNING", "METERING_DB_POOL_SIZE": str(pool_size),
+           "METERING_SERVER_PROCESSES": str(server_processes),
            # a queue of its own, so a bench never feeds (or is fed by) another worker on the same Redis
            "METERING_QUEUE_NAME": "metering:bench:" + name,
            "METERING_REDIS_URL": os.environ.get("METERING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")}

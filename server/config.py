@@ -22,6 +22,7 @@ class Settings:
     data_dir: pathlib.Path
     log_level: str
     pool_size: int
+    server_processes: int = 1  # gRPC server processes sharing grpc_addr (SO_REUSEPORT)
 
     def __repr__(self) -> str:  # DSNs may hold passwords: never show them
         return (
@@ -76,4 +77,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=default_data_dir(env),
         log_level=level,
         pool_size=_int(env, "METERING_DB_POOL_SIZE", 10, 2, 200),
+        server_processes=_int(env, "METERING_SERVER_PROCESSES", 1, 1, 64),
     )

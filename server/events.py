@@ -7,6 +7,8 @@ import datetime as dt
 import decimal
 import uuid
 
+from asyncpg.pgproto import pgproto
+
 KINDS = frozenset({
     "completions", "embeddings", "moderations", "images", "audio_speeches",
     "audio_transcriptions", "vector_stores", "code_interpreter_sessions",
@@ -49,12 +51,24 @@ class SeriesKey:
     # neither a cost nor a price, None for caller-given costs (server/pricing_book.py).
     price_version: str | None = None
 
+    def __post_init__(self) -> None:
+        # Keys are hashed for every event of a batch (series ids, prices): hash once.
+        object.__setattr__(self, "_hash", hash((
+            self.kind, self.dims, self.batch, self.status, self.currency, self.labels, self.price_version,
+        )))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined, no-any-return]
+
     def get(self, name: str) -> str | None:
         return self.dims[TEXT_DIMENSIONS.index(name)]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class NewEvent:
+    """Treated as immutable (not frozen only because frozen construction costs
+    about a microsecond an event on the ingest path)."""
+
     request_id: str
     ts: dt.datetime
     event_id: uuid.UUID
@@ -75,6 +89,18 @@ def event_uuid(ts: dt.datetime, random_bits: bytes) -> uuid.UUID:
     raw[6] = 0x70 | (raw[6] & 0x0F)
     raw[8] = 0x80 | (raw[8] & 0x3F)
     return uuid.UUID(bytes=bytes(raw))
+
+
+_VERSION_7 = 0x7 << 76
+_VARIANT = 0b10 << 62
+_LOW_62 = (1 << 62) - 1
+
+
+def event_uuid_from_millis(millis: int, random74: int) -> uuid.UUID:
+    """event_uuid from Unix milliseconds and 74 random bits, built without the
+    datetime and byte arithmetic (asyncpg's UUID: a uuid.UUID, ~10x cheaper)."""
+    value = millis << 80 | _VERSION_7 | (random74 >> 62) << 64 | _VARIANT | random74 & _LOW_62
+    return pgproto.UUID(value.to_bytes(16, "big"))
 
 
 def uuid_millis(event_id: uuid.UUID) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import asyncpg
 
@@ -17,8 +18,11 @@ class Partitions:
     def __init__(self) -> None:
         self._known: set[dt.datetime] = set()
 
-    async def ensure(self, pool: asyncpg.Pool, stamps: set[dt.datetime]) -> None:
-        months = {month_of(ts) for ts in stamps} - self._known
+    async def ensure(self, pool: asyncpg.Pool, stamps: Iterable[dt.datetime]) -> None:
+        # (year, month) pairs first: cheap per event; datetimes only for new months.
+        utc = (ts if ts.tzinfo is dt.UTC else ts.astimezone(dt.UTC) for ts in stamps)
+        pairs = {(ts.year, ts.month) for ts in utc}
+        months = {dt.datetime(y, m, 1, tzinfo=dt.UTC) for y, m in pairs} - self._known
         if not months:
             return
         async with pool.acquire() as conn:

@@ -75,11 +75,50 @@ def migrate(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> int:
+    import uvloop  # grpc.aio and asyncpg both run on it; asyncpg's round trips get much cheaper
+
     from server.app import run
 
+    if settings.server_processes > 1:
+        return _serve_processes(settings)
     with backing_services(settings) as (dsn, redis_url):
-        asyncio.run(run(dsn, settings.grpc_addr, master_key(settings), settings.pool_size, redis_url))
+        uvloop.run(run(dsn, settings.grpc_addr, master_key(settings), settings.pool_size, redis_url))
     return 0
+
+
+def _serve_processes(settings: Settings) -> int:
+    """METERING_SERVER_PROCESSES > 1: that many single-process servers bound to
+    the same address. gRPC sets SO_REUSEPORT, so the kernel spreads incoming
+    connections over them (a client with one connection talks to one process).
+    Each process has its own pool, caches and group commit; every guarantee
+    holds across them because it is enforced by the database (DESIGN §4)."""
+    from server.migrate import migrate_dsn
+
+    if settings.grpc_addr.endswith(":0"):
+        raise SystemExit("metering: METERING_SERVER_PROCESSES > 1 needs a fixed port in METERING_GRPC_ADDR")
+    stop = {"signal": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with backing_services(settings) as (dsn, redis_url):
+        asyncio.run(migrate_dsn(dsn))  # once, before the processes race for it
+        env = {**os.environ, "METERING_DATABASE_URL": dsn, "METERING_REDIS_URL": redis_url or "",
+               "METERING_MASTER_KEY": master_key(settings), "METERING_SERVER_PROCESSES": "1"}
+        children = {
+            f"server {i + 1}": subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env)
+            for i in range(settings.server_processes)
+        }
+        failed = ""
+        while not stop["signal"] and not failed:
+            time.sleep(0.2)
+            failed = next((n for n, p in children.items() if p.poll() is not None), "")
+        if failed:
+            log.error("%s exited with code %s; stopping", failed, children[failed].returncode)
+        _stop_children(children)
+    return 1 if failed else 0
 
 
 def up(settings: Settings) -> int:
@@ -107,7 +146,7 @@ def up(settings: Settings) -> int:
         children = {
             name: subprocess.Popen([sys.executable, "-m", *argv], env=env, start_new_session=True)
             for name, argv in {
-                "server": ["server.cli", "serve"],
+                "server": ["server.cli", "serve"],  # METERING_SERVER_PROCESSES of them
                 "gateway": ["gateway"],
                 "worker": ["worker"],
             }.items()
