@@ -112,8 +112,11 @@ class RollupEnqueuer:
                     continue  # a job queued moments ago has not started yet: it will see these marks
                 try:
                     async with asyncio.timeout(ENQUEUE_TIMEOUT * 2):
-                        if await enqueue_rollup(self.redis, self.queue, org_id, day, self.defer):
-                            self._queued[(org_id, day)] = now
+                        # False: queued (maybe by another server process) or running; a
+                        # running job misses marks made after it began, so ask again a
+                        # little later (the worker's sweep is the backstop either way).
+                        await enqueue_rollup(self.redis, self.queue, org_id, day, self.defer)
+                        self._queued[(org_id, day)] = now
                 except Exception as exc:  # Redis down, timeout, ...: best effort
                     self._warn(exc)
                     break  # Redis is unreachable: leave the rest to the sweep

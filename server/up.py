@@ -75,12 +75,12 @@ def migrate(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> int:
+    if settings.server_processes > 1:
+        return _serve_processes(settings)  # a light supervisor: no grpc in this process
     import uvloop  # grpc.aio and asyncpg both run on it; asyncpg's round trips get much cheaper
 
     from server.app import run
 
-    if settings.server_processes > 1:
-        return _serve_processes(settings)
     with backing_services(settings) as (dsn, redis_url):
         uvloop.run(run(dsn, settings.grpc_addr, master_key(settings), settings.pool_size, redis_url))
     return 0
