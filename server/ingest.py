@@ -126,7 +126,7 @@ class EventWriter:
                 now, claimed, windows = await self._write_small(conn, keys, chosen, series_ids)
             else:
                 async with conn.transaction():
-                    claimed = {(r[0], r[1]) for r in await conn.fetch(q("claim_request_keys"), *keys)}
+                    claimed = await self._claim(conn, keys, candidates)
                     fresh = [items[i] for key, i in candidates if key in claimed]
                     now = dt.datetime.now(dt.UTC)
                     windows = await self._copy(conn, fresh, series_ids, now) if fresh else []
@@ -146,6 +146,18 @@ class EventWriter:
                 original = existing.get(key) or items[first[key]][1].event_id
                 results.append(Written(False, original, event.request_id))
         return results
+
+    async def _claim(
+        self, conn: asyncpg.Connection, keys: tuple[list, ...], candidates: list[tuple[tuple[int, str], int]]
+    ) -> set[tuple[int, str]]:
+        """Claims the keys; returns those claimed. Usually all are: then the command
+        tag says so and no row comes back to decode (1,000 rows of a batch, ~7%
+        of the server's work). Otherwise ask which keys now carry our event ids."""
+        status = await conn.execute(q("claim_request_keys"), *keys)
+        if int(status.rsplit(" ", 1)[1]) == len(candidates):
+            return {key for key, _ in candidates}
+        rows = await conn.fetch(q("claimed_request_keys"), keys[0], keys[1], keys[2])
+        return {(r[0], r[1]) for r in rows}
 
     async def _write_small(
         self, conn: asyncpg.Connection, keys: tuple[list, ...], chosen: list[NewEvent], series_ids: dict

@@ -2,12 +2,19 @@
 select metering_ensure_partition($1);
 
 -- name: claim_request_keys
--- Claims idempotency keys in the write transaction; rows already claimed (by a
--- committed transaction, or one we waited for) come back missing from RETURNING.
+-- Claims idempotency keys in the write transaction; keys already claimed (by a
+-- committed transaction, or one we waited for) are skipped: the command tag
+-- counts the claimed ones.
 insert into request_keys (org_id, request_id, event_id, ts)
 select * from unnest($1::integer[], $2::text[], $3::uuid[], $4::timestamptz[])
-on conflict (org_id, request_id) do nothing
-returning org_id, request_id;
+on conflict (org_id, request_id) do nothing;
+
+-- name: claimed_request_keys
+-- Which of the keys this transaction claimed: those now holding our event ids.
+select k.org_id, k.request_id
+from request_keys k
+join unnest($1::integer[], $2::text[], $3::uuid[]) as c(org_id, request_id, event_id)
+  on k.org_id = c.org_id and k.request_id = c.request_id and k.event_id = c.event_id;
 
 -- name: find_request_keys
 select org_id, request_id, event_id
