@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -13,8 +13,10 @@ from google.protobuf import message as pb_message
 from starlette.requests import HTTPConnection
 
 from gateway.errors import GatewayError
+from gateway.identities import Identities
+from gateway.ingest_batcher import IngestBatcher, Metadata
 from gateway.request_id import request_id_of
-from metering.v1 import admin_pb2_grpc, ingest_pb2_grpc, records_pb2_grpc
+from metering.v1 import admin_pb2, admin_pb2_grpc, event_pb2, ingest_pb2, ingest_pb2_grpc, records_pb2_grpc
 
 DEFAULT_TIMEOUT = 30.0  # seconds; a client may ask for less with a Grpc-Timeout header
 FORWARDED_HEADERS = ("authorization", "x-metering-organization")
@@ -35,15 +37,38 @@ class Stubs:
 
 @dataclasses.dataclass
 class Upstream:
-    """What the lifespan opens: the channel every request shares, and its stubs."""
+    """What the lifespan opens: the channel every request shares, its stubs, the batcher that
+    coalesces single-event ingests into RecordEvents calls and the cache of callers' identities."""
 
     channel: grpc.aio.Channel
     timeout: float = DEFAULT_TIMEOUT
     stubs: Stubs = dataclasses.field(init=False)
+    ingest: IngestBatcher = dataclasses.field(init=False)
+    identities: Identities = dataclasses.field(init=False)
     _methods: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.stubs = Stubs(self.channel)
+        self.ingest = IngestBatcher(self._record_events)
+        self.identities = Identities(self._whoami)
+
+    async def _record_events(
+        self, meta: Metadata, timeout: float, events: Sequence[event_pb2.UsageEvent]
+    ) -> ingest_pb2.RecordEventsResponse:
+        try:
+            reply: ingest_pb2.RecordEventsResponse = await self.stubs.ingest.RecordEvents(
+                ingest_pb2.RecordEventsRequest(events=events), metadata=meta, timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise GatewayError.from_rpc(err) from None
+        return reply
+
+    async def _whoami(self, meta: Metadata) -> admin_pb2.Principal:
+        try:
+            reply: admin_pb2.Principal = await self.stubs.admin.WhoAmI(
+                admin_pb2.WhoAmIRequest(), metadata=meta, timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise GatewayError.from_rpc(err) from None
+        return reply
 
     def unary(self, path: str, reply_type: type[pb_message.Message]) -> Any:
         """A unary multicallable for `/package.Service/Method`, made once per method."""

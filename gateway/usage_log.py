@@ -13,6 +13,13 @@ units_used, cost_usd = cost (exact decimal string on the wire, JSON number here)
 api_key_used = api_key_id (omitted: the caller's own key), status_active = active,
 created_at = received_at. Every event this dialect writes has kind "api_call".
 Errors are FastAPI's: `{"detail": "..."}`, validation failures 422 with a `loc`.
+
+`POST /usage` is the hot path (one event per request). It does not call RecordEvent: the event
+goes to the gateway's IngestBatcher, which coalesces concurrent requests of the same caller into
+RecordEvents calls (gateway/ingest_batcher.py), and the reply is built from the request, the
+item's result (event id, received_at) and the caller's cached identity (gateway/identities.py)
+instead of being read back. Only a duplicate (an Idempotency-Key seen before) reads the original
+record with GetEvent. Replies are rendered with orjson, decimals kept exact.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import decimal
 from typing import Annotated, Any
 
 import grpc
+import orjson
 from google.protobuf import field_mask_pb2
 from pydantic import BaseModel, Field
 from starlette.requests import Request
@@ -32,9 +40,10 @@ from gateway.fastapi_style import (
     ErrorDetail, HTTPValidationError, RequestInvalid, handles_errors, parse_body, parse_query,
 )
 from gateway.fastapi_style import render_error as fastapi_error
-from gateway.json_response import JSONResponse
+from gateway.ingest_batcher import rejected_error
+from gateway.json_response import decimal_number
 from gateway.openapi import Doc, documented
-from gateway.upstream import upstream
+from gateway.upstream import deadline, metadata, upstream
 from metering.v1 import admin_pb2, event_pb2, ingest_pb2, records_pb2
 
 KIND = "api_call"
@@ -103,36 +112,71 @@ ERRORS: dict[int, tuple[str, Any]] = {
 
 
 def record(event: event_pb2.UsageEvent) -> dict[str, Any]:
-    return UsageRecord(
-        usage_id=event.event_id,
-        user_id=event.user_id or None,
-        api_name=event.api_name or None,
-        endpoint=event.endpoint or None,
-        units_used=event.units_used,
-        cost_usd=decimal.Decimal(event.cost) if event.HasField("cost") else None,
-        api_key_used=event.api_key_id or None,
-        status_active=event.active,
-        created_at=event.received_at.ToJsonString(),
-    ).model_dump()
+    """A stored event as the seed's record (the fields of UsageRecord, in order)."""
+    return _record(
+        event.event_id, event.user_id, event.api_name, event.endpoint, event.units_used,
+        decimal.Decimal(event.cost) if event.HasField("cost") else None, event.api_key_id, event.active,
+        event.received_at.ToJsonString(),
+    )
+
+
+def _record(usage_id: str, user_id: str, api_name: str, endpoint: str, units_used: int,
+            cost: decimal.Decimal | None, api_key_id: str, active: bool, created_at: str) -> dict[str, Any]:
+    # A plain dict rather than UsageRecord(...).model_dump(): same fields, without validating our own output.
+    return {"usage_id": usage_id, "user_id": user_id or None, "api_name": api_name or None,
+            "endpoint": endpoint or None, "units_used": units_used, "cost_usd": cost,
+            "api_key_used": api_key_id or None, "status_active": active, "created_at": created_at}
 
 
 def _money(value: decimal.Decimal) -> str:
     return format(value, "f")
 
 
+def _as_stored(cost: str) -> decimal.Decimal:
+    """The cost as GetEvent would return it once stored (server/convert.py `money`): trailing zeros
+    of the fraction dropped, -0 as 0; so the POST reply equals every later read of the record."""
+    text = format(decimal.Decimal(cost), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    value = decimal.Decimal(text or "0")
+    return value if value else decimal.Decimal(0)
+
+
+def _json(content: Any) -> Response:
+    return Response(orjson.dumps(content, default=_exact), media_type="application/json")
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):  # every digit, as a JSON number (gateway/json_response.py)
+        return orjson.Fragment(decimal_number(value).encode())
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 @documented(Doc("Log usage manually", tags=(TAG,), body=UsageCreate, response=UsageRecord, errors=ERRORS))
 @handles_errors(render_error)
 async def create_usage(request: Request) -> Response:
     body = await parse_body(request, UsageCreate)
+    cost = _money(body.cost_usd)
     event = event_pb2.UsageEvent(
         kind=KIND, api_name=body.api_name, endpoint=body.endpoint, units_used=body.units_used,
-        cost=_money(body.cost_usd), api_key_id=body.api_key_used or "",
-        request_id=request.headers.get(IDEMPOTENCY_HEADER, ""),
+        cost=cost, api_key_id=body.api_key_used or "", request_id=request.headers.get(IDEMPOTENCY_HEADER, ""),
     )
     up = upstream(request)
-    written = await up.call(request, up.stubs.ingest.RecordEvent, ingest_pb2.RecordEventRequest(event=event))
-    stored = await up.call(request, up.stubs.records.GetEvent, records_pb2.GetEventRequest(event_id=written.event_id))
-    return JSONResponse(record(stored))
+    meta = metadata(request)
+    result = await up.ingest.submit(event, meta, deadline(request, up.timeout))
+    if result.outcome == ingest_pb2.OUTCOME_REJECTED:
+        raise rejected_error(result)  # 422 naming the seed's field, or 403 (a field outside the key's scope)
+    if result.outcome != ingest_pb2.OUTCOME_RECORDED or not result.HasField("received_at"):
+        # A duplicate: the reply is the original record, whatever this request's body says.
+        stored = await up.call(request, up.stubs.records.GetEvent, records_pb2.GetEventRequest(event_id=result.event_id))
+        return _json(record(stored))
+    # Recorded: what was just stored is this body plus what the server filled in: user_id and, when
+    # api_key_used is omitted, api_key_id, both the caller's own (DESIGN §2; server/validation.py).
+    me = await up.identities.of(meta)
+    return _json(_record(
+        result.event_id, me.user_id, body.api_name, body.endpoint, body.units_used, _as_stored(cost),
+        body.api_key_used or me.api_key_id, True, result.received_at.ToJsonString(),
+    ))
 
 
 @documented(Doc("All usage logs the caller may see, newest first", tags=(TAG,), query=Page,
@@ -157,12 +201,12 @@ async def user_usage(request: Request) -> Response:
 
 async def _list(request: Request, page: Page, user_ids: list[str]) -> Response:
     if page.limit == 0:
-        return JSONResponse([])
+        return _json([])
     up = upstream(request)
     reply = await up.call(request, up.stubs.records.ListEvents, records_pb2.ListEventsRequest(
         kinds=[KIND], user_ids=user_ids, skip=page.skip, page_size=page.limit,
     ))
-    return JSONResponse([record(e) for e in reply.events])
+    return _json([record(e) for e in reply.events])
 
 
 @documented(Doc("One usage record", tags=(TAG,), response=UsageRecord,
@@ -172,7 +216,7 @@ async def get_usage(request: Request) -> Response:
     up = upstream(request)
     event = await up.call(request, up.stubs.records.GetEvent,
                           records_pb2.GetEventRequest(event_id=request.path_params["usage_id"]))
-    return JSONResponse(record(event))
+    return _json(record(event))
 
 
 @documented(Doc("Adjust a usage record (admin): refunds, billing corrections", tags=(TAG,), body=UsageUpdate,
@@ -199,7 +243,7 @@ async def update_usage(request: Request) -> Response:
         event=patch, update_mask=field_mask_pb2.FieldMask(paths=[TO_PROTO[n] for n in present]),
         reason=f"PUT /usage/{patch.event_id}",
     ))
-    return JSONResponse(record(event))
+    return _json(record(event))
 
 
 @documented(Doc("Delete (void) a usage record (admin)", tags=(TAG,), response=UsageRecord,
@@ -214,7 +258,7 @@ async def delete_usage(request: Request) -> Response:
     usage_id = request.path_params["usage_id"]
     event = await up.call(request, up.stubs.records.VoidEvent,
                           records_pb2.VoidEventRequest(event_id=usage_id, reason=f"DELETE /usage/{usage_id}"))
-    return JSONResponse(record(event))
+    return _json(record(event))
 
 
 def routes() -> list[Route]:

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from metering.v1 import event_pb2 as metering_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18metering/v1/ingest.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17metering/v1/event.proto\"\x98\x01\n\nItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.metering.v1.Outcome\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\"<\n\x12RecordEventRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.metering.v1.UsageEvent\"b\n\x13RecordEventResponse\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.metering.v1.Outcome\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x13RecordEventsRequest\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageEvent\"x\n\x14RecordEventsResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.metering.v1.ItemResult\x12\x10\n\x08recorded\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"O\n\x13StreamEventsRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.metering.v1.UsageEvent\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"Q\n\x14StreamEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.metering.v1.ItemResult*e\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_RECORDED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x32\xcd\x02\n\rIngestService\x12k\n\x0bRecordEvent\x12\x1f.metering.v1.RecordEventRequest\x1a .metering.v1.RecordEventResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/events:\x05\x65vent\x12v\n\x0cRecordEvents\x12 .metering.v1.RecordEventsRequest\x1a!.metering.v1.RecordEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/events:batchRecord:\x01*\x12W\n\x0cStreamEvents\x12 .metering.v1.StreamEventsRequest\x1a!.metering.v1.StreamEventsResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18metering/v1/ingest.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17metering/v1/event.proto\"\xd7\x01\n\nItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.metering.v1.Outcome\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x63ode\x18\t \x01(\x05\"<\n\x12RecordEventRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.metering.v1.UsageEvent\"\x93\x01\n\x13RecordEventResponse\x12%\n\x07outcome\x18\x01 \x01(\x0e\x32\x14.metering.v1.Outcome\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x13RecordEventsRequest\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageEvent\"x\n\x14RecordEventsResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.metering.v1.ItemResult\x12\x10\n\x08recorded\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"O\n\x13StreamEventsRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.metering.v1.UsageEvent\x12\x10\n\x08sequence\x18\x02 \x01(\x03\"Q\n\x14StreamEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.metering.v1.ItemResult*e\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_RECORDED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x32\xcd\x02\n\rIngestService\x12k\n\x0bRecordEvent\x12\x1f.metering.v1.RecordEventRequest\x1a .metering.v1.RecordEventResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/events:\x05\x65vent\x12v\n\x0cRecordEvents\x12 .metering.v1.RecordEventsRequest\x1a!.metering.v1.RecordEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/events:batchRecord:\x01*\x12W\n\x0cStreamEvents\x12 .metering.v1.StreamEventsRequest\x1a!.metering.v1.StreamEventsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,22 +38,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTSERVICE'].methods_by_name['RecordEvent']._serialized_options = b'\202\323\344\223\002\023\"\n/v1/events:\005event'
   _globals['_INGESTSERVICE'].methods_by_name['RecordEvents']._loaded_options = None
   _globals['_INGESTSERVICE'].methods_by_name['RecordEvents']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/events:batchRecord:\001*'
-  _globals['_OUTCOME']._serialized_start=763
-  _globals['_OUTCOME']._serialized_end=864
-  _globals['_ITEMRESULT']._serialized_start=97
-  _globals['_ITEMRESULT']._serialized_end=249
-  _globals['_RECORDEVENTREQUEST']._serialized_start=251
-  _globals['_RECORDEVENTREQUEST']._serialized_end=311
-  _globals['_RECORDEVENTRESPONSE']._serialized_start=313
-  _globals['_RECORDEVENTRESPONSE']._serialized_end=411
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=413
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=475
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=477
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=597
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=599
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=678
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=680
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=761
-  _globals['_INGESTSERVICE']._serialized_start=867
-  _globals['_INGESTSERVICE']._serialized_end=1200
+  _globals['_OUTCOME']._serialized_start=909
+  _globals['_OUTCOME']._serialized_end=1010
+  _globals['_ITEMRESULT']._serialized_start=130
+  _globals['_ITEMRESULT']._serialized_end=345
+  _globals['_RECORDEVENTREQUEST']._serialized_start=347
+  _globals['_RECORDEVENTREQUEST']._serialized_end=407
+  _globals['_RECORDEVENTRESPONSE']._serialized_start=410
+  _globals['_RECORDEVENTRESPONSE']._serialized_end=557
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=559
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=621
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=623
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=743
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=745
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=824
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=826
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=907
+  _globals['_INGESTSERVICE']._serialized_start=1013
+  _globals['_INGESTSERVICE']._serialized_end=1346
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,7 @@
+import datetime
+
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from metering.v1 import event_pb2 as _event_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -21,7 +24,7 @@ OUTCOME_DUPLICATE: Outcome
 OUTCOME_REJECTED: Outcome
 
 class ItemResult(_message.Message):
-    __slots__ = ("index", "outcome", "event_id", "request_id", "field", "reason", "message")
+    __slots__ = ("index", "outcome", "event_id", "request_id", "field", "reason", "message", "received_at", "code")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +32,8 @@ class ItemResult(_message.Message):
     FIELD_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     index: int
     outcome: Outcome
     event_id: str
@@ -36,7 +41,9 @@ class ItemResult(_message.Message):
     field: str
     reason: str
     message: str
-    def __init__(self, index: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., event_id: _Optional[str] = ..., request_id: _Optional[str] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    received_at: _timestamp_pb2.Timestamp
+    code: int
+    def __init__(self, index: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., event_id: _Optional[str] = ..., request_id: _Optional[str] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code: _Optional[int] = ...) -> None: ...
 
 class RecordEventRequest(_message.Message):
     __slots__ = ("event",)
@@ -45,14 +52,16 @@ class RecordEventRequest(_message.Message):
     def __init__(self, event: _Optional[_Union[_event_pb2.UsageEvent, _Mapping]] = ...) -> None: ...
 
 class RecordEventResponse(_message.Message):
-    __slots__ = ("outcome", "event_id", "request_id")
+    __slots__ = ("outcome", "event_id", "request_id", "received_at")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     event_id: str
     request_id: str
-    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., event_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    received_at: _timestamp_pb2.Timestamp
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., event_id: _Optional[str] = ..., request_id: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RecordEventsRequest(_message.Message):
     __slots__ = ("events",)

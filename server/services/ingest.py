@@ -4,36 +4,61 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
+from server.convert import timestamp
 from server.errors import InvalidArgument, MeteringError
 from server.events import NewEvent
 from server.group_commit import GroupCommitter
 from server.ingest import EventWriter, Written
 from server.principal import Principal
 from server.services.context import Core, caller
-from server.validation import validate
+from server.validation import SeriesMemo, Validator
 
 MAX_BATCH = 10_000
 STREAM_WINDOW = 2_000  # unacknowledged events one stream may have in flight
 
 
 def _rejected(index: int, event: event_pb2.UsageEvent, error: MeteringError) -> ingest_pb2.ItemResult:
+    # `code`: what the unary call would have failed with, so a caller (the REST gateway's coalesced
+    # POST /usage) can answer each item exactly as a unary call would (422 vs 403).
     return ingest_pb2.ItemResult(
         index=index, outcome=ingest_pb2.OUTCOME_REJECTED, request_id=event.request_id,
-        field=error.field or "", reason=error.reason, message=error.message,
+        field=error.field or "", reason=error.reason, message=error.message, code=error.code.value[0],
     )
 
 
 def _written(index: int, written: Written) -> ingest_pb2.ItemResult:
+    if written.received_at is None:  # a duplicate; its original is read with GetEvent
+        return ingest_pb2.ItemResult(
+            index=index, outcome=ingest_pb2.OUTCOME_DUPLICATE, event_id=str(written.event_id),
+            request_id=written.request_id,
+        )
     return ingest_pb2.ItemResult(
-        index=index,
+        index=index, outcome=ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
+        event_id=str(written.event_id), request_id=written.request_id, received_at=_stamp(written.received_at),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _stamp(at: dt.datetime) -> timestamp_pb2.Timestamp:
+    """The events of one write share their received_at: convert it once, not per item."""
+    return timestamp(at)
+
+
+def _response(written: Written) -> ingest_pb2.RecordEventResponse:
+    reply = ingest_pb2.RecordEventResponse(
         outcome=ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
         event_id=str(written.event_id), request_id=written.request_id,
     )
+    if written.received_at is not None:
+        reply.received_at.CopyFrom(timestamp(written.received_at))
+    return reply
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -41,9 +66,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self.core = core
         self.writer = writer
         self.committer: GroupCommitter[tuple[int, NewEvent], Written] = GroupCommitter(writer.write)
+        self.series_memo = SeriesMemo()
 
     def _validate(self, event: event_pb2.UsageEvent, principal: Principal) -> NewEvent:
-        return validate(event, principal, dt.datetime.now(dt.UTC))
+        return Validator(principal, dt.datetime.now(dt.UTC), self.series_memo)(event)
 
     async def RecordEvent(
         self, request: ingest_pb2.RecordEventRequest, context: grpc.aio.ServicerContext
@@ -51,10 +77,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         principal = await caller(self.core, context)
         new = self._validate(request.event, principal)
         written = await self.committer.submit((principal.org_id, new))
-        return ingest_pb2.RecordEventResponse(
-            outcome=ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
-            event_id=str(written.event_id), request_id=written.request_id,
-        )
+        return _response(written)
 
     async def RecordEvents(
         self, request: ingest_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
@@ -62,25 +85,25 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         principal = await caller(self.core, context)
         if len(request.events) > MAX_BATCH:
             raise InvalidArgument("events", f"at most {MAX_BATCH} events per batch")
-        now = dt.datetime.now(dt.UTC)
+        check = Validator(principal, dt.datetime.now(dt.UTC), self.series_memo)
+        org_id = principal.org_id
         results: list[ingest_pb2.ItemResult | None] = []
         valid: list[tuple[int, tuple[int, NewEvent]]] = []
         for i, event in enumerate(request.events):
             try:
-                valid.append((i, (principal.org_id, validate(event, principal, now))))
+                valid.append((i, (org_id, check(event))))
                 results.append(None)
             except MeteringError as error:
                 results.append(_rejected(i, event, error))
+        recorded = 0
         if valid:
             written = await self.writer.write([item for _, item in valid])
+            recorded = sum(w.recorded for w in written)
             for (i, _), w in zip(valid, written, strict=True):
                 results[i] = _written(i, w)
-        final = [r for r in results if r is not None]
         return ingest_pb2.RecordEventsResponse(
-            results=final,
-            recorded=sum(r.outcome == ingest_pb2.OUTCOME_RECORDED for r in final),
-            duplicates=sum(r.outcome == ingest_pb2.OUTCOME_DUPLICATE for r in final),
-            rejected=sum(r.outcome == ingest_pb2.OUTCOME_REJECTED for r in final),
+            results=results, recorded=recorded, duplicates=len(valid) - recorded,
+            rejected=len(results) - len(valid),
         )
 
     async def StreamEvents(

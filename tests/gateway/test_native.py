@@ -17,6 +17,7 @@ async def test_record_then_get_round_trip(http, new_tenant):
     assert created.status_code == 200, created.text
     assert created.json()["outcome"] == "OUTCOME_RECORDED"
     event_id = created.json()["event_id"]
+    received_at = created.json()["received_at"]
 
     got = await http.get(f"/v1/events/{event_id}", headers=t.admin.headers)
     assert got.status_code == 200
@@ -29,9 +30,11 @@ async def test_record_then_get_round_trip(http, new_tenant):
     assert data["images"] == 0 and data["project_id"] == ""  # every field present
     assert '"input_tokens":12' in got.text
     assert data["received_at"].endswith("Z")
+    assert data["received_at"] == received_at  # the acknowledgement says when it was stored
 
     again = await http.post("/v1/events", json=body, headers=t.admin.headers)
-    assert again.json() == {"outcome": "OUTCOME_DUPLICATE", "event_id": event_id, "request_id": "r-1"}
+    assert again.json() == {"outcome": "OUTCOME_DUPLICATE", "event_id": event_id, "request_id": "r-1",
+                            "received_at": None}  # a duplicate: read the original for its received_at
 
 
 async def test_batch_has_a_result_per_item(http, new_tenant):
