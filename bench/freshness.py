@@ -20,7 +20,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from bench.ingest import make_events
-from bench.stack import Stack
+from bench.stack import Stack, channel
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 
 BATCH = 1000
@@ -35,13 +35,13 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
-async def _background(stub: ingest_pb2_grpc.IngestServiceStub, st: Stack, requests: list[ingest_pb2.RecordEventsRequest],
-                      rate: int) -> tuple[int, float]:
+async def _background(stubs: list[ingest_pb2_grpc.IngestServiceStub], st: Stack,
+                      requests: list[ingest_pb2.RecordEventsRequest], rate: int) -> tuple[int, float]:
     """Sends request k at start + k * BATCH / rate (or as soon as a slot frees); (events acked, seconds)."""
     slots = asyncio.Semaphore(IN_FLIGHT)
     acked = 0
 
-    async def one(request: ingest_pb2.RecordEventsRequest) -> None:
+    async def one(stub: ingest_pb2_grpc.IngestServiceStub, request: ingest_pb2.RecordEventsRequest) -> None:
         nonlocal acked
         try:
             reply = await stub.RecordEvents(request, metadata=st.auth, timeout=60)
@@ -58,7 +58,7 @@ async def _background(stub: ingest_pb2_grpc.IngestServiceStub, st: Stack, reques
         if delay > 0:
             await asyncio.sleep(delay)
         await slots.acquire()
-        tasks.append(asyncio.create_task(one(request)))
+        tasks.append(asyncio.create_task(one(stubs[k % len(stubs)], request)))
     await asyncio.gather(*tasks)
     return acked, loop.time() - started
 
@@ -108,9 +108,12 @@ async def run(st: Stack, rate: int = 20_000, seconds: float = 20) -> list[tuple[
     events = make_events(int(rate * seconds), tag)
     requests = [ingest_pb2.RecordEventsRequest(events=events[i : i + BATCH]) for i in range(0, len(events), BATCH)]
     del events
-    # Separate channels (HTTP/2 connections): the probe's small calls never wait behind 1,000-event messages.
-    async with grpc.aio.insecure_channel(st.target) as load_ch, grpc.aio.insecure_channel(st.target) as probe_ch:
-        stub = ingest_pb2_grpc.IngestServiceStub(load_ch)
+    # Connections of their own (bench.stack.channel): the load is spread over the server
+    # processes, and the probe's small calls never wait behind 1,000-event messages.
+    load_channels = [channel(st.target) for _ in range(IN_FLIGHT)]
+    stubs = [ingest_pb2_grpc.IngestServiceStub(ch) for ch in load_channels]
+    async with channel(st.target) as probe_ch:
+        stub = stubs[0]
         await stub.RecordEvents(ingest_pb2.RecordEventsRequest(events=make_events(10, tag + "w")), metadata=st.auth)
         idle_stop = asyncio.Event()
         idle_probe = asyncio.create_task(_probe(probe_ch, st, tag + "-idle", idle_stop))
@@ -120,9 +123,11 @@ async def run(st: Stack, rate: int = 20_000, seconds: float = 20) -> list[tuple[
         stop = asyncio.Event()
         probe = asyncio.create_task(_probe(probe_ch, st, tag + "-probe", stop))
         try:
-            acked, elapsed = await _background(stub, st, requests, rate)
+            acked, elapsed = await _background(stubs, st, requests, rate)
         finally:
             stop.set()
+            for ch in load_channels:
+                await ch.close()
         lags, first_poll, queries, raw_windows = await probe
     achieved = acked / elapsed
     return [
