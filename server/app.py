@@ -75,7 +75,8 @@ class MeteringServer:
 
     async def start(self) -> int:
         await migrate_dsn(self.dsn)
-        self.pool = await create_pool(self.dsn, min_size=2, max_size=self.pool_size)
+        self.pool = await create_pool(self.dsn, min_size=2, max_size=self.pool_size,
+                                      application_name="metering-server")
         tenants = Tenants(self.pool)
         await tenants.token_secret()
         writer = EventWriter(self.pool)

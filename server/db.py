@@ -55,8 +55,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     transaction-scoped, cursors live inside transactions, settings are SET LOCAL."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, application_name: str = "metering", **kwargs: Any
+) -> asyncpg.Pool:
+    """application_name: shown in pg_stat_activity (metering-server, metering-worker)."""
     kwargs.setdefault("reset", _keep_session)
+    kwargs.setdefault("server_settings", {"application_name": application_name})
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=init_connection, **kwargs
     )

@@ -28,7 +28,8 @@ MAX_JOBS = 8
 
 async def startup(ctx: dict[str, Any]) -> None:
     await migrate_dsn(ctx["database_url"])
-    ctx["db"] = await create_pool(ctx["database_url"], min_size=1, max_size=MAX_JOBS + 1)
+    ctx["db"] = await create_pool(ctx["database_url"], min_size=1, max_size=MAX_JOBS + 1,
+                                  application_name="metering-worker")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
