@@ -5,7 +5,9 @@ The range [start, end) is cut at every bucket edge and around every dirty
 is read from the coarsest UTC rollup that tiles it (days, then hours, then
 15-minute windows); its unaligned ends, the dirty windows, and everything for
 1-minute buckets are read from the raw events. Every instant of the range is
-covered by exactly one source, so the sums are those of the raw events.
+covered by exactly one source, so the sums are those of the raw events. The
+whole days may be read from the cubes instead of rollups_1d (cube_covers): the
+same UTC days, the same sums, fewer rows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,18 @@ DAY = dt.timedelta(days=1)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 Range = tuple[dt.datetime, dt.datetime]
+
+# The dimensions of the per-day cubes (migrations/0004_cubes.sql). A query may
+# read a UTC day from the cubes instead of rollups_1d only when every field it
+# groups on, filters on or is scoped by is one of these.
+CUBE_DIMENSIONS = frozenset({
+    "kind", "project_id", "model", "provider", "endpoint", "api_name", "service_tier", "batch", "status",
+    "currency", "price_version",
+})
+
+
+def cube_covers(fields: Iterable[str]) -> bool:
+    return all(field in CUBE_DIMENSIONS for field in fields)
 
 
 def floor_to(ts: dt.datetime, step: dt.timedelta) -> dt.datetime:

@@ -69,6 +69,10 @@ async def recompute_day(pool: asyncpg.Pool, org_id: int, day: dt.datetime) -> Ro
                 await conn.execute(q(f"rollup_delete_{grain}"), org_id, starts)
                 await conn.execute(q(f"rollup_insert_{grain}"), org_id, starts)
                 await conn.execute(q(f"rollup_insert_counters_{grain}"), org_id, starts)
+            # The cubes sum the day's rows just written, so they follow the same snapshot.
+            await conn.execute(q("rollup_delete_cube_1d"), org_id, [day])
+            await conn.execute(q("rollup_insert_cube_1d"), org_id, [day])
+            await conn.execute(q("rollup_insert_cube_counters_1d"), org_id, [day])
             await conn.execute(q("rollup_delete_dirty"), [r["id"] for r in dirty])
         left = await conn.fetchval(q("rollup_dirty_left"), org_id, day)
     return RollupPass(len(windows), bool(left))

@@ -1,11 +1,14 @@
 -- The query engine (server/query.py). Statements run in one REPEATABLE READ,
 -- read-only transaction: the dirty windows read first decide which ranges come
--- from rollups and which from raw events; both aggregates read the same snapshot.
+-- from rollups and which from raw events, in the same snapshot.
 --
--- Parameters of query_usage and query_usage_counters: $1 org; $2 bucket starts
+-- Parameters of query_usage: $1 org; $2 bucket starts
 -- (sorted; width_bucket numbers them from 1); $3..$10 (lo, hi) ranges read from
 -- the 1d, 1h and 15m rollups and from raw events; $11 group-by fields;
--- $12 filters {field: [values]} ('' matches unset); $13..$15 the read scope.
+-- $12 filters {field: [values]} ('' matches unset); $13..$15 the read scope;
+-- $16, $17 (lo, hi) ranges of UTC days read from the cubes (cubes_1d: only when
+-- every field of $11..$15 is a cube dimension, see server/query_plan.py; those
+-- days are then not in $3, $4); $18 true when the cubes are the only source.
 -- Each range is read by its own index scan: "lateral (... offset 0)" keeps the
 -- planner from turning the range join into a scan of the whole table.
 
@@ -33,7 +36,9 @@ select now() as snapshot_time,
 
 -- name: query_usage
 -- One row per (bucket, group) with the event count, the fixed counters (an
--- array in server.events.COUNTER_FIELDS order) and the costs.
+-- array in server.events.COUNTER_FIELDS order), the costs, and the extra
+-- counters as {name: sum} (null when the group has none). One statement, so
+-- the series' group keys are computed once.
 with s as materialized (
     select s.series_id,
            array(select metering_dimension(s, g.field)
@@ -47,6 +52,15 @@ with s as materialized (
           select 1 from jsonb_each($12::jsonb) as f(field, vals)
           where not f.vals ? coalesce(metering_dimension(s, f.field), '')
       )
+      -- Only cube days ($18): only their representative series, not every series of the org.
+      and (not $18::boolean or s.series_id in (
+          select c.series_id
+          from unnest($16::timestamptz[], $17::timestamptz[]) as q(lo, hi)
+          cross join lateral (
+              select c.series_id from cubes_1d c
+              where c.org_id = $1 and c.window_start >= q.lo and c.window_start < q.hi offset 0
+          ) c
+      ))
 ),
 parts as (
     select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.*
@@ -58,6 +72,18 @@ parts as (
                num_requests, images, characters, seconds, usage_bytes, num_sessions,
                units_used, input_cost, output_cost, cost, last_event_at
         from rollups_1d r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    union all
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.*
+    from unnest($16::timestamptz[], $17::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select window_start, series_id, events, unpriced_events, input_tokens, output_tokens,
+               input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens, input_audio_tokens,
+               input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens, num_model_requests,
+               num_requests, images, characters, seconds, usage_bytes, num_sessions,
+               units_used, input_cost, output_cost, cost, last_event_at
+        from cubes_1d r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
     union all
@@ -97,43 +123,21 @@ parts as (
         from events e
         where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active offset 0
     ) e
-)
-select p.bucket, s.gkey, metering_sum(p.events) as events, metering_sum(p.unpriced_events) as unpriced_events,
-       array[metering_sum(p.input_tokens), metering_sum(p.output_tokens), metering_sum(p.input_cached_tokens),
-             metering_sum(p.input_cache_write_tokens), metering_sum(p.input_text_tokens), metering_sum(p.output_text_tokens),
-             metering_sum(p.input_cached_text_tokens), metering_sum(p.input_audio_tokens), metering_sum(p.input_cached_audio_tokens),
-             metering_sum(p.output_audio_tokens), metering_sum(p.input_image_tokens), metering_sum(p.input_cached_image_tokens),
-             metering_sum(p.output_image_tokens), metering_sum(p.num_model_requests), metering_sum(p.num_requests),
-             metering_sum(p.images), metering_sum(p.characters), metering_sum(p.seconds),
-             metering_sum(p.usage_bytes), metering_sum(p.num_sessions), metering_sum(p.units_used)] as counters,
-       sum(p.input_cost) as input_cost, sum(p.output_cost) as output_cost, sum(p.cost) as cost,
-       max(p.last_event_at) as last_event_at
-from parts p
-join s on s.series_id = p.series_id
-group by p.bucket, s.gkey;
-
--- name: query_usage_counters
--- One row per (bucket, group, extra counter name) with that counter's sum.
-with s as materialized (
-    select s.series_id,
-           array(select metering_dimension(s, g.field)
-                 from unnest($11::text[]) with ordinality as g(field, n) order by g.n) as gkey
-    from series s
-    where s.org_id = $1
-      and ($13::text is null or s.project_id = $13)
-      and ($14::text is null or s.user_id = $14)
-      and ($15::text is null or s.api_key_id = $15)
-      and not exists (
-          select 1 from jsonb_each($12::jsonb) as f(field, vals)
-          where not f.vals ? coalesce(metering_dimension(s, f.field), '')
-      )
 ),
-parts as (
+counter_parts as (
     select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.name, r.value
     from unnest($3::timestamptz[], $4::timestamptz[]) as q(lo, hi)
     cross join lateral (
         select r.window_start, r.series_id, r.name, r.value
         from rollup_counters_1d r
+        where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
+    ) r
+    union all
+    select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.name, r.value
+    from unnest($16::timestamptz[], $17::timestamptz[]) as q(lo, hi)
+    cross join lateral (
+        select r.window_start, r.series_id, r.name, r.value
+        from cube_counters_1d r
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
     union all
@@ -161,8 +165,32 @@ parts as (
         where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active and e.counters is not null offset 0
     ) e
     cross join lateral jsonb_each_text(e.counters) as kv
+),
+usage as (
+    select p.bucket, s.gkey, metering_sum(p.events) as events, metering_sum(p.unpriced_events) as unpriced_events,
+           array[metering_sum(p.input_tokens), metering_sum(p.output_tokens), metering_sum(p.input_cached_tokens),
+                 metering_sum(p.input_cache_write_tokens), metering_sum(p.input_text_tokens), metering_sum(p.output_text_tokens),
+                 metering_sum(p.input_cached_text_tokens), metering_sum(p.input_audio_tokens), metering_sum(p.input_cached_audio_tokens),
+                 metering_sum(p.output_audio_tokens), metering_sum(p.input_image_tokens), metering_sum(p.input_cached_image_tokens),
+                 metering_sum(p.output_image_tokens), metering_sum(p.num_model_requests), metering_sum(p.num_requests),
+                 metering_sum(p.images), metering_sum(p.characters), metering_sum(p.seconds),
+                 metering_sum(p.usage_bytes), metering_sum(p.num_sessions), metering_sum(p.units_used)] as counters,
+           sum(p.input_cost) as input_cost, sum(p.output_cost) as output_cost, sum(p.cost) as cost,
+           max(p.last_event_at) as last_event_at
+    from parts p
+    join s on s.series_id = p.series_id
+    group by p.bucket, s.gkey
+),
+extra as (
+    select bucket, gkey, jsonb_object_agg(name, total) as extra
+    from (
+        select p.bucket, s.gkey, p.name, metering_sum(p.value) as total
+        from counter_parts p
+        join s on s.series_id = p.series_id
+        group by p.bucket, s.gkey, p.name
+    ) c
+    group by bucket, gkey
 )
-select p.bucket, s.gkey, p.name, metering_sum(p.value) as total
-from parts p
-join s on s.series_id = p.series_id
-group by p.bucket, s.gkey, p.name;
+select u.*, e.extra
+from usage u
+left join extra e on e.bucket = u.bucket and e.gkey = u.gkey;

@@ -141,3 +141,59 @@ from dirty_windows
 group by 1, 2
 order by min(marked_at)
 limit $1;
+
+-- Cubes (migrations/0004_cubes.sql): the day's rollups_1d summed over the series
+-- that share the cube dimensions, keyed by the smallest such series id of the day.
+-- Run after rollup_insert_1d, in the same transaction.
+
+-- name: rollup_delete_cube_1d
+with counters as (
+    delete from cube_counters_1d where org_id = $1 and window_start = any($2::timestamptz[])
+)
+delete from cubes_1d where org_id = $1 and window_start = any($2::timestamptz[]);
+
+-- name: rollup_insert_cube_1d
+-- $1 org, $2 UTC day starts.
+with reps as (
+    select r.window_start, r.series_id,
+           min(s.series_id) over (partition by r.window_start, s.kind, s.project_id, s.model, s.provider, s.endpoint,
+                                  s.api_name, s.service_tier, s.batch, s.status, s.currency, s.price_version) as rep
+    from rollups_1d r
+    join series s on s.org_id = r.org_id and s.series_id = r.series_id
+    where r.org_id = $1 and r.window_start = any($2::timestamptz[])
+)
+insert into cubes_1d (
+    org_id, window_start, series_id, events, unpriced_events, input_tokens,
+    output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens,
+    input_audio_tokens, input_cached_audio_tokens, output_audio_tokens, input_image_tokens, input_cached_image_tokens, output_image_tokens,
+    num_model_requests, num_requests, images, characters, seconds, usage_bytes,
+    num_sessions, units_used, input_cost, output_cost, cost, last_event_at
+)
+select $1, r.window_start, m.rep,
+       metering_sum(r.events), metering_sum(r.unpriced_events), metering_sum(r.input_tokens), metering_sum(r.output_tokens),
+       metering_sum(r.input_cached_tokens), metering_sum(r.input_cache_write_tokens), metering_sum(r.input_text_tokens), metering_sum(r.output_text_tokens),
+       metering_sum(r.input_cached_text_tokens), metering_sum(r.input_audio_tokens), metering_sum(r.input_cached_audio_tokens), metering_sum(r.output_audio_tokens),
+       metering_sum(r.input_image_tokens), metering_sum(r.input_cached_image_tokens), metering_sum(r.output_image_tokens), metering_sum(r.num_model_requests),
+       metering_sum(r.num_requests), metering_sum(r.images), metering_sum(r.characters), metering_sum(r.seconds),
+       metering_sum(r.usage_bytes), metering_sum(r.num_sessions), metering_sum(r.units_used),
+       sum(r.input_cost), sum(r.output_cost), sum(r.cost), max(r.last_event_at)
+from rollups_1d r
+join reps m on m.window_start = r.window_start and m.series_id = r.series_id
+where r.org_id = $1 and r.window_start = any($2::timestamptz[])
+group by r.window_start, m.rep;
+
+-- name: rollup_insert_cube_counters_1d
+with reps as (
+    select r.window_start, r.series_id,
+           min(s.series_id) over (partition by r.window_start, s.kind, s.project_id, s.model, s.provider, s.endpoint,
+                                  s.api_name, s.service_tier, s.batch, s.status, s.currency, s.price_version) as rep
+    from rollups_1d r
+    join series s on s.org_id = r.org_id and s.series_id = r.series_id
+    where r.org_id = $1 and r.window_start = any($2::timestamptz[])
+)
+insert into cube_counters_1d (org_id, window_start, series_id, name, value)
+select $1, r.window_start, m.rep, r.name, metering_sum(r.value)
+from rollup_counters_1d r
+join reps m on m.window_start = r.window_start and m.series_id = r.series_id
+where r.org_id = $1 and r.window_start = any($2::timestamptz[])
+group by r.window_start, m.rep, r.name;
