@@ -121,7 +121,10 @@ parts as (
                e.characters, e.seconds, e.usage_bytes, e.num_sessions, e.units_used,
                coalesce(e.input_cost, 0), coalesce(e.output_cost, 0), coalesce(e.cost, 0), e.ts as last_event_at
         from events e
-        where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active offset 0
+        -- the series filter inside the scan: a filtered query (one user, one key)
+        -- over hot, not yet rolled-up windows carries only its own events onward
+        where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active
+          and e.series_id in (select series_id from s) offset 0
     ) e
 ),
 counter_parts as (
@@ -162,7 +165,8 @@ counter_parts as (
     cross join lateral (
         select e.ts, e.series_id, e.counters
         from events e
-        where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active and e.counters is not null offset 0
+        where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active and e.counters is not null
+          and e.series_id in (select series_id from s) offset 0
     ) e
     cross join lateral jsonb_each_text(e.counters) as kv
 ),
