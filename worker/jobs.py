@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from arq import Retry
@@ -15,10 +16,17 @@ from server.rollups_queue import enqueue_rollup
 log = logging.getLogger(__name__)
 CONFLICT_RETRY_SECONDS = 0.2  # another pass over the same day won; try again from a fresh snapshot
 SWEEP_LIMIT = 10_000  # (organization, day) pairs enqueued per sweep
+# A day written to without pause stays dirty: each pass recomputes its hot windows
+# from raw events, so a pass gets longer as they fill. Waiting this many times the
+# last pass before the next keeps the worker's share of the machine at most
+# 1 / (1 + HOT_DAY_BACKOFF) per hot day, leaving the rest to ingest. Queries stay
+# exact meanwhile (they read a dirty window's raw events); only rollups trail.
+HOT_DAY_BACKOFF = 3.0
 
 
 async def rollup_day(ctx: dict[str, Any], org_id: int, day: str) -> int:
     """Recompute the dirty windows of one (organization, UTC day); returns how many."""
+    started = time.monotonic()
     try:
         done = await recompute_day(ctx["db"], int(org_id), dt.datetime.fromisoformat(day))
     except Exception as exc:
@@ -28,7 +36,7 @@ async def rollup_day(ctx: dict[str, Any], org_id: int, day: str) -> int:
     if done.dirty_left:
         # Writes committed after our snapshot: their enqueue found this job
         # running and was refused, so run again.
-        raise Retry(defer=ctx["rollup_delay"])
+        raise Retry(defer=max(ctx["rollup_delay"], HOT_DAY_BACKOFF * (time.monotonic() - started)))
     return done.windows
 
 
