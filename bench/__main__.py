@@ -84,7 +84,8 @@ async def main(args: argparse.Namespace) -> None:
     if "query" in sections:
         from bench import query
 
-        async with stack(server_processes=args.processes) as st:
+        reuse = os.environ.get("METERING_BENCH_QUERY_DSN")  # keep the loaded data set between runs
+        async with stack(server_processes=args.processes, database=reuse) as st:
             rows += await query.run(st, args.query_events)
     print_table(rows, args, time.monotonic() - started)
 

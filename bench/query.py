@@ -36,15 +36,11 @@ group and counter by counter: the benchmark fails on any difference.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
 import re
-import secrets
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -53,8 +49,8 @@ import grpc
 import httpx
 from google.protobuf import timestamp_pb2
 
-from bench.stack import Stack, _wait_http, free_port
-from metering.v1 import admin_pb2, admin_pb2_grpc, query_pb2, query_pb2_grpc
+from bench.stack import Stack
+from metering.v1 import query_pb2, query_pb2_grpc
 from server.db import create_pool
 from server.rollups import dirty_days, is_retryable, recompute_day
 
@@ -297,10 +293,6 @@ async def _database_state(dsn: str) -> tuple[int, dt.datetime] | None:
     base, _, name = dsn.rpartition("/")
     admin = await asyncpg.connect(f"{base}/postgres")
     try:
-        exists = await admin.fetchval("select 1 from pg_database where datname = $1", name)
-        if not exists:
-            await admin.execute(f'create database "{name}"')
-            return None
         comment = await admin.fetchval(
             "select shobj_description(oid, 'pg_database') from pg_database where datname = $1", name)
     finally:
@@ -309,59 +301,23 @@ async def _database_state(dsn: str) -> tuple[int, dt.datetime] | None:
     return (int(found.group(1)), dt.datetime.fromtimestamp(int(found.group(2)), dt.UTC)) if found else None
 
 
-@contextlib.asynccontextmanager
-async def serve(dsn: str) -> AsyncIterator[Stack]:
-    """Server, gateway and worker on an existing database (bench/stack.py without the
-    throwaway database)."""
-    port, http_port = free_port(), free_port()
-    master = "bench-master-" + secrets.token_hex(16)
-    env = {**os.environ, "METERING_DATABASE_URL": dsn, "METERING_GRPC_ADDR": f"127.0.0.1:{port}",
-           "METERING_HTTP_ADDR": f"127.0.0.1:{http_port}", "METERING_MASTER_KEY": master,
-           "METERING_LOG_LEVEL": "WARNING", "METERING_QUEUE_NAME": "metering:bench-query:" + secrets.token_hex(4),
-           "METERING_REDIS_URL": os.environ.get("METERING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")}
-    procs = [subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env)]
-    try:
-        target = f"127.0.0.1:{port}"
-        async with grpc.aio.insecure_channel(target) as ch:
-            deadline = time.monotonic() + 120  # migrations may run first
-            while True:
-                try:
-                    reply = await admin_pb2_grpc.AdminServiceStub(ch).CreateApiKey(
-                        admin_pb2.CreateApiKeyRequest(name="bench-query"),
-                        metadata=(("authorization", f"Bearer {master}"),), timeout=2)
-                    break
-                except grpc.aio.AioRpcError:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
-        procs.append(subprocess.Popen([sys.executable, "-m", "gateway"], env=env))
-        procs.append(subprocess.Popen([sys.executable, "-m", "worker"], env=env))
-        await _wait_http(f"http://127.0.0.1:{http_port}")
-        yield Stack(dsn=dsn, target=target, http=f"http://127.0.0.1:{http_port}", key=reply.key,
-                    server=procs[0], gateway=procs[1], worker=procs[2])
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-
-
 async def run(st: Stack, events: int) -> list[tuple[str, str, str]]:
     """Rows (benchmark, result, notes) for the table of `python -m bench`."""
     reuse = os.environ.get("METERING_BENCH_QUERY_DSN")
     if not reuse:
         return await _bench(st, events, reuse=False)
+    if st.dsn != reuse:
+        raise RuntimeError("run the stack on METERING_BENCH_QUERY_DSN: stack(database=...)")
     state = await _database_state(reuse)
-    async with serve(reuse) as own:
-        if state is None or state[0] != events:
-            conn = await asyncpg.connect(reuse)
-            try:
-                if await conn.fetchval("select exists (select 1 from events)"):
-                    raise RuntimeError(f"METERING_BENCH_QUERY_DSN holds other data (not {events:,} bench events); "
-                                       "drop it or name another database")
-            finally:
-                await conn.close()
-        return await _bench(own, events, reuse=state is not None and state[0] == events, day0=state and state[1])
+    if state is None or state[0] != events:
+        conn = await asyncpg.connect(reuse)
+        try:
+            if await conn.fetchval("select exists (select 1 from events)"):
+                raise RuntimeError(f"METERING_BENCH_QUERY_DSN holds other data (not {events:,} bench events); "
+                                   "drop it or name another database")
+        finally:
+            await conn.close()
+    return await _bench(st, events, reuse=state is not None and state[0] == events, day0=state and state[1])
 
 
 async def _bench(st: Stack, events: int, *, reuse: bool, day0: dt.datetime | None = None) -> list[tuple[str, str, str]]:
@@ -403,7 +359,7 @@ if __name__ == "__main__":  # python -m bench.query [EVENTS]: this benchmark alo
     from bench.stack import stack
 
     async def _main(n: int) -> None:
-        async with stack() as st:
+        async with stack(database=os.environ.get("METERING_BENCH_QUERY_DSN")) as st:
             for name, value, note in await run(st, n):
                 print(f"{name:<75} {value:>12}  {note}")
 

@@ -67,11 +67,18 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def stack(pool_size: int = 10, server_processes: int = 1) -> AsyncIterator[Stack]:
-    name = "metering_bench_" + secrets.token_hex(4)
+async def stack(pool_size: int = 10, server_processes: int = 1, database: str | None = None) -> AsyncIterator[Stack]:
+    """database: the DSN of a database to run on and keep (created if missing, e.g. a
+    loaded query data set); by default a fresh database, dropped afterwards."""
     admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f"create database {name}")
-    dsn = _with_database(ADMIN_DSN, name)
+    if database is None:
+        name = "metering_bench_" + secrets.token_hex(4)
+        await admin.execute(f"create database {name}")
+        dsn = _with_database(ADMIN_DSN, name)
+    else:
+        dsn, name = database, database.rpartition("/")[2]
+        if not await admin.fetchval("select 1 from pg_database where datname = $1", name):
+            await admin.execute(f'create database "{name}"')
     port, http_port = free_port(), free_port()
     master = "bench-master-" + secrets.token_hex(16)
     env = {**os.environ, "METERING_DATABASE_URL": dsn, "METERING_GRPC_ADDR": f"127.0.0.1:{port}",
@@ -86,7 +93,7 @@ async def stack(pool_size: int = 10, server_processes: int = 1) -> AsyncIterator
     try:
         target = f"127.0.0.1:{port}"
         async with grpc.aio.insecure_channel(target) as ch:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120  # migrations of a big existing database may run first
             while True:
                 try:
                     await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
@@ -101,7 +108,7 @@ async def stack(pool_size: int = 10, server_processes: int = 1) -> AsyncIterator
         gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
         worker = subprocess.Popen([sys.executable, "-m", "worker"], env=env)
         procs += [gateway, worker]
-        await _wait_http(f"http://127.0.0.1:{http_port}")
+        await wait_http(f"http://127.0.0.1:{http_port}")
         yield Stack(dsn=dsn, target=target, http=f"http://127.0.0.1:{http_port}", key=reply.key,
                     server=server, gateway=gateway, worker=worker)
     finally:
@@ -109,11 +116,12 @@ async def stack(pool_size: int = 10, server_processes: int = 1) -> AsyncIterator
             proc.terminate()
         for proc in procs:
             proc.wait(30)
-        await admin.execute(f"drop database {name} with (force)")
+        if database is None:
+            await admin.execute(f"drop database {name} with (force)")
         await admin.close()
 
 
-async def _wait_http(base: str) -> None:
+async def wait_http(base: str) -> None:
     host, port = base.removeprefix("http://").split(":")
     deadline = time.monotonic() + 30
     while True:
