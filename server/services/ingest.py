@@ -65,7 +65,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, core: Core, writer: EventWriter) -> None:
         self.core = core
         self.writer = writer
-        self.committer: GroupCommitter[tuple[int, NewEvent], Written] = GroupCommitter(writer.write)
+        # One group-commit transaction at a time per process: while it commits, the next group
+        # forms, so groups are bigger and transactions fewer (bench: 2,300-2,700 unary events/s
+        # against 1,560 with 4 in flight, two server processes).
+        self.committer: GroupCommitter[tuple[int, NewEvent], Written] = GroupCommitter(writer.write, max_inflight=1)
         self.series_memo = SeriesMemo()
 
     def _validate(self, event: event_pb2.UsageEvent, principal: Principal) -> NewEvent:
