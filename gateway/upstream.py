@@ -113,6 +113,9 @@ def metadata(conn: HTTPConnection) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+_RESOLUTION = 0.001  # seconds
+
+
 def deadline(conn: HTTPConnection, limit: float) -> float:
     """The call's timeout: the gateway's limit, or less if the client sent Grpc-Timeout."""
     asked = conn.headers.get("grpc-timeout")
@@ -121,7 +124,12 @@ def deadline(conn: HTTPConnection, limit: float) -> float:
     match = _TIMEOUT.match(asked.strip())
     if match is None:
         raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed Grpc-Timeout header: {asked[:32]!r}")
-    return min(limit, int(match.group(1)) * _UNITS[match.group(2)])
+    timeout = min(limit, int(match.group(1)) * _UNITS[match.group(2)])
+    if timeout < _RESOLUTION:
+        # gRPC deadlines have millisecond resolution (rounded up), so a shorter one could
+        # still let a fast call through: treat it as already expired, always.
+        raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+    return timeout
 
 
 def _serialize(message: pb_message.Message) -> bytes:

@@ -1,3 +1,4 @@
+import grpc
 import pytest
 from starlette.requests import HTTPConnection
 
@@ -27,11 +28,19 @@ def test_unprintable_values_are_dropped():
 
 
 @pytest.mark.parametrize(("header", "expected"), [
-    (None, 30.0), ("5S", 5.0), ("100m", 0.1), ("2M", 30.0), ("1H", 30.0), ("250u", 0.00025),
+    (None, 30.0), ("5S", 5.0), ("100m", 0.1), ("2M", 30.0), ("1H", 30.0), ("2500u", 0.0025),
 ])
 def test_deadline_never_exceeds_the_gateway_limit(header, expected):
     headers = [("Grpc-Timeout", header)] if header else []
     assert deadline(conn(*headers), 30.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("header", ["1n", "250u", "999999n", "0m"])
+def test_sub_millisecond_deadline_has_expired(header):
+    """gRPC deadlines have millisecond resolution: a shorter one is answered 504 at once, always."""
+    with pytest.raises(GatewayError) as err:
+        deadline(conn(("Grpc-Timeout", header)), 30.0)
+    assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and err.value.http_status == 504
 
 
 @pytest.mark.parametrize("header", ["5", "5s", "-1S", "1.5S", "123456789S"])
