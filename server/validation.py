@@ -44,6 +44,9 @@ os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 _NUM_MODEL_REQUESTS = COUNTER_FIELDS.index("num_model_requests")
 _NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+# Plain non-negative decimals of at most 20 + 18 digits: finite, >= 0, exponent >= -18, <= 38
+# digits, no sign (so no -0): what _money checks, decided by the text alone.
+_PLAIN_MONEY = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,18})?")
 # Money arithmetic must never round: the default context keeps only 28 significant digits.
 _MONEY = decimal.Context(prec=2 * MAX_MONEY_DIGITS, traps=[decimal.Inexact, decimal.InvalidOperation])
 
@@ -59,6 +62,8 @@ def _text(field: str, value: str, limit: int) -> str | None:
 
 
 def _money(field: str, value: str) -> decimal.Decimal:
+    if _PLAIN_MONEY.fullmatch(value):  # the usual "0.0043": within every limit below by construction
+        return decimal.Decimal(value)
     if len(value) > MAX_MONEY_DIGITS + 2:
         raise InvalidArgument(field, "too many digits")
     try:
@@ -71,7 +76,7 @@ def _money(field: str, value: str) -> decimal.Decimal:
         raise InvalidArgument(field, "must be >= 0")
     _, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)
-    if exponent < -18 or len(digits) > MAX_MONEY_DIGITS:
+    if exponent < -18 or len(digits) > MAX_MONEY_DIGITS or amount.adjusted() >= MAX_MONEY_DIGITS - 18:
         raise InvalidArgument(field, "at most 38 digits, 18 after the point")
     return abs(amount) if not amount else amount  # normalise -0, keeping the exponent
 
@@ -80,7 +85,8 @@ def _timestamp(event: event_pb2.UsageEvent, now: dt.datetime, now_seconds: int) 
     """The event time and its Unix milliseconds (the event id's prefix)."""
     if not event.HasField("timestamp"):
         return now, (now - EPOCH) // _MILLISECOND
-    seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
+    stamp = event.timestamp
+    seconds, nanos = stamp.seconds, stamp.nanos
     if not 0 <= nanos < 1_000_000_000:
         raise InvalidArgument("timestamp", "nanos out of range")
     if not _EARLIEST_SECONDS <= seconds <= now_seconds + _FUTURE_SLACK_SECONDS:

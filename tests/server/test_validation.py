@@ -75,6 +75,8 @@ CASES = [
     ("non-numeric-cost", ev(cost="1.2.3"), "cost", "INVALID_VALUE"),
     ("float-words-cost", ev(cost="ten"), "cost", "INVALID_VALUE"),
     ("too-precise-cost", ev(cost="0.0000000000000000001"), "cost", "INVALID_VALUE"),
+    ("too-large-cost", ev(cost="123456789012345678901"), "cost", "INVALID_VALUE"),
+    ("huge-exponent-cost", ev(cost="1e400"), "cost", "INVALID_VALUE"),
     ("before-2000", ev(timestamp=at(dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))), "timestamp",
      "INVALID_VALUE"),
     ("epoch", ev(timestamp=timestamp_pb2.Timestamp(seconds=0)), "timestamp", "INVALID_VALUE"),
