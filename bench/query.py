@@ -363,4 +363,8 @@ if __name__ == "__main__":  # python -m bench.query [EVENTS]: this benchmark alo
             for name, value, note in await run(st, n):
                 print(f"{name:<75} {value:>12}  {note}")
 
-    asyncio.run(_main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.query", description="The query benchmark alone.")
+    parser.add_argument("events", type=int, nargs="?", default=1_000_000, help="events in the data set")
+    asyncio.run(_main(parser.parse_args().events))
