@@ -153,15 +153,11 @@ with counters as (
 delete from cubes_1d where org_id = $1 and window_start = any($2::timestamptz[]);
 
 -- name: rollup_insert_cube_1d
--- $1 org, $2 UTC day starts.
-with reps as (
-    select r.window_start, r.series_id,
-           min(s.series_id) over (partition by r.window_start, s.kind, s.project_id, s.model, s.provider, s.endpoint,
-                                  s.api_name, s.service_tier, s.batch, s.status, s.currency, s.price_version) as rep
-    from rollups_1d r
-    join series s on s.org_id = r.org_id and s.series_id = r.series_id
-    where r.org_id = $1 and r.window_start = any($2::timestamptz[])
-)
+-- $1 org, $2 UTC day starts. One pass over the day's rollups: each row learns its
+-- cube's representative series (the least series id with the same cube dimensions)
+-- from a window function and is summed into it. No self-join, so no plan can turn
+-- it into days x series x series (a fresh table's statistics once made it 1.9 s
+-- for 3,000 rows).
 insert into cubes_1d (
     org_id, window_start, series_id, events, unpriced_events, input_tokens,
     output_tokens, input_cached_tokens, input_cache_write_tokens, input_text_tokens, output_text_tokens, input_cached_text_tokens,
@@ -169,7 +165,7 @@ insert into cubes_1d (
     num_model_requests, num_requests, images, characters, seconds, usage_bytes,
     num_sessions, units_used, input_cost, output_cost, cost, last_event_at
 )
-select $1, r.window_start, m.rep,
+select $1, r.window_start, r.rep,
        metering_sum(r.events), metering_sum(r.unpriced_events), metering_sum(r.input_tokens), metering_sum(r.output_tokens),
        metering_sum(r.input_cached_tokens), metering_sum(r.input_cache_write_tokens), metering_sum(r.input_text_tokens), metering_sum(r.output_text_tokens),
        metering_sum(r.input_cached_text_tokens), metering_sum(r.input_audio_tokens), metering_sum(r.input_cached_audio_tokens), metering_sum(r.output_audio_tokens),
@@ -177,10 +173,15 @@ select $1, r.window_start, m.rep,
        metering_sum(r.num_requests), metering_sum(r.images), metering_sum(r.characters), metering_sum(r.seconds),
        metering_sum(r.usage_bytes), metering_sum(r.num_sessions), metering_sum(r.units_used),
        sum(r.input_cost), sum(r.output_cost), sum(r.cost), max(r.last_event_at)
-from rollups_1d r
-join reps m on m.window_start = r.window_start and m.series_id = r.series_id
-where r.org_id = $1 and r.window_start = any($2::timestamptz[])
-group by r.window_start, m.rep;
+from (
+    select r.*,
+           min(s.series_id) over (partition by r.window_start, s.kind, s.project_id, s.model, s.provider, s.endpoint,
+                                  s.api_name, s.service_tier, s.batch, s.status, s.currency, s.price_version) as rep
+    from rollups_1d r
+    join series s on s.org_id = r.org_id and s.series_id = r.series_id
+    where r.org_id = $1 and r.window_start = any($2::timestamptz[])
+) r
+group by r.window_start, r.rep;
 
 -- name: rollup_insert_cube_counters_1d
 with reps as (
@@ -193,7 +194,8 @@ with reps as (
 )
 insert into cube_counters_1d (org_id, window_start, series_id, name, value)
 select $1, r.window_start, m.rep, r.name, metering_sum(r.value)
-from rollup_counters_1d r
-join reps m on m.window_start = r.window_start and m.series_id = r.series_id
-where r.org_id = $1 and r.window_start = any($2::timestamptz[])
+from reps m
+-- by the counters' primary key (org, window, series, name): one index probe per series,
+-- whatever the planner believes about the sizes
+join rollup_counters_1d r on r.org_id = $1 and r.window_start = m.window_start and r.series_id = m.series_id
 group by r.window_start, m.rep, r.name;
