@@ -34,6 +34,7 @@ EVENT_COLUMNS = (
     *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload",
 )
 PAYLOAD_COLUMNS = ("org_id", "ts", "event_id", *PAYLOAD_FIELDS)
+KEY_COLUMNS = ("org_id", "request_id", "event_id", "ts")
 _ALWAYS_COUNTED = COUNTER_FIELDS.index("num_model_requests")  # its column default is 1, not 0
 
 
@@ -125,11 +126,18 @@ class EventWriter:
             if len(candidates) <= SMALL_BATCH:
                 now, claimed, windows = await self._write_small(conn, keys, chosen, series_ids)
             else:
-                async with conn.transaction():
-                    claimed = await self._claim(conn, keys, candidates)
-                    fresh = [items[i] for key, i in candidates if key in claimed]
-                    now = dt.datetime.now(dt.UTC)
-                    windows = await self._copy(conn, fresh, series_ids, now) if fresh else []
+                try:  # optimistic: no key of the batch is taken (retries are rare), COPY them all
+                    async with conn.transaction():
+                        await conn.copy_records_to_table("request_keys", records=zip(*keys), columns=KEY_COLUMNS)
+                        claimed = {key for key, _ in candidates}
+                        now = dt.datetime.now(dt.UTC)
+                        windows = await self._copy(conn, list(zip(keys[0], chosen)), series_ids, now)
+                except asyncpg.UniqueViolationError:  # some are (committed, or we waited): claim one by one
+                    async with conn.transaction():
+                        claimed = await self._claim(conn, keys, candidates)
+                        fresh = [items[i] for key, i in candidates if key in claimed]
+                        now = dt.datetime.now(dt.UTC)
+                        windows = await self._copy(conn, fresh, series_ids, now) if fresh else []
             if len(claimed) < len(candidates):  # duplicates: their keys are committed, read the originals
                 taken = [key for key, _ in candidates if key not in claimed]
                 rows = await conn.fetch(q("find_request_keys"), [o for o, _ in taken], [r for _, r in taken])
