@@ -32,6 +32,7 @@ _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 EVENT_COLUMNS = (
     "org_id", "ts", "event_id", "series_id", "request_id", "received_at", "updated_at",
     *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload",
+    "mark_id",
 )
 PAYLOAD_COLUMNS = ("org_id", "ts", "event_id", *PAYLOAD_FIELDS)
 KEY_COLUMNS = ("org_id", "request_id", "event_id", "ts")
@@ -39,6 +40,9 @@ _ALWAYS_COUNTED = COUNTER_FIELDS.index("num_model_requests")  # its column defau
 
 
 SMALL_BATCH = 64  # up to this many events are written by one statement; more by COPY
+
+
+_OPTIONAL = ("counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload")
 
 
 def _write_small_statement() -> str:
@@ -50,29 +54,33 @@ def _write_small_statement() -> str:
     dirty = tail + 10 + len(PAYLOAD_FIELDS)
     event_columns = ", ".join(EVENT_COLUMNS)
     values = ", ".join(("e.org_id", "e.ts", "e.event_id", "e.series_id", "e.request_id", "$5", "$5",
-                        *(f"e.{c}" for c in (*COUNTER_FIELDS, *EVENT_COLUMNS[-7:]))))
+                        *(f"e.{c}" for c in (*COUNTER_FIELDS, *_OPTIONAL)), "d.id"))
     return f"""
         with claimed as (
             insert into request_keys (org_id, request_id, event_id, ts)
             select * from unnest($1::integer[], $2::text[], $3::uuid[], $4::timestamptz[])
             on conflict (org_id, request_id) do nothing
             returning org_id, request_id, event_id
+        ), dirty as (
+            insert into dirty_windows (org_id, window_start, appends)
+            select o, w, true from unnest(${dirty}::integer[], ${dirty + 1}::timestamptz[]) as m(o, w)
+            returning id, org_id, window_start
         ), written as (
             insert into events ({event_columns})
             select {values}
             from unnest($1::integer[], $4::timestamptz[], $3::uuid[], $6::bigint[], $2::text[], {counter_params},
                         ${tail}::jsonb[], ${tail + 1}::numeric[], ${tail + 2}::numeric[], ${tail + 3}::numeric[],
                         ${tail + 4}::text[], ${tail + 5}::boolean[], ${tail + 6}::boolean[])
-                 as e(org_id, ts, event_id, series_id, request_id, {", ".join((*COUNTER_FIELDS, *EVENT_COLUMNS[-7:]))})
+                 as e(org_id, ts, event_id, series_id, request_id, {", ".join((*COUNTER_FIELDS, *_OPTIONAL))})
             join claimed c on c.org_id = e.org_id and c.request_id = e.request_id
+            -- each event carries its window's mark (migrations/0005_tails.sql)
+            join dirty d on d.org_id = e.org_id
+                        and d.window_start = date_bin('15 minutes', e.ts, timestamptz '2000-01-01 00:00:00+00')
         ), payloads as (
             insert into event_payloads ({", ".join(PAYLOAD_COLUMNS)})
             select p.* from unnest(${tail + 7}::integer[], ${tail + 8}::timestamptz[], ${tail + 9}::uuid[],
                                    {payload_params}) as p({", ".join(PAYLOAD_COLUMNS)})
             join claimed c on c.event_id = p.event_id
-        ), dirty as (
-            insert into dirty_windows (org_id, window_start)
-            select * from unnest(${dirty}::integer[], ${dirty + 1}::timestamptz[])
         )
         select org_id, request_id from claimed"""
 
@@ -202,22 +210,24 @@ class EventWriter:
         pick = operator.itemgetter(*used)  # used has >= 2 entries or is just _ALWAYS_COUNTED
         single = len(used) == 1
         columns = (*EVENT_COLUMNS[:7], *(COUNTER_FIELDS[i] for i in used), *EVENT_COLUMNS[7 + len(COUNTER_FIELDS) :])
+        marks = sorted({(org, int(e.ts.timestamp()) // _WINDOW_SECONDS) for org, e in fresh})
+        ordered = [(org, _window_at(n)) for org, n in marks]
+        # The marks first: each event carries its window's mark id (migrations/0005_tails.sql).
+        rows = await conn.fetch(q("mark_dirty"), [o for o, _ in ordered], [w for _, w in ordered])
+        mark_of = {(r[1], r[2]): r[0] for r in rows}
+        mark_ids = {(org, n): mark_of[(org, w)] for (org, n), (_, w) in zip(marks, ordered, strict=True)}
         records = []
         payloads = []
-        marks: set[tuple[int, int]] = set()  # (org, window number since the Unix epoch)
         for org, e in fresh:
             counted = (pick(e.counters),) if single else pick(e.counters)
             records.append((
                 org, e.ts, e.event_id, series_ids[(org, e.series)], e.request_id, now, now, *counted,
                 e.extra_counters, e.input_cost, e.output_cost, e.cost, e.price_version, e.cost is None,
-                e.payload is not None,
+                e.payload is not None, mark_ids[(org, int(e.ts.timestamp()) // _WINDOW_SECONDS)],
             ))
             if e.payload is not None:
                 payloads.append((org, e.ts, e.event_id, *e.payload))
-            marks.add((org, int(e.ts.timestamp()) // _WINDOW_SECONDS))
         await conn.copy_records_to_table("events", records=records, columns=columns)
         if payloads:
             await conn.copy_records_to_table("event_payloads", records=payloads, columns=PAYLOAD_COLUMNS)
-        ordered = sorted((org, _window_at(n)) for org, n in marks)
-        await conn.execute(q("mark_dirty"), [o for o, _ in ordered], [w for _, w in ordered])
         return ordered

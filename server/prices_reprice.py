@@ -206,7 +206,7 @@ class Repricer:
                                          reason="PREVIEW_OUTDATED", field="preview_token")
             if windows:
                 ordered = sorted(windows)
-                await conn.execute(q("mark_dirty"), [org_id] * len(ordered), ordered)
+                await conn.execute(q("mark_changed"), [org_id] * len(ordered), ordered)
         if windows and self.writer.after_commit is not None:
             self.writer.after_commit([(org_id, w) for w in sorted(windows)])
         report.applied = True

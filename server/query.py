@@ -31,7 +31,7 @@ from server.db import q
 from server.errors import InvalidArgument
 from server.events import COUNTER_FIELDS
 from server.principal import Principal
-from server.query_plan import cube_covers, plan
+from server.query_plan import cube_covers, plan, rolled_up
 from server.query_time import bucket_edges, parse_width, parse_zone
 
 DIMENSIONS: tuple[str, ...] = (
@@ -170,10 +170,13 @@ class QueryEngine:
         filters = {field: list(values) for field, values in spec.filters}
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(q("query_tuning"))
-            dirty = [r["window_start"] for r in await conn.fetch(q("query_dirty_windows"), principal.org_id,
-                                                                  edges[0], edges[-1])]
+            marks = await conn.fetch(q("query_dirty_windows"), principal.org_id, edges[0], edges[-1])
             fresh = await conn.fetchrow(q("query_freshness"), principal.org_id)
+            # Windows with changed events are read raw; windows that only had events
+            # appended are read from their rollups plus those events (their "tails").
+            dirty = [r["window_start"] for r in marks if not r["appends"]]
             pieces = plan(edges, dirty, use_rollups=spec.width != "1m")
+            tails = [i for r in marks if r["appends"] and rolled_up(pieces, r["window_start"]) for i in r["ids"]]
             scope = principal.read_scope()
             # Whole clean UTC days come from the cubes when they hold every field the
             # query needs; otherwise from the per-series rollups_1d.
@@ -183,10 +186,10 @@ class QueryEngine:
                 principal.org_id, edges[:-1],
                 *_columns(days), *_columns(pieces.hours), *_columns(pieces.windows), *_columns(pieces.raw),
                 list(spec.group_by), filters, *scope, *_columns(cube_days),
-                bool(cube_days) and not (pieces.hours or pieces.windows or pieces.raw),
+                bool(cube_days) and not (pieces.hours or pieces.windows or pieces.raw or tails), tails,
             )
             rows = await conn.fetch(q("query_usage"), *args)
-        freshness = Freshness(fresh["snapshot_time"], fresh["oldest_dirty"] or fresh["snapshot_time"], len(dirty))
+        freshness = Freshness(fresh["snapshot_time"], fresh["oldest_dirty"] or fresh["snapshot_time"], len(marks))
         buckets = _buckets(edges, rows)
         next_start = edges[-1] if edges[-1] < spec.end else None
         return UsageResult(buckets, freshness, next_start)

@@ -64,6 +64,15 @@ class Plan:
         return sum((hi - lo for lo, hi in [*self.days, *self.hours, *self.windows]), dt.timedelta(0))
 
 
+def rolled_up(pieces: Plan, window: dt.datetime) -> bool:
+    """Whether the 15-minute window starting at `window` is read wholly from rollups
+    (days, hours, windows or cubes): then its appended events are added as its tail;
+    a window read raw, even in part, already counts them."""
+    end = window + WINDOW
+    covered = any(lo <= window and end <= hi for lo, hi in [*pieces.days, *pieces.hours, *pieces.windows])
+    return covered and not any(lo < end and window < hi for lo, hi in pieces.raw)
+
+
 def plan(edges: Sequence[dt.datetime], dirty: Iterable[dt.datetime], *, use_rollups: bool = True) -> Plan:
     """Split [edges[0], edges[-1]) (edges = bucket starts, then the end) into
     rollup and raw ranges, given the starts of the dirty 15-minute windows."""

@@ -21,6 +21,13 @@ select org_id, request_id, event_id
 from request_keys
 where (org_id, request_id) in (select * from unnest($1::integer[], $2::text[]));
 
--- name: mark_dirty
+-- name: mark_changed
+-- Marks of windows whose events were changed (repricing): read raw until settled.
 insert into dirty_windows (org_id, window_start)
 select * from unnest($1::integer[], $2::timestamptz[]);
+
+-- name: mark_dirty
+-- Marks of appended events (migrations/0005_tails.sql); their ids go on the events.
+insert into dirty_windows (org_id, window_start, appends)
+select o, w, true from unnest($1::integer[], $2::timestamptz[]) as m(o, w)
+returning id, org_id, window_start;

@@ -8,7 +8,8 @@
 -- $12 filters {field: [values]} ('' matches unset); $13..$15 the read scope;
 -- $16, $17 (lo, hi) ranges of UTC days read from the cubes (cubes_1d: only when
 -- every field of $11..$15 is a cube dimension, see server/query_plan.py; those
--- days are then not in $3, $4); $18 true when the cubes are the only source.
+-- days are then not in $3, $4); $18 true when the cubes are the only source;
+-- $19 the marks whose appended events ("tails") are added to rolled-up windows.
 -- Each range is read by its own index scan: "lateral (... offset 0)" keeps the
 -- planner from turning the range join into a scan of the whole table.
 
@@ -24,10 +25,13 @@ select set_config('plan_cache_mode', 'force_custom_plan', true), set_config('jit
        set_config('enable_indexscan', 'off', true);
 
 -- name: query_dirty_windows
--- $1 org, $2 start, $3 end: the dirty 15-minute windows overlapping [start, end).
-select distinct window_start
+-- $1 org, $2 start, $3 end: the dirty 15-minute windows overlapping [start, end),
+-- each with whether only events were appended to it since its rollup (then its
+-- rollup plus the events of these marks is exact: migrations/0005_tails.sql).
+select window_start, bool_and(appends) as appends, array_agg(id) as ids
 from dirty_windows
-where org_id = $1 and window_start > $2::timestamptz - interval '15 minutes' and window_start < $3;
+where org_id = $1 and window_start > $2::timestamptz - interval '15 minutes' and window_start < $3
+group by window_start;
 
 -- name: query_freshness
 -- Every window before oldest_dirty is rolled up (null: all of them).
@@ -126,6 +130,17 @@ parts as (
         where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active
           and e.series_id in (select series_id from s) offset 0
     ) e
+    union all
+    -- tails: events appended to rolled-up windows since their rollup, by their marks
+    select width_bucket(e.ts, $2::timestamptz[]), e.ts, e.series_id, 1::bigint, e.unpriced::int::bigint,
+           e.input_tokens, e.output_tokens, e.input_cached_tokens, e.input_cache_write_tokens, e.input_text_tokens,
+           e.output_text_tokens, e.input_cached_text_tokens, e.input_audio_tokens, e.input_cached_audio_tokens,
+           e.output_audio_tokens, e.input_image_tokens, e.input_cached_image_tokens, e.output_image_tokens,
+           e.num_model_requests, e.num_requests, e.images, e.characters, e.seconds, e.usage_bytes, e.num_sessions,
+           e.units_used, coalesce(e.input_cost, 0), coalesce(e.output_cost, 0), coalesce(e.cost, 0), e.ts
+    from events e
+    where e.org_id = $1 and e.mark_id = any($19::bigint[]) and e.active
+      and e.series_id in (select series_id from s)
 ),
 counter_parts as (
     select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.name, r.value
@@ -169,6 +184,12 @@ counter_parts as (
           and e.series_id in (select series_id from s) offset 0
     ) e
     cross join lateral jsonb_each_text(e.counters) as kv
+    union all
+    select width_bucket(e.ts, $2::timestamptz[]), e.series_id, kv.key, kv.value::bigint
+    from events e
+    cross join lateral jsonb_each_text(e.counters) as kv
+    where e.org_id = $1 and e.mark_id = any($19::bigint[]) and e.active and e.counters is not null
+      and e.series_id in (select series_id from s)
 ),
 usage as (
     select p.bucket, s.gkey, metering_sum(p.events) as events, metering_sum(p.unpriced_events) as unpriced_events,

@@ -51,7 +51,7 @@ async def stored(db: asyncpg.Pool, org_id: int) -> list[tuple]:
            from events e join series s using (org_id, series_id)
            left join event_payloads p using (org_id, ts, event_id)
            where e.org_id = $1 order by e.request_id""", org_id)
-    skip = {"event_id", "series_id", "org_id", "received_at", "updated_at"}
+    skip = {"event_id", "series_id", "org_id", "received_at", "updated_at", "mark_id"}
     return [tuple((k, v) for k, v in r.items() if k not in skip) for r in rows]
 
 
@@ -89,3 +89,9 @@ async def test_small_and_copy_paths_store_the_same_rows(server: MeteringServer, 
         and e.ts < d.window_start + interval '15 minutes')"""
     for org_id in orgs:
         assert await db.fetchval(unmarked, org_id) == 0
+    # ... and carries the id of its own window's append mark (rollup + tail, migrations/0005_tails.sql)
+    mismatched = """select count(*) from events e left join dirty_windows d on d.id = e.mark_id
+        where e.org_id = $1 and (d.id is null or not d.appends or d.org_id <> e.org_id
+                                 or not (d.window_start <= e.ts and e.ts < d.window_start + interval '15 minutes'))"""
+    for org_id in orgs:
+        assert await db.fetchval(mismatched, org_id) == 0
