@@ -112,8 +112,10 @@ async def health_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8
 
 async def _baseline_tables(conn: asyncpg.Connection) -> None:
     await conn.execute("""
+        -- the same columns, defaults and indexes as events (its primary key, the tails' mark index)
         create table if not exists bench_events (like events including defaults including constraints);
         create unique index if not exists bench_events_pk on bench_events (org_id, ts, event_id);
+        create index if not exists bench_events_mark on bench_events (org_id, mark_id);
         create table if not exists bench_keys (like request_keys including all);
         truncate bench_events, bench_keys;
     """)
@@ -127,13 +129,13 @@ def _raw_rows(n: int) -> tuple[list[tuple], list[tuple]]:
         ts = now + dt.timedelta(seconds=rnd.randrange(3600))
         eid, rid = uuid.uuid4(), f"raw-{i}"
         events.append((1, ts, eid, rnd.randrange(1, 5000), rid, ts, ts, rnd.randrange(5000), rnd.randrange(2000),
-                       Decimal(rnd.randrange(10**6)) / 10**8))
+                       Decimal(rnd.randrange(10**6)) / 10**8, i // 1000))
         keys.append((1, rid, eid, ts))
     return events, keys
 
 
 RAW_COLUMNS = ("org_id", "ts", "event_id", "series_id", "request_id", "received_at", "updated_at",
-               "input_tokens", "output_tokens", "cost")
+               "input_tokens", "output_tokens", "cost", "mark_id")
 
 
 async def raw_copy(dsn: str, n: int, batch: int = 1000, concurrency: int = 4) -> float:
