@@ -136,7 +136,7 @@ async def run(st: Stack, rate: int = 20_000, seconds: float = 20) -> list[tuple[
         ("  ack -> visible in QueryUsage (24 h, user_id filter), under that load",
          f"p50 {_pct(lags, .5):.0f} ms", f"p99 {_pct(lags, .99):.0f} ms, max {max(lags) * 1000:.0f} ms; "
          f"{len(lags)} probes, {first_poll} visible at the first poll; query p50 {_pct(queries, .5):.0f} ms, "
-         f"up to {raw_windows} dirty windows read raw"),
+         f"up to {raw_windows} dirty windows (read raw, or rollup + tail)"),
         ("  baseline: the same probe before the load", f"p50 {_pct(idle_lags, .5):.0f} ms",
          f"p99 {_pct(idle_lags, .99):.0f} ms; {len(idle_lags)} probes; query p50 {_pct(idle_queries, .5):.0f} ms"),
     ]
