@@ -27,7 +27,6 @@ from server.series import SeriesCache
 # Called after a write commits with the (org_id, window_start) pairs it marked dirty.
 AfterCommit = Callable[[Iterable[tuple[int, dt.datetime]]], None]
 WINDOW = dt.timedelta(minutes=15)  # the base grain every IANA zone offset aligns to
-_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 EVENT_COLUMNS = (
     "org_id", "ts", "event_id", "series_id", "request_id", "received_at", "updated_at",
@@ -70,12 +69,12 @@ def _write_small_statement() -> str:
             select {values}
             from unnest($1::integer[], $4::timestamptz[], $3::uuid[], $6::bigint[], $2::text[], {counter_params},
                         ${tail}::jsonb[], ${tail + 1}::numeric[], ${tail + 2}::numeric[], ${tail + 3}::numeric[],
-                        ${tail + 4}::text[], ${tail + 5}::boolean[], ${tail + 6}::boolean[])
-                 as e(org_id, ts, event_id, series_id, request_id, {", ".join((*COUNTER_FIELDS, *_OPTIONAL))})
+                        ${tail + 4}::text[], ${tail + 5}::boolean[], ${tail + 6}::boolean[], ${dirty + 2}::timestamptz[])
+                 as e(org_id, ts, event_id, series_id, request_id, {", ".join((*COUNTER_FIELDS, *_OPTIONAL))},
+                      window_start)
             join claimed c on c.org_id = e.org_id and c.request_id = e.request_id
             -- each event carries its window's mark (migrations/0005_tails.sql)
-            join dirty d on d.org_id = e.org_id
-                        and d.window_start = date_bin('15 minutes', e.ts, timestamptz '2000-01-01 00:00:00+00')
+            join dirty d on d.org_id = e.org_id and d.window_start = e.window_start
         ), payloads as (
             insert into event_payloads ({", ".join(PAYLOAD_COLUMNS)})
             select p.* from unnest(${tail + 7}::integer[], ${tail + 8}::timestamptz[], ${tail + 9}::uuid[],
@@ -95,15 +94,25 @@ class Written(NamedTuple):
     received_at: dt.datetime | None = None  # when recorded; None for a duplicate
 
 
-def window_start(ts: dt.datetime) -> dt.datetime:
-    return ts - (ts - _EPOCH) % WINDOW
+_WINDOW_SECONDS = int(WINDOW.total_seconds())  # divides a day: windows align with UTC days
 
 
-_WINDOW_SECONDS = int(WINDOW.total_seconds())  # divides a day: Unix-time windows align with _EPOCH's
+def window_number(ts: dt.datetime) -> int:
+    """Which 15-minute window (counted from the Unix epoch) holds ts (after 1970)."""
+    return int(ts.timestamp()) // _WINDOW_SECONDS
 
 
 def _window_at(number: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(number * _WINDOW_SECONDS, dt.UTC)
+
+
+def window_start(ts: dt.datetime) -> dt.datetime:
+    return _window_at(window_number(ts))
+
+
+def _windows(orgs: Iterable[int], numbers: Iterable[int]) -> list[tuple[int, dt.datetime]]:
+    """The distinct (org, window start) pairs, sorted, of events given by org and window number."""
+    return [(org, _window_at(n)) for org, n in sorted(set(zip(orgs, numbers)))]
 
 
 class EventWriter:
@@ -185,8 +194,8 @@ class EventWriter:
         orgs, _, _, stamps = keys
         now = dt.datetime.now(dt.UTC)
         with_payload = [(org, e) for org, e in zip(orgs, chosen, strict=True) if e.payload is not None]
-        marks = {(org, int(ts.timestamp()) // _WINDOW_SECONDS) for org, ts in zip(orgs, stamps, strict=True)}
-        windows = sorted((org, _window_at(n)) for org, n in marks)
+        numbers = [window_number(ts) for ts in stamps]
+        windows = _windows(orgs, numbers)
         counters = list(zip(*(e.counters for e in chosen)))
         rows = await conn.fetch(
             _WRITE_SMALL, *keys, now, [series_ids[(org, e.series)] for org, e in zip(orgs, chosen, strict=True)],
@@ -195,7 +204,7 @@ class EventWriter:
             [e.cost is None for e in chosen], [e.payload is not None for e in chosen],
             [o for o, _ in with_payload], [e.ts for _, e in with_payload], [e.event_id for _, e in with_payload],
             *([e.payload[i] for _, e in with_payload] for i in range(len(PAYLOAD_FIELDS))),  # type: ignore[index]
-            [o for o, _ in windows], [w for _, w in windows],
+            [o for o, _ in windows], [w for _, w in windows], [_window_at(n) for n in numbers],
         )
         return now, {(r[0], r[1]) for r in rows}, windows
 
@@ -210,20 +219,19 @@ class EventWriter:
         pick = operator.itemgetter(*used)  # used has >= 2 entries or is just _ALWAYS_COUNTED
         single = len(used) == 1
         columns = (*EVENT_COLUMNS[:7], *(COUNTER_FIELDS[i] for i in used), *EVENT_COLUMNS[7 + len(COUNTER_FIELDS) :])
-        marks = sorted({(org, int(e.ts.timestamp()) // _WINDOW_SECONDS) for org, e in fresh})
-        ordered = [(org, _window_at(n)) for org, n in marks]
+        numbers = [window_number(e.ts) for _, e in fresh]
+        ordered = _windows((org for org, _ in fresh), numbers)
         # The marks first: each event carries its window's mark id (migrations/0005_tails.sql).
         rows = await conn.fetch(q("mark_dirty"), [o for o, _ in ordered], [w for _, w in ordered])
-        mark_of = {(r[1], r[2]): r[0] for r in rows}
-        mark_ids = {(org, n): mark_of[(org, w)] for (org, n), (_, w) in zip(marks, ordered, strict=True)}
+        mark_ids = {(r[1], window_number(r[2])): r[0] for r in rows}
         records = []
         payloads = []
-        for org, e in fresh:
+        for (org, e), number in zip(fresh, numbers, strict=True):
             counted = (pick(e.counters),) if single else pick(e.counters)
             records.append((
                 org, e.ts, e.event_id, series_ids[(org, e.series)], e.request_id, now, now, *counted,
                 e.extra_counters, e.input_cost, e.output_cost, e.cost, e.price_version, e.cost is None,
-                e.payload is not None, mark_ids[(org, int(e.ts.timestamp()) // _WINDOW_SECONDS)],
+                e.payload is not None, mark_ids[(org, number)],
             ))
             if e.payload is not None:
                 payloads.append((org, e.ts, e.event_id, *e.payload))
