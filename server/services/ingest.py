@@ -33,32 +33,28 @@ def _rejected(index: int, event: event_pb2.UsageEvent, error: MeteringError) -> 
     )
 
 
+def _outcome(written: Written) -> dict:
+    """The fields a recorded or duplicate result shares, unary or batched. A duplicate has no
+    received_at: its original's is read with GetEvent."""
+    return {
+        "outcome": ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
+        "event_id": str(written.event_id), "request_id": written.request_id,
+        "received_at": _stamp(written.received_at) if written.received_at is not None else None,
+    }
+
+
 def _written(index: int, written: Written) -> ingest_pb2.ItemResult:
-    if written.received_at is None:  # a duplicate; its original is read with GetEvent
-        return ingest_pb2.ItemResult(
-            index=index, outcome=ingest_pb2.OUTCOME_DUPLICATE, event_id=str(written.event_id),
-            request_id=written.request_id,
-        )
-    return ingest_pb2.ItemResult(
-        index=index, outcome=ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
-        event_id=str(written.event_id), request_id=written.request_id, received_at=_stamp(written.received_at),
-    )
+    return ingest_pb2.ItemResult(index=index, **_outcome(written))
+
+
+def _response(written: Written) -> ingest_pb2.RecordEventResponse:
+    return ingest_pb2.RecordEventResponse(**_outcome(written))
 
 
 @functools.lru_cache(maxsize=16)
 def _stamp(at: dt.datetime) -> timestamp_pb2.Timestamp:
     """The events of one write share their received_at: convert it once, not per item."""
     return timestamp(at)
-
-
-def _response(written: Written) -> ingest_pb2.RecordEventResponse:
-    reply = ingest_pb2.RecordEventResponse(
-        outcome=ingest_pb2.OUTCOME_RECORDED if written.recorded else ingest_pb2.OUTCOME_DUPLICATE,
-        event_id=str(written.event_id), request_id=written.request_id,
-    )
-    if written.received_at is not None:
-        reply.received_at.CopyFrom(timestamp(written.received_at))
-    return reply
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
