@@ -96,13 +96,7 @@ def _serve_processes(settings: Settings) -> int:
 
     if settings.grpc_addr.endswith(":0"):
         raise SystemExit("metering: METERING_SERVER_PROCESSES > 1 needs a fixed port in METERING_GRPC_ADDR")
-    stop = {"signal": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop["signal"] = signum
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = _stop_on_signals()
     with backing_services(settings) as (dsn, redis_url):
         asyncio.run(migrate_dsn(dsn))  # once, before the processes race for it
         env = {**os.environ, "METERING_DATABASE_URL": dsn, "METERING_REDIS_URL": redis_url or "",
@@ -111,26 +105,13 @@ def _serve_processes(settings: Settings) -> int:
             f"server {i + 1}": subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env)
             for i in range(settings.server_processes)
         }
-        failed = ""
-        while not stop["signal"] and not failed:
-            time.sleep(0.2)
-            failed = next((n for n, p in children.items() if p.poll() is not None), "")
-        if failed:
-            log.error("%s exited with code %s; stopping", failed, children[failed].returncode)
-        _stop_children(children)
-    return 1 if failed else 0
+        return _supervise(children, stop)
 
 
 def up(settings: Settings) -> int:
     from server.migrate import migrate_dsn
 
-    stop = {"signal": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop["signal"] = signum
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = _stop_on_signals()
     with backing_services(settings) as (dsn, redis_url):
         applied = asyncio.run(migrate_dsn(dsn))
         if applied:
@@ -158,14 +139,31 @@ def up(settings: Settings) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        failed = ""
-        while not stop["signal"] and not failed:
-            time.sleep(0.2)
-            failed = next((n for n, p in children.items() if p.poll() is not None), "")
-        if failed:
-            log.error("%s exited with code %s; stopping", failed, children[failed].returncode)
-        _stop_children(children)
-        return 1 if failed else 0
+        return _supervise(children, stop)
+
+
+def _stop_on_signals() -> dict[str, int]:
+    """SIGINT/SIGTERM set stop["signal"] instead of interrupting (children are stopped in order)."""
+    stop = {"signal": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def _supervise(children: dict[str, subprocess.Popen[bytes]], stop: dict[str, int]) -> int:
+    """Wait for a stop signal or a child's exit, then stop every child: 0, or 1 if a child died."""
+    failed = ""
+    while not stop["signal"] and not failed:
+        time.sleep(0.2)
+        failed = next((n for n, p in children.items() if p.poll() is not None), "")
+    if failed:
+        log.error("%s exited with code %s; stopping", failed, children[failed].returncode)
+    _stop_children(children)
+    return 1 if failed else 0
 
 
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
