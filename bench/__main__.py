@@ -18,19 +18,10 @@ import time
 
 from bench import ingest
 from bench.stack import stack
+from bench.stats import latency_note
 
 SECTIONS = ("ingest", "rest", "freshness", "query")
 Row = tuple[str, str, str]  # benchmark, result, notes
-
-
-def pct(values: list[float], p: float) -> float:
-    """The p-th percentile of latencies in seconds, in milliseconds."""
-    values = sorted(values)
-    return values[min(len(values) - 1, int(p * len(values)))] * 1000
-
-
-def latency_note(values: list[float]) -> str:
-    return f"p50 {pct(values, .5):.1f} ms, p95 {pct(values, .95):.1f} ms, p99 {pct(values, .99):.1f} ms"
 
 
 async def ingest_rows(st, n: int) -> list[Row]:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from google.protobuf import timestamp_pb2
 
 from bench.ingest import make_events
 from bench.stack import Stack, channel
+from bench.stats import pct
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 
 BATCH = 1000
@@ -28,11 +29,6 @@ IN_FLIGHT = 4
 PROBE_PAUSE = 0.2  # seconds between probes: each query reads raw events, so the probe should measure, not add load
 IDLE_SECONDS = 2.0
 POLL_LIMIT = 30.0  # a marker not visible after this long fails the benchmark
-
-
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
 async def _background(stubs: list[ingest_pb2_grpc.IngestServiceStub], st: Stack,
@@ -134,9 +130,9 @@ async def run(st: Stack, rate: int = 20_000, seconds: float = 20) -> list[tuple[
         (f"freshness: background RecordEvents, {BATCH}/batch, paced at {rate:,}/s", f"{achieved:,.0f} events/s",
          f"{acked:,} events in {elapsed:.1f} s" + ("" if achieved >= 0.98 * rate else " (fell short of the target)")),
         ("  ack -> visible in QueryUsage (24 h, user_id filter), under that load",
-         f"p50 {_pct(lags, .5):.0f} ms", f"p99 {_pct(lags, .99):.0f} ms, max {max(lags) * 1000:.0f} ms; "
-         f"{len(lags)} probes, {first_poll} visible at the first poll; query p50 {_pct(queries, .5):.0f} ms, "
+         f"p50 {pct(lags, .5):.0f} ms", f"p99 {pct(lags, .99):.0f} ms, max {max(lags) * 1000:.0f} ms; "
+         f"{len(lags)} probes, {first_poll} visible at the first poll; query p50 {pct(queries, .5):.0f} ms, "
          f"up to {raw_windows} dirty windows (read raw, or rollup + tail)"),
-        ("  baseline: the same probe before the load", f"p50 {_pct(idle_lags, .5):.0f} ms",
-         f"p99 {_pct(idle_lags, .99):.0f} ms; {len(idle_lags)} probes; query p50 {_pct(idle_queries, .5):.0f} ms"),
+        ("  baseline: the same probe before the load", f"p50 {pct(idle_lags, .5):.0f} ms",
+         f"p99 {pct(idle_lags, .99):.0f} ms; {len(idle_lags)} probes; query p50 {pct(idle_queries, .5):.0f} ms"),
     ]

@@ -8,9 +8,12 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.stack import Stack, channel, peak_rss_mb
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
@@ -60,54 +63,49 @@ async def batched_grpc(st: Stack, n: int, batch: int = 1000, concurrency: int = 
     return n / (time.perf_counter() - started)
 
 
-async def unary_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8) -> tuple[float, list[float]]:
-    requests = [ingest_pb2.RecordEventRequest(event=e) for e in make_events(n, "u" + secrets.token_hex(3))]
-    queue = list(reversed(requests))
+async def _callers(st: Stack, n: int, call: Callable[[grpc.aio.Channel], Callable[[], Awaitable[object]]],
+                   callers: int, connections: int) -> tuple[float, list[float]]:
+    """n calls made by `callers` concurrent callers spread over `connections` connections of
+    their own; (calls/s, latencies). call(channel) gives the function that makes one call."""
+    left = [n]
     latencies: list[float] = []
     channels = [channel(st.target) for _ in range(connections)]
     for ch in channels:
         await ch.channel_ready()
-    stubs = [ingest_pb2_grpc.IngestServiceStub(ch) for ch in channels]
+    calls = [call(ch) for ch in channels]
 
-    async def caller(stub: ingest_pb2_grpc.IngestServiceStub) -> None:
-        while queue:
-            request = queue.pop()
+    async def caller(one: Callable[[], Awaitable[object]]) -> None:
+        while left[0] > 0:
+            left[0] -= 1
             t = time.perf_counter()
-            await stub.RecordEvent(request, metadata=st.auth)
+            await one()
             latencies.append(time.perf_counter() - t)
     started = time.perf_counter()
-    await asyncio.gather(*(caller(stubs[i % connections]) for i in range(callers)))
+    await asyncio.gather(*(caller(calls[i % connections]) for i in range(callers)))
     rate = n / (time.perf_counter() - started)
     for ch in channels:
         await ch.close()
     return rate, latencies
+
+
+async def unary_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8) -> tuple[float, list[float]]:
+    requests = [ingest_pb2.RecordEventRequest(event=e) for e in make_events(n, "u" + secrets.token_hex(3))]
+
+    def call(ch: grpc.aio.Channel) -> Callable[[], Awaitable[object]]:
+        stub = ingest_pb2_grpc.IngestServiceStub(ch)
+        return lambda: stub.RecordEvent(requests.pop(), metadata=st.auth)
+    return await _callers(st, n, call, callers, connections)
 
 
 async def health_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8) -> tuple[float, list[float]]:
     """The ceiling the gRPC layer sets: the server's cheapest call (Health/Check,
     no database), driven exactly like unary_grpc."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     request = health_pb2.HealthCheckRequest()
-    latencies: list[float] = []
-    left = [n]
-    channels = [channel(st.target) for _ in range(connections)]
-    for ch in channels:
-        await ch.channel_ready()
-    stubs = [health_pb2_grpc.HealthStub(ch) for ch in channels]
 
-    async def caller(stub: health_pb2_grpc.HealthStub) -> None:
-        while left[0] > 0:
-            left[0] -= 1
-            t = time.perf_counter()
-            await stub.Check(request)
-            latencies.append(time.perf_counter() - t)
-    started = time.perf_counter()
-    await asyncio.gather(*(caller(stubs[i % connections]) for i in range(callers)))
-    rate = n / (time.perf_counter() - started)
-    for ch in channels:
-        await ch.close()
-    return rate, latencies
+    def call(ch: grpc.aio.Channel) -> Callable[[], Awaitable[object]]:
+        stub = health_pb2_grpc.HealthStub(ch)
+        return lambda: stub.Check(request)
+    return await _callers(st, n, call, callers, connections)
 
 
 async def _baseline_tables(conn: asyncpg.Connection) -> None:

@@ -39,7 +39,6 @@ import asyncio
 import datetime as dt
 import os
 import re
-import sys
 import time
 from decimal import Decimal
 from typing import Any
@@ -50,6 +49,7 @@ import httpx
 from google.protobuf import timestamp_pb2
 
 from bench.stack import Stack
+from bench.stats import latency_note, pct
 from metering.v1 import query_pb2, query_pb2_grpc
 from server.db import create_pool
 from server.rollups import dirty_days, is_retryable, recompute_day
@@ -105,15 +105,6 @@ join series s on s.org_id = e.org_id and s.series_id = e.series_id
 where e.org_id = $1 and e.ts >= $2 and e.ts < $3 and e.active and s.kind = 'completions'
 group by 1, 2, 3
 """
-
-
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
-
-
-def _stats(values: list[float]) -> str:
-    return f"p50 {_pct(values, .5):.1f} ms p95 {_pct(values, .95):.1f} ms p99 {_pct(values, .99):.1f} ms"
 
 
 async def load(dsn: str, events: int) -> tuple[dt.datetime, float]:
@@ -344,13 +335,13 @@ async def _bench(st: Stack, events: int, *, reuse: bool, day0: dt.datetime | Non
     raw, raw_groups = await measure_baseline(st.dsn, day0, BASELINE_RUNS)
     check_exact("REST", rest_groups, raw_groups)
     check_exact("gRPC", grpc_groups, raw_groups)
-    ratio = _pct(raw, .5) / _pct(rest, .5)
+    ratio = pct(raw, .5) / pct(rest, .5)
     n = len(raw_groups)
     rows.append((f"query: REST OpenAI completions 31 x 1d by model+project ({n:,} results)",
-                 f"{_pct(rest, .5):.1f} ms", f"{_stats(rest)}; {RUNS} runs; exact"))
-    rows.append(("query: gRPC QueryUsage, same query", f"{_pct(grpc_lat, .5):.1f} ms",
-                 f"{_stats(grpc_lat)}; {RUNS} runs; exact"))
-    rows.append(("  baseline: raw GROUP BY over events (join series, by UTC day)", f"{_pct(raw, .5):.0f} ms",
+                 f"{pct(rest, .5):.1f} ms", f"{latency_note(rest)}; {RUNS} runs; exact"))
+    rows.append(("query: gRPC QueryUsage, same query", f"{pct(grpc_lat, .5):.1f} ms",
+                 f"{latency_note(grpc_lat)}; {RUNS} runs; exact"))
+    rows.append(("  baseline: raw GROUP BY over events (join series, by UTC day)", f"{pct(raw, .5):.0f} ms",
                  f"{BASELINE_RUNS} runs; REST is {ratio:.0f}x faster"))
     return rows
 
