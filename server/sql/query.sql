@@ -115,32 +115,30 @@ parts as (
         where r.org_id = $1 and r.window_start >= q.lo and r.window_start < q.hi offset 0
     ) r
     union all
-    select width_bucket(e.window_start, $2::timestamptz[]), e.*
-    from unnest($9::timestamptz[], $10::timestamptz[]) as q(lo, hi)
-    cross join lateral (
-        select e.ts as window_start, e.series_id, 1::bigint, e.unpriced::int::bigint, e.input_tokens,
-               e.output_tokens, e.input_cached_tokens, e.input_cache_write_tokens, e.input_text_tokens, e.output_text_tokens,
-               e.input_cached_text_tokens, e.input_audio_tokens, e.input_cached_audio_tokens, e.output_audio_tokens, e.input_image_tokens,
-               e.input_cached_image_tokens, e.output_image_tokens, e.num_model_requests, e.num_requests, e.images,
-               e.characters, e.seconds, e.usage_bytes, e.num_sessions, e.units_used,
-               coalesce(e.input_cost, 0), coalesce(e.output_cost, 0), coalesce(e.cost, 0), e.ts as last_event_at
-        from events e
-        -- the series filter inside the scan: a filtered query (one user, one key)
-        -- over hot, not yet rolled-up windows carries only its own events onward
-        where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active
-          and e.series_id in (select series_id from s) offset 0
-    ) e
-    union all
-    -- tails: events appended to rolled-up windows since their rollup, by their marks
     select width_bucket(e.ts, $2::timestamptz[]), e.ts, e.series_id, 1::bigint, e.unpriced::int::bigint,
            e.input_tokens, e.output_tokens, e.input_cached_tokens, e.input_cache_write_tokens, e.input_text_tokens,
            e.output_text_tokens, e.input_cached_text_tokens, e.input_audio_tokens, e.input_cached_audio_tokens,
            e.output_audio_tokens, e.input_image_tokens, e.input_cached_image_tokens, e.output_image_tokens,
            e.num_model_requests, e.num_requests, e.images, e.characters, e.seconds, e.usage_bytes, e.num_sessions,
            e.units_used, coalesce(e.input_cost, 0), coalesce(e.output_cost, 0), coalesce(e.cost, 0), e.ts
-    from events e
-    where e.org_id = $1 and e.mark_id = any($19::bigint[]) and e.active
-      and e.series_id in (select series_id from s)
+    from (
+        select e.*
+        from unnest($9::timestamptz[], $10::timestamptz[]) as q(lo, hi)
+        cross join lateral (
+            select e.*
+            from events e
+            -- the series filter inside the scan: a filtered query (one user, one key)
+            -- over hot, not yet rolled-up windows carries only its own events onward
+            where e.org_id = $1 and e.ts >= q.lo and e.ts < q.hi and e.active
+              and e.series_id in (select series_id from s) offset 0
+        ) e
+        union all
+        -- tails: events appended to rolled-up windows since their rollup, by their marks
+        select e.*
+        from events e
+        where e.org_id = $1 and e.mark_id = any($19::bigint[]) and e.active
+          and e.series_id in (select series_id from s)
+    ) e
 ),
 counter_parts as (
     select width_bucket(r.window_start, $2::timestamptz[]) as bucket, r.series_id, r.name, r.value
