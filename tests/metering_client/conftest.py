@@ -4,7 +4,6 @@ fixed port over the same database."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -38,13 +37,6 @@ def no_client_left_open() -> Iterator[None]:
 @pytest.fixture
 def target(server: MeteringServer) -> str:
     return f"127.0.0.1:{server.port}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 ServerFactory = Callable[[int], Awaitable[MeteringServer]]

@@ -9,7 +9,8 @@ import pytest
 from metering_client import (
     AsyncMeteringClient, AsyncUsageLogger, AsyncUsageTracker, NotFoundError, Outcome, RejectedEventsError,
 )
-from tests.metering_client.conftest import event_counts, free_port
+from tests.metering_client.conftest import event_counts
+from tests.support.services import free_port
 
 
 async def test_async_record_flush_and_results(target, new_org, db):

@@ -13,7 +13,8 @@ import grpc
 
 from metering_client import MeteringClient, Outcome, UsageTracker
 from metering_client.journal import read_all
-from tests.metering_client.conftest import event_counts, free_port
+from tests.metering_client.conftest import event_counts
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ import pytest
 
 from server.app import MeteringServer
 from tests.security.conftest import World
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).with_name("schemathesis")
@@ -28,15 +28,9 @@ MAX_EXAMPLES = int(os.environ.get("METERING_SCHEMATHESIS_EXAMPLES", "5"))
 pytestmark = pytest.mark.skipif(not ST.exists(), reason="schemathesis not installed (pip install -e '.[test]')")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 async def gateway_url(server: MeteringServer) -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "METERING_GRPC_ADDR": f"127.0.0.1:{server.port}", "METERING_HTTP_ADDR": f"127.0.0.1:{port}",
            "METERING_LOG_LEVEL": "WARNING"}
     gateway = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=env, cwd=ROOT,

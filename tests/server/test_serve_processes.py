@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ import grpc
 
 from metering.v1 import admin_pb2, admin_pb2_grpc, event_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.conftest import MASTER, MASTER_KEY
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _accepted(port: int) -> dict[int, int]:
@@ -44,7 +38,7 @@ def _children(pid: int) -> list[int]:
 
 
 async def test_two_processes_share_the_port_and_stop_together(database_url: str, server, tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "METERING_DATABASE_URL": database_url, "METERING_REDIS_URL": "redis://127.0.0.1:1/0",
            "METERING_GRPC_ADDR": f"127.0.0.1:{port}", "METERING_MASTER_KEY": MASTER_KEY,
            "METERING_SERVER_PROCESSES": "2", "METERING_DATA_DIR": str(tmp_path), "METERING_LOG_LEVEL": "INFO"}

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable
@@ -169,3 +170,10 @@ async def drop_test_database(admin_dsn: str, dsn: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
