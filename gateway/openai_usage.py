@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -32,6 +32,7 @@ from gateway.openai_dialect import (
     validate, window,
 )
 from gateway.openapi import Doc, documented
+from gateway.upstream import metadata, upstream
 from metering.v1 import query_pb2
 
 SERVER_MAX_PAGE = 1000  # QueryUsageRequest.page_size: "default 100, max 1000"
@@ -158,6 +159,29 @@ def query_request(endpoint: UsageEndpoint, args: BaseModel, win: Window) -> quer
     )
 
 
+async def rendered(request: Request, endpoint: UsageEndpoint, message: query_pb2.QueryUsageRequest, limit: int,
+                   render_data: Callable[[Sequence[query_pb2.UsageBucket]], bytes]) -> tuple[bytes, str]:
+    """`limit` (at most SERVER_MAX_PAGE) buckets in one server page, rendered by `render_data` (JSON bytes), and the next page's
+    token. The rendering is kept with the page's etag, and the same question asked again is
+    answered from it when the server says the answer is unchanged (gateway/answer_cache.py).
+    The key leaves out the end time and page fields: their effect on the page is in its etag."""
+    answers = upstream(request).answers
+    shape = query_pb2.QueryUsageRequest()
+    shape.CopyFrom(message)
+    for name in ("end_time", "page_size", "page_token", "if_none_match"):
+        shape.ClearField(name)
+    key = answers.key(metadata(request), endpoint.name, str(limit), shape.SerializeToString(deterministic=True))
+    known = answers.get(key)
+    message.page_size = limit
+    message.if_none_match = known.etag if known is not None else ""
+    reply = await call(request, query_method(request, "QueryUsage"), message)
+    if known is not None and reply.not_modified and reply.etag == known.etag:
+        return known.body, reply.next_page_token
+    body = render_data(reply.buckets)
+    answers.put(key, reply.etag, body)
+    return body, reply.next_page_token
+
+
 async def collect(request: Request, message: query_pb2.QueryUsageRequest,
                   limit: int) -> tuple[list[query_pb2.UsageBucket], str]:
     """Up to `limit` buckets from message.page_token on, in as many server pages as that takes
@@ -207,10 +231,19 @@ def endpoint_for(endpoint: UsageEndpoint) -> Endpoint:
         args = validate(model, query_arguments(request.query_params, arrays))
         win = window(args.start_time, args.end_time, args.bucket_width, args.limit, args.page,  # type: ignore[attr-defined]
                      USAGE_LIMITS)
-        buckets, next_token = await collect(request, query_request(endpoint, args, win), win.limit)
         result = results(endpoint, set(getattr(args, "group_by")))
-        data = [bucket(b.start_time.seconds, b.end_time.seconds, [result(g) for g in b.groups]) for b in buckets]
-        return render(page(data, win, next_token))
+
+        def data(buckets: Sequence[query_pb2.UsageBucket]) -> bytes:
+            return orjson.dumps([bucket(b.start_time.seconds, b.end_time.seconds, [result(g) for g in b.groups])
+                                 for b in buckets])
+
+        message = query_request(endpoint, args, win)
+        if win.limit <= SERVER_MAX_PAGE:  # one server page: kept and revalidated by its etag
+            body, next_token = await rendered(request, endpoint, message, win.limit, data)
+        else:
+            buckets, next_token = await collect(request, message, win.limit)
+            body = data(buckets)
+        return render(page(orjson.Fragment(body), win, next_token))
 
     usage.__name__ = usage.__qualname__ = f"usage_{endpoint.name}"
     usage.__doc__ = endpoint.summary

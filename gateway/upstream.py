@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import message as pb_message
 from starlette.requests import HTTPConnection
 
+from gateway.answer_cache import AnswerCache
 from gateway.errors import GatewayError
 from gateway.identities import Identities
 from gateway.ingest_batcher import IngestBatcher, Metadata
@@ -38,13 +39,15 @@ class Stubs:
 @dataclasses.dataclass
 class Upstream:
     """What the lifespan opens: the channel every request shares, its stubs, the batcher that
-    coalesces single-event ingests into RecordEvents calls and the cache of callers' identities."""
+    coalesces single-event ingests into RecordEvents calls, the cache of callers' identities and
+    the rendered query answers (revalidated by etag on every call)."""
 
     channel: grpc.aio.Channel
     timeout: float = DEFAULT_TIMEOUT
     stubs: Stubs = dataclasses.field(init=False)
     ingest: IngestBatcher = dataclasses.field(init=False)
     identities: Identities = dataclasses.field(init=False)
+    answers: AnswerCache = dataclasses.field(default_factory=AnswerCache, init=False)
     _methods: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:

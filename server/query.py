@@ -12,6 +12,12 @@ cube dimensions, migrations/0004_cubes.sql, recomputed with the rollups) when
 every field the query groups on, filters on or is scoped by is a cube
 dimension, and from the per-series rollups_1d otherwise. Scoping follows
 Principal.read_scope(), as in server/records.py.
+
+Etags: a page read with no dirty window has an etag naming its answer: the page's
+exact range and query, the caller's scope, and the newest rollup stamp of its days
+(migrations/0006_stamps.sql says why an unchanged stamp with no dirty window means
+an unchanged answer). A caller that sends it back as if_none_match gets "not
+modified" without the aggregate statement being run.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ MAX_BUCKETS = 100_000  # internal callers (tallies) read every bucket at once
 MAX_GROUP_BY = 16
 MAX_FILTER_VALUES = 1000
 _ZERO = decimal.Decimal(0)
+# Part of every etag: change it when the same rows would give a different answer.
+ETAG_VERSION = "usage-1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +122,8 @@ class UsageResult:
     buckets: list[Bucket]
     freshness: Freshness
     next_start: dt.datetime | None  # where the next page starts; None: done
+    etag: str = ""  # names the answer when no window of the page was dirty
+    not_modified: bool = False  # the caller's if_none_match is `etag`: buckets left empty
 
 
 def check_field(field: str, name: str) -> str:
@@ -163,15 +173,23 @@ class QueryEngine:
         self.pool = pool
 
     async def aggregate(
-        self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS
+        self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS,
+        if_none_match: str = "",
     ) -> UsageResult:
-        """Buckets from `start_at` (default spec.start), at most `limit` of them."""
+        """Buckets from `start_at` (default spec.start), at most `limit` of them; none
+        when `if_none_match` is the etag of this answer."""
         edges = bucket_edges(start_at or spec.start, spec.end, spec.width, parse_zone(spec.time_zone), limit)
         filters = {field: list(values) for field, values in spec.filters}
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(q("query_tuning"))
             marks = await conn.fetch(q("query_dirty_windows"), principal.org_id, edges[0], edges[-1])
             fresh = await conn.fetchrow(q("query_freshness"), principal.org_id)
+            etag = "" if marks else _etag(
+                principal, spec, edges, await conn.fetchval(q("query_stamp"), principal.org_id, edges[0], edges[-1]))
+            next_start = edges[-1] if edges[-1] < spec.end else None
+            freshness = Freshness(fresh["snapshot_time"], fresh["oldest_dirty"] or fresh["snapshot_time"], len(marks))
+            if etag and etag == if_none_match:
+                return UsageResult([], freshness, next_start, etag, not_modified=True)
             # Windows with changed events are read raw; windows that only had events
             # appended are read from their rollups plus those events (their "tails").
             dirty = [r["window_start"] for r in marks if not r["appends"]]
@@ -189,20 +207,17 @@ class QueryEngine:
                 bool(cube_days) and not (pieces.hours or pieces.windows or pieces.raw or tails), tails,
             )
             rows = await conn.fetch(q("query_usage"), *args)
-        freshness = Freshness(fresh["snapshot_time"], fresh["oldest_dirty"] or fresh["snapshot_time"], len(marks))
-        buckets = _buckets(edges, rows)
-        next_start = edges[-1] if edges[-1] < spec.end else None
-        return UsageResult(buckets, freshness, next_start)
+        return UsageResult(_buckets(edges, rows), freshness, next_start, etag)
 
     async def page(
-        self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str
+        self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str, if_none_match: str = ""
     ) -> UsageResult:
         size = page_size or DEFAULT_PAGE_SIZE
         if not 0 < size <= MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"between 1 and {MAX_PAGE_SIZE}")
         digest = spec.digest(principal)
         start_at = _parse_token(page_token, digest, spec) if page_token else None
-        return await self.aggregate(principal, spec, start_at=start_at, limit=size)
+        return await self.aggregate(principal, spec, start_at=start_at, limit=size, if_none_match=if_none_match)
 
 
 def page_token(result: UsageResult, spec: UsageSpec, principal: Principal) -> str:
@@ -226,6 +241,16 @@ def _parse_token(token: str, digest: str, spec: UsageSpec) -> dt.datetime:
     if not spec.start < start < spec.end:
         raise InvalidArgument("page_token", "outside the requested range")
     return start
+
+
+def _etag(principal: Principal, spec: UsageSpec, edges: list[dt.datetime], stamp: int) -> str:
+    """The page's own range (not spec.end, which defaults to "now"), so a page whose
+    buckets do not reach the end keeps its etag while time passes."""
+    raw = json.dumps([
+        ETAG_VERSION, principal.org_id, principal.read_scope(), spec.width, spec.time_zone, spec.group_by,
+        spec.filters, edges[0].isoformat(), edges[-1].isoformat(), stamp,
+    ])
+    return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()[:18]).decode()
 
 
 def _fields(spec: UsageSpec, scope: tuple[str | None, str | None, str | None]) -> list[str]:

@@ -20,7 +20,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryUsageRequest(_message.Message):
-    __slots__ = ("start_time", "end_time", "width", "time_zone", "filters", "group_by", "page_size", "page_token")
+    __slots__ = ("start_time", "end_time", "width", "time_zone", "filters", "group_by", "page_size", "page_token", "if_none_match")
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class QueryUsageRequest(_message.Message):
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    IF_NONE_MATCH_FIELD_NUMBER: _ClassVar[int]
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     width: str
@@ -37,7 +38,8 @@ class QueryUsageRequest(_message.Message):
     group_by: _containers.RepeatedScalarFieldContainer[str]
     page_size: int
     page_token: str
-    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., width: _Optional[str] = ..., time_zone: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., group_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    if_none_match: str
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., width: _Optional[str] = ..., time_zone: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., group_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., if_none_match: _Optional[str] = ...) -> None: ...
 
 class UsageMetrics(_message.Message):
     __slots__ = ("events", "unpriced_events", "input_tokens", "output_tokens", "input_cached_tokens", "input_cache_write_tokens", "input_text_tokens", "output_text_tokens", "input_cached_text_tokens", "input_audio_tokens", "input_cached_audio_tokens", "output_audio_tokens", "input_image_tokens", "input_cached_image_tokens", "output_image_tokens", "num_model_requests", "num_requests", "images", "characters", "seconds", "usage_bytes", "num_sessions", "units_used", "counters", "input_cost", "output_cost", "cost", "last_event_time")
@@ -142,14 +144,18 @@ class Freshness(_message.Message):
     def __init__(self, snapshot_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., settled_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., raw_windows: _Optional[int] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
-    __slots__ = ("buckets", "next_page_token", "freshness")
+    __slots__ = ("buckets", "next_page_token", "freshness", "etag", "not_modified")
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FRESHNESS_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
     buckets: _containers.RepeatedCompositeFieldContainer[UsageBucket]
     next_page_token: str
     freshness: Freshness
-    def __init__(self, buckets: _Optional[_Iterable[_Union[UsageBucket, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
+    etag: str
+    not_modified: bool
+    def __init__(self, buckets: _Optional[_Iterable[_Union[UsageBucket, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ..., etag: _Optional[str] = ..., not_modified: _Optional[bool] = ...) -> None: ...
 
 class GetUsageTalliesRequest(_message.Message):
     __slots__ = ("window", "start_time", "end_time", "page_size", "page_token")

@@ -65,7 +65,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             width=request.width, time_zone=request.time_zone, group_by=list(request.group_by),
             filters=[(f.field, list(f.values)) for f in request.filters],
         )
-        result = await self.engine.page(principal, spec, request.page_size, request.page_token)
+        result = await self.engine.page(principal, spec, request.page_size, request.page_token, request.if_none_match)
         return query_pb2.QueryUsageResponse(
             buckets=[
                 query_pb2.UsageBucket(
@@ -82,6 +82,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             ],
             next_page_token=page_token(result, spec, principal),
             freshness=freshness_pb(result.freshness),
+            etag=result.etag, not_modified=result.not_modified,
         )
 
     async def GetUsageTallies(

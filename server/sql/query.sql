@@ -33,6 +33,12 @@ from dirty_windows
 where org_id = $1 and window_start > $2::timestamptz - interval '15 minutes' and window_start < $3
 group by window_start;
 
+-- name: query_stamp
+-- $1 org, $2 start, $3 end: the newest rollup stamp of the UTC days overlapping
+-- [start, end); 0 when none (migrations/0006_stamps.sql).
+select coalesce(max(stamp), 0) from rollup_stamps
+where org_id = $1 and day > $2::timestamptz - interval '1 day' and day < $3;
+
 -- name: query_freshness
 -- Every window before oldest_dirty is rolled up (null: all of them).
 select now() as snapshot_time,

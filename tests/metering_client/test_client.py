@@ -173,3 +173,38 @@ async def test_block_overflow_applies_back_pressure(target, new_org, db):
 
     await asyncio.to_thread(run)
     assert await event_counts(db, org.organization_id) == (500, 500)
+
+
+async def test_query_usage_revalidates_an_answer_by_its_etag(target, new_org, db):
+    """A polling caller sends the etag of its last answer back: unchanged answers cost no buckets."""
+    from google.protobuf import timestamp_pb2
+
+    from metering.v1 import query_pb2
+    from server.rollups import recompute_day
+
+    org = await new_org()
+    day = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
+    start = timestamp_pb2.Timestamp(seconds=int(day.timestamp()))
+    end = timestamp_pb2.Timestamp(seconds=int(day.timestamp()) + 86400)
+
+    def ask(client: MeteringClient, etag: str = "") -> query_pb2.QueryUsageResponse:
+        return client.query_usage(query_pb2.QueryUsageRequest(start_time=start, end_time=end, if_none_match=etag))
+
+    def record_and_ask() -> query_pb2.QueryUsageResponse:
+        with MeteringClient(target, org.admin_key) as client:
+            client.record(request_id="etag-1", kind="completions", timestamp=day, input_tokens=5).result(timeout=10)
+            return ask(client)
+
+    dirty = await asyncio.to_thread(record_and_ask)
+    assert dirty.etag == "" and dirty.buckets[0].groups[0].metrics.input_tokens == 5
+    number = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
+    await recompute_day(db, number, day)
+
+    def poll() -> tuple[query_pb2.QueryUsageResponse, query_pb2.QueryUsageResponse]:
+        with MeteringClient(target, org.admin_key) as client:
+            first = ask(client)
+            return first, ask(client, first.etag)
+
+    first, second = await asyncio.to_thread(poll)
+    assert first.etag and first.buckets[0].groups[0].metrics.input_tokens == 5
+    assert second.not_modified and not second.buckets and second.etag == first.etag
