@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -160,26 +160,29 @@ def query_request(endpoint: UsageEndpoint, args: BaseModel, win: Window) -> quer
 
 
 async def rendered(request: Request, endpoint: UsageEndpoint, message: query_pb2.QueryUsageRequest, limit: int,
-                   render_data: Callable[[Sequence[query_pb2.UsageBucket]], bytes]) -> tuple[bytes, str]:
-    """`limit` (at most SERVER_MAX_PAGE) buckets in one server page, rendered by `render_data` (JSON bytes), and the next page's
-    token. The rendering is kept with the page's etag, and the same question asked again is
-    answered from it when the server says the answer is unchanged (gateway/answer_cache.py).
-    The key leaves out the end time and page fields: their effect on the page is in its etag."""
+                   render_bucket: Callable[[query_pb2.UsageBucket], bytes]) -> tuple[bytes, str]:
+    """`limit` (at most SERVER_MAX_PAGE) buckets in one server page, rendered as a JSON array
+    of `render_bucket`'s, and the next page's token. Each bucket's rendering is kept with its
+    etag, and a bucket the server says is unchanged is taken from there (gateway/answer_cache.py).
+    The key leaves out the end time and page fields: their effect on a bucket is in its etag."""
     answers = upstream(request).answers
     shape = query_pb2.QueryUsageRequest()
     shape.CopyFrom(message)
-    for name in ("end_time", "page_size", "page_token", "if_none_match"):
+    for name in ("end_time", "page_size", "page_token", "if_none_match", "known_etags"):
         shape.ClearField(name)
-    key = answers.key(metadata(request), endpoint.name, str(limit), shape.SerializeToString(deterministic=True))
+    key = answers.key(metadata(request), endpoint.name, shape.SerializeToString(deterministic=True))
     known = answers.get(key)
     message.page_size = limit
-    message.if_none_match = known.etag if known is not None else ""
+    message.known_etags[:] = list(known)
     reply = await call(request, query_method(request, "QueryUsage"), message)
-    if known is not None and reply.not_modified and reply.etag == known.etag:
-        return known.body, reply.next_page_token
-    body = render_data(reply.buckets)
-    answers.put(key, reply.etag, body)
-    return body, reply.next_page_token
+    parts, kept = [], {}
+    for b in reply.buckets:
+        part = known[b.etag] if b.not_modified else render_bucket(b)
+        if b.etag:
+            kept[b.etag] = part
+        parts.append(part)
+    answers.put(key, kept)
+    return b"[" + b",".join(parts) + b"]", reply.next_page_token
 
 
 async def collect(request: Request, message: query_pb2.QueryUsageRequest,
@@ -233,16 +236,15 @@ def endpoint_for(endpoint: UsageEndpoint) -> Endpoint:
                      USAGE_LIMITS)
         result = results(endpoint, set(getattr(args, "group_by")))
 
-        def data(buckets: Sequence[query_pb2.UsageBucket]) -> bytes:
-            return orjson.dumps([bucket(b.start_time.seconds, b.end_time.seconds, [result(g) for g in b.groups])
-                                 for b in buckets])
+        def one(b: query_pb2.UsageBucket) -> dict[str, Any]:
+            return bucket(b.start_time.seconds, b.end_time.seconds, [result(g) for g in b.groups])
 
         message = query_request(endpoint, args, win)
-        if win.limit <= SERVER_MAX_PAGE:  # one server page: kept and revalidated by its etag
-            body, next_token = await rendered(request, endpoint, message, win.limit, data)
+        if win.limit <= SERVER_MAX_PAGE:  # one server page: buckets kept and revalidated by their etags
+            body, next_token = await rendered(request, endpoint, message, win.limit, lambda b: orjson.dumps(one(b)))
         else:
             buckets, next_token = await collect(request, message, win.limit)
-            body = data(buckets)
+            body = orjson.dumps([one(b) for b in buckets])
         return render(page(orjson.Fragment(body), win, next_token))
 
     usage.__name__ = usage.__qualname__ = f"usage_{endpoint.name}"

@@ -13,11 +13,11 @@ every field the query groups on, filters on or is scoped by is a cube
 dimension, and from the per-series rollups_1d otherwise. Scoping follows
 Principal.read_scope(), as in server/records.py.
 
-Etags: a page read with no dirty window has an etag naming its answer: the page's
-exact range and query, the caller's scope, and the newest rollup stamp of its days
-(migrations/0006_stamps.sql says why an unchanged stamp with no dirty window means
-an unchanged answer). A caller that sends it back as if_none_match gets "not
-modified" without the aggregate statement being run.
+Etags (server/query_etags.py): a bucket or page read with no dirty window has an
+etag naming its answer. A caller that sends the page's etag back as if_none_match
+gets "not modified"; one that sends bucket etags as known_etags gets those buckets
+marked not modified and empty, and only the stretch of the other buckets is
+aggregated (a month's dashboard refreshed while today is being written reads today).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import decimal
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 
@@ -37,6 +37,7 @@ from server.db import q
 from server.errors import InvalidArgument
 from server.events import COUNTER_FIELDS
 from server.principal import Principal
+from server.query_etags import bucket_etags, page_etag
 from server.query_plan import cube_covers, plan, rolled_up
 from server.query_time import bucket_edges, parse_width, parse_zone
 
@@ -51,8 +52,6 @@ MAX_BUCKETS = 100_000  # internal callers (tallies) read every bucket at once
 MAX_GROUP_BY = 16
 MAX_FILTER_VALUES = 1000
 _ZERO = decimal.Decimal(0)
-# Part of every etag: change it when the same rows would give a different answer.
-ETAG_VERSION = "usage-1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +107,8 @@ class Bucket:
     start: dt.datetime
     end: dt.datetime
     groups: list[Group]
+    etag: str = ""  # names the bucket's answer when no window of it was dirty
+    not_modified: bool = False  # the caller knows `etag`: groups left empty
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,50 +175,63 @@ class QueryEngine:
 
     async def aggregate(
         self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS,
-        if_none_match: str = "",
+        if_none_match: str = "", known_etags: Collection[str] = (),
     ) -> UsageResult:
         """Buckets from `start_at` (default spec.start), at most `limit` of them; none
-        when `if_none_match` is the etag of this answer."""
+        when `if_none_match` is the etag of this answer, and no groups in those whose
+        etag is in `known_etags`."""
         edges = bucket_edges(start_at or spec.start, spec.end, spec.width, parse_zone(spec.time_zone), limit)
-        filters = {field: list(values) for field, values in spec.filters}
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(q("query_tuning"))
             marks = await conn.fetch(q("query_dirty_windows"), principal.org_id, edges[0], edges[-1])
             fresh = await conn.fetchrow(q("query_freshness"), principal.org_id)
-            etag = "" if marks else _etag(
-                principal, spec, edges, await conn.fetchval(q("query_stamp"), principal.org_id, edges[0], edges[-1]))
+            stamps = await conn.fetch(q("query_stamps"), principal.org_id, edges[0], edges[-1])
+            etags = bucket_etags(principal, (spec.width, spec.time_zone, spec.group_by, spec.filters), edges,
+                                 [r["window_start"] for r in marks], stamps)
+            etag = page_etag(etags)
             next_start = edges[-1] if edges[-1] < spec.end else None
             freshness = Freshness(fresh["snapshot_time"], fresh["oldest_dirty"] or fresh["snapshot_time"], len(marks))
             if etag and etag == if_none_match:
                 return UsageResult([], freshness, next_start, etag, not_modified=True)
-            # Windows with changed events are read raw; windows that only had events
-            # appended are read from their rollups plus those events (their "tails").
-            dirty = [r["window_start"] for r in marks if not r["appends"]]
-            pieces = plan(edges, dirty, use_rollups=spec.width != "1m")
-            tails = [i for r in marks if r["appends"] and rolled_up(pieces, r["window_start"]) for i in r["ids"]]
-            scope = principal.read_scope()
-            # Whole clean UTC days come from the cubes when they hold every field the
-            # query needs; otherwise from the per-series rollups_1d.
-            cubes = cube_covers(_fields(spec, scope))
-            days, cube_days = ([], pieces.days) if cubes else (pieces.days, [])
-            args = (
-                principal.org_id, edges[:-1],
-                *_columns(days), *_columns(pieces.hours), *_columns(pieces.windows), *_columns(pieces.raw),
-                list(spec.group_by), filters, *scope, *_columns(cube_days),
-                bool(cube_days) and not (pieces.hours or pieces.windows or pieces.raw or tails), tails,
-            )
-            rows = await conn.fetch(q("query_usage"), *args)
-        return UsageResult(_buckets(edges, rows), freshness, next_start, etag)
+            wanted = set(known_etags)
+            known = [bool(e) and e in wanted for e in etags]
+            todo = [i for i, skip in enumerate(known) if not skip]
+            rows = await self._rows(conn, principal, spec, edges[todo[0]:todo[-1] + 2], marks) if todo else []
+        return UsageResult(_buckets(edges, rows, todo[0] if todo else 0, etags, known), freshness, next_start, etag)
+
+    async def _rows(self, conn: asyncpg.Connection, principal: Principal, spec: UsageSpec,
+                    edges: list[dt.datetime], marks: list[asyncpg.Record]) -> list[asyncpg.Record]:
+        """The aggregate over the buckets of `edges` (numbered from 1)."""
+        # Windows with changed events are read raw; windows that only had events
+        # appended are read from their rollups plus those events (their "tails").
+        dirty = [r["window_start"] for r in marks if not r["appends"]]
+        pieces = plan(edges, dirty, use_rollups=spec.width != "1m")
+        tails = [i for r in marks if r["appends"] and rolled_up(pieces, r["window_start"]) for i in r["ids"]]
+        scope = principal.read_scope()
+        # Whole clean UTC days come from the cubes when they hold every field the
+        # query needs; otherwise from the per-series rollups_1d.
+        cubes = cube_covers(_fields(spec, scope))
+        days, cube_days = ([], pieces.days) if cubes else (pieces.days, [])
+        args = (
+            principal.org_id, edges[:-1],
+            *_columns(days), *_columns(pieces.hours), *_columns(pieces.windows), *_columns(pieces.raw),
+            list(spec.group_by), {field: list(values) for field, values in spec.filters}, *scope,
+            *_columns(cube_days), not (days or pieces.hours or pieces.windows or pieces.raw), tails,
+        )
+        rows: list[asyncpg.Record] = await conn.fetch(q("query_usage"), *args)
+        return rows
 
     async def page(
-        self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str, if_none_match: str = ""
+        self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str, if_none_match: str = "",
+        known_etags: Collection[str] = (),
     ) -> UsageResult:
         size = page_size or DEFAULT_PAGE_SIZE
         if not 0 < size <= MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"between 1 and {MAX_PAGE_SIZE}")
         digest = spec.digest(principal)
         start_at = _parse_token(page_token, digest, spec) if page_token else None
-        return await self.aggregate(principal, spec, start_at=start_at, limit=size, if_none_match=if_none_match)
+        return await self.aggregate(principal, spec, start_at=start_at, limit=size, if_none_match=if_none_match,
+                                    known_etags=known_etags)
 
 
 def page_token(result: UsageResult, spec: UsageSpec, principal: Principal) -> str:
@@ -243,16 +257,6 @@ def _parse_token(token: str, digest: str, spec: UsageSpec) -> dt.datetime:
     return start
 
 
-def _etag(principal: Principal, spec: UsageSpec, edges: list[dt.datetime], stamp: int) -> str:
-    """The page's own range (not spec.end, which defaults to "now"), so a page whose
-    buckets do not reach the end keeps its etag while time passes."""
-    raw = json.dumps([
-        ETAG_VERSION, principal.org_id, principal.read_scope(), spec.width, spec.time_zone, spec.group_by,
-        spec.filters, edges[0].isoformat(), edges[-1].isoformat(), stamp,
-    ])
-    return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()[:18]).decode()
-
-
 def _fields(spec: UsageSpec, scope: tuple[str | None, str | None, str | None]) -> list[str]:
     """Every field the query groups on, filters on or is scoped by."""
     scoped = [name for name, value in zip(("project_id", "user_id", "api_key_id"), scope, strict=True) if value]
@@ -267,22 +271,27 @@ def _sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((value is not None, value or "") for value in key)
 
 
-def _buckets(edges: list[dt.datetime], rows: list[asyncpg.Record]) -> list[Bucket]:
+def _buckets(edges: list[dt.datetime], rows: list[asyncpg.Record], offset: int, etags: list[str],
+             known: list[bool]) -> list[Bucket]:
+    """rows number their buckets from 1 at edges[offset]; known buckets stay empty."""
     # One pass per row and one sort per bucket: a grouped month has ~10,000 groups.
     by_bucket: dict[int, dict[tuple[str | None, ...], Metrics]] = {}
     for bucket, gkey, events, unpriced, counters, input_cost, output_cost, cost, last, extra in rows:
-        groups = by_bucket.get(bucket)
+        groups = by_bucket.get(bucket + offset)
         if groups is None:
-            groups = by_bucket[bucket] = {}
+            groups = by_bucket[bucket + offset] = {}
         groups[tuple(gkey)] = Metrics(
             events, unpriced, dict(zip(COUNTER_FIELDS, counters)), extra or {}, input_cost, output_cost, cost, last
         )
     buckets = []
     for index, (lo, hi) in enumerate(zip(edges, edges[1:]), start=1):
+        if known[index - 1]:
+            buckets.append(Bucket(lo, hi, [], etags[index - 1], not_modified=True))
+            continue
         groups = by_bucket.get(index, {})
         if any(None in key for key in groups):
             keys = sorted(groups, key=_sort_key)
         else:  # no unset value: plain tuple order is _sort_key's order
             keys = sorted(groups)
-        buckets.append(Bucket(lo, hi, [Group(key, groups[key]) for key in keys]))
+        buckets.append(Bucket(lo, hi, [Group(key, groups[key]) for key in keys], etags[index - 1]))
     return buckets

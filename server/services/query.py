@@ -65,7 +65,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             width=request.width, time_zone=request.time_zone, group_by=list(request.group_by),
             filters=[(f.field, list(f.values)) for f in request.filters],
         )
-        result = await self.engine.page(principal, spec, request.page_size, request.page_token, request.if_none_match)
+        result = await self.engine.page(principal, spec, request.page_size, request.page_token, request.if_none_match,
+                                        request.known_etags)
         return query_pb2.QueryUsageResponse(
             buckets=[
                 query_pb2.UsageBucket(
@@ -77,6 +78,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                         )
                         for g in b.groups
                     ],
+                    etag=b.etag, not_modified=b.not_modified,
                 )
                 for b in result.buckets
             ],

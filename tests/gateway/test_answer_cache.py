@@ -14,7 +14,6 @@ from tests.gateway.usage_events import UTC, event, record, unix
 
 DAY = dt.datetime(2024, 5, 6, tzinfo=UTC)
 PATH = "/v1/organization/usage/completions"
-PLANTED = [{"object": "bucket", "start_time": 1, "end_time": 2, "results": []}]
 
 
 async def settle(db, organization_id: str, *days: dt.datetime) -> None:
@@ -27,7 +26,11 @@ def tokens(page) -> list[dict[str, int]]:
     return [{r["model"]: r["input_tokens"] for r in b["results"]} for b in page["data"]]
 
 
-async def test_an_unchanged_page_is_served_from_the_cache_and_a_changed_one_never(
+def planted(i: int) -> dict:
+    return {"object": "bucket", "start_time": i, "end_time": i + 1, "results": []}
+
+
+async def test_unchanged_buckets_are_served_from_the_cache_and_changed_ones_never(
         gateway_client, new_tenant, stubs, db):
     t = await new_tenant()
     await record(stubs, t.admin.key, event("completions", DAY + dt.timedelta(hours=2), model="m", input_tokens=3))
@@ -40,44 +43,53 @@ async def test_an_unchanged_page_is_served_from_the_cache_and_a_changed_one_neve
             assert reply.status_code == 200, reply.text
             return reply.json()
 
-        assert tokens(await get()) == [{"m": 3}, {}] and len(answers) == 0  # dirty: nothing kept
+        def plant(key: bytes) -> None:
+            """Replaces every kept bucket with a marked one, to see which are served from the cache."""
+            answers.put(key, {etag: orjson.dumps(planted(i)) for i, etag in enumerate(answers.get(key))})
+
+        await get()
+        assert tokens(await get()) == [{"m": 3}, {}] and len(answers) == 1  # the empty bucket is settled
         await settle(db, t.org.organization_id, DAY)
         first = await get()
-        assert tokens(first) == [{"m": 3}, {}] and len(answers) == 1
+        assert tokens(first) == [{"m": 3}, {}]
         [(key, kept)] = answers._answers.items()
-        assert orjson.loads(kept.body) == first["data"]
+        assert [orjson.loads(body) for body in kept.values()] == first["data"]
 
-        answers.put(key, kept.etag, orjson.dumps(PLANTED))
-        assert (await get())["data"] == PLANTED  # same question, unchanged answer
+        plant(key)
+        assert (await get())["data"] == [planted(0), planted(1)]  # same question, unchanged answer
         # A later end time over the same buckets is the same page (the default end is "now").
-        assert (await get(end_time=unix(DAY + dt.timedelta(days=30))))["data"] == PLANTED
         page = await get(end_time=unix(DAY + dt.timedelta(days=30)))
+        assert page["data"] == [planted(0), planted(1)]
         assert page["has_more"] and page["next_page"]  # the page around the data is built per request
         # Other callers have their own entries, even where they may see the same usage.
         assert tokens(await get(headers=t.admin.headers)) == [{"m": 3}, {}]
         assert tokens(await get(headers=t.member.headers)) == [{}, {}]
 
-        # An appended event changes the answer: rendered afresh, dirty so not kept.
+        # An event appended to the second day: that bucket is read afresh (dirty, so not
+        # kept), the first still comes from the cache.
         await record(stubs, t.admin.key, event("completions", DAY + dt.timedelta(days=1), model="m", input_tokens=4))
-        assert tokens(await get()) == [{"m": 3}, {"m": 4}]
-        assert key not in answers._answers
+        live = (await get())["data"]
+        assert live[0] == planted(0) and tokens({"data": live[1:]}) == [{"m": 4}]
+        assert len(answers._answers[key]) == 1
         await settle(db, t.org.organization_id, DAY + dt.timedelta(days=1))
-        assert tokens(await get()) == [{"m": 3}, {"m": 4}]
-        answers.put(key, answers._answers[key].etag, orjson.dumps(PLANTED))
-        assert (await get())["data"] == PLANTED
-        # ... and after the write and its rollup both happened between two requests.
+        settled = (await get())["data"]
+        assert settled[0] == planted(0) and tokens({"data": settled[1:]}) == [{"m": 4}]
+        plant(key)
+        assert (await get())["data"] == [planted(0), planted(1)]
+        # ... and after a write and its rollup both happened between two requests.
         await record(stubs, t.admin.key, event("completions", DAY, model="n", input_tokens=5))
         await settle(db, t.org.organization_id, DAY)
-        assert tokens(await get()) == [{"m": 3, "n": 5}, {"m": 4}]
+        fresh = (await get())["data"]
+        assert tokens({"data": fresh[:1]}) == [{"m": 3, "n": 5}] and fresh[1] == planted(1)
 
 
 def test_the_cache_is_bounded_by_bytes():
     cache = AnswerCache(max_bytes=100)
     for i in range(5):
-        cache.put(bytes([i]), f"e{i}", b"x" * 40)
-    assert len(cache) == 2 and cache.size == 80 and cache.get(bytes([4])) is not None
-    assert cache.get(bytes([0])) is None
-    cache.put(bytes([4]), "", b"y")  # no etag: nothing kept, the old entry dropped
-    assert cache.get(bytes([4])) is None and cache.size == 40
-    cache.put(b"big", "e", b"z" * 101)
-    assert cache.get(b"big") is None and cache.size == 40
+        cache.put(bytes([i]), {f"e{i}": b"x" * 20, f"f{i}": b"x" * 20})
+    assert len(cache) == 2 and cache.size == 80 and cache.get(bytes([4]))
+    assert cache.get(bytes([0])) == {}
+    cache.put(bytes([4]), {})  # nothing settled: the old entry dropped
+    assert cache.get(bytes([4])) == {} and cache.size == 40
+    cache.put(b"big", {"e": b"z" * 101})
+    assert cache.get(b"big") == {} and cache.size == 40

@@ -117,3 +117,32 @@ async def test_a_rollup_pass_that_changes_the_days_changes_the_etag(stubs, new_o
     await settle(db, org.organization_id, DAY + dt.timedelta(days=5))
     unchanged = await query.QueryUsage(month_request(if_none_match=after.etag), metadata=org.auth)
     assert unchanged.not_modified
+
+
+async def test_known_buckets_come_back_empty_and_only_the_others_are_read(stubs, new_org, query, db):
+    org = await new_org()
+    await record(stubs, org.auth, *(ev(i, DAY + dt.timedelta(days=i, hours=3), model="a", input_tokens=10 ** i)
+                                    for i in range(3)))
+    await settle(db, org.organization_id, *(DAY + dt.timedelta(days=i) for i in range(3)))
+    first = await query.QueryUsage(month_request(), metadata=org.auth)
+    etags = [b.etag for b in first.buckets]
+    assert all(etags) and len(set(etags)) == 3 and tokens(first) == [{"a": 1}, {"a": 10}, {"a": 100}]
+
+    # Today is being written: the settled days are known, only the last bucket is read.
+    await record(stubs, org.auth, ev(9, DAY + dt.timedelta(days=2, hours=5), model="b", input_tokens=7))
+    live = await query.QueryUsage(month_request(known_etags=etags), metadata=org.auth)
+    assert [b.not_modified for b in live.buckets] == [True, True, False] and live.etag == ""
+    assert [b.etag for b in live.buckets] == [etags[0], etags[1], ""]
+    assert tokens(live) == [{}, {}, {"a": 100, "b": 7}]  # read at the right bucket
+    # A known bucket between unknown ones is left empty too; the others are exact.
+    middle = await query.QueryUsage(month_request(known_etags=[etags[1], "stale"]), metadata=org.auth)
+    assert [b.not_modified for b in middle.buckets] == [False, True, False]
+    assert tokens(middle) == [{"a": 1}, {}, {"a": 100, "b": 7}]
+
+    await settle(db, org.organization_id, DAY + dt.timedelta(days=2))
+    settled = await query.QueryUsage(month_request(known_etags=etags), metadata=org.auth)
+    assert [b.not_modified for b in settled.buckets] == [True, True, False]
+    assert settled.buckets[2].etag not in ("", etags[2]) and settled.etag
+    every = await query.QueryUsage(month_request(known_etags=[b.etag for b in settled.buckets]), metadata=org.auth)
+    assert all(b.not_modified for b in every.buckets) and tokens(every) == [{}, {}, {}]
+    assert every.etag == settled.etag  # the page's etag follows its buckets'
