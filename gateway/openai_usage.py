@@ -162,26 +162,30 @@ def query_request(endpoint: UsageEndpoint, args: BaseModel, win: Window) -> quer
 async def rendered(request: Request, endpoint: UsageEndpoint, message: query_pb2.QueryUsageRequest, limit: int,
                    render_bucket: Callable[[query_pb2.UsageBucket], bytes]) -> tuple[bytes, str]:
     """`limit` (at most SERVER_MAX_PAGE) buckets in one server page, rendered as a JSON array
-    of `render_bucket`'s, and the next page's token. Each bucket's rendering is kept with its
-    etag, and a bucket the server says is unchanged is taken from there (gateway/answer_cache.py).
-    The key leaves out the end time and page fields: their effect on a bucket is in its etag."""
+    of `render_bucket`'s, and the next page's token. Settled buckets' renderings are kept by
+    their etags and reused where the server names the same etag (gateway/answer_cache.py).
+    The shape leaves out the end time and page fields: their effect on a bucket is in its etag."""
     answers = upstream(request).answers
-    shape = query_pb2.QueryUsageRequest()
-    shape.CopyFrom(message)
+    question = query_pb2.QueryUsageRequest()
+    question.CopyFrom(message)
     for name in ("end_time", "page_size", "page_token", "if_none_match", "known_etags"):
-        shape.ClearField(name)
-    key = answers.key(metadata(request), endpoint.name, shape.SerializeToString(deterministic=True))
-    known = answers.get(key)
+        question.ClearField(name)
+    shape = answers.shape(endpoint.name, question.SerializeToString(deterministic=True))
+    caller = answers.caller(metadata(request), shape)
+    held = answers.held(caller)
     message.page_size = limit
-    message.known_etags[:] = list(known)
+    message.known_etags[:] = list(held)
     reply = await call(request, query_method(request, "QueryUsage"), message)
     parts, kept = [], {}
     for b in reply.buckets:
-        part = known[b.etag] if b.not_modified else render_bucket(b)
+        if b.not_modified:
+            part = held[b.etag]
+        else:
+            part = (b.etag and answers.rendered(shape, b.etag)) or render_bucket(b)
         if b.etag:
             kept[b.etag] = part
         parts.append(part)
-    answers.put(key, kept)
+    answers.keep(caller, shape, kept)
     return b"[" + b",".join(parts) + b"]", reply.next_page_token
 
 

@@ -12,10 +12,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from metering.v1 import (
-    admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, prices_pb2, prices_pb2_grpc, query_pb2, query_pb2_grpc,
+    admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, prices_pb2, prices_pb2_grpc, query_pb2,
     records_pb2, records_pb2_grpc,
 )
 from server.auth import Authenticator
+from server.bucket_cache import add_query_service
 from server.costs import CostQuery
 from server.db import create_pool
 from server.ingest import EventWriter
@@ -96,7 +97,7 @@ class MeteringServer:
         records_pb2_grpc.add_RecordServiceServicer_to_server(RecordsServicer(core), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), self.server)
         engine = QueryEngine(self.pool)
-        query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(core, engine, core.records), self.server)
+        add_query_service(QueryServicer(core, engine, core.records), self.server)
         prices_pb2_grpc.add_PriceServiceServicer_to_server(
             PriceServicer(core, PriceBook(self.pool, writer.pricer), Repricer(writer), writer.pricer), self.server
         )

@@ -29,7 +29,7 @@ import decimal
 import hashlib
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import asyncpg
 
@@ -109,6 +109,7 @@ class Bucket:
     groups: list[Group]
     etag: str = ""  # names the bucket's answer when no window of it was dirty
     not_modified: bool = False  # the caller knows `etag`: groups left empty
+    kept: bytes | None = None  # the caller kept this answer (its `kept` lookup): groups left empty
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,10 +177,12 @@ class QueryEngine:
     async def aggregate(
         self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS,
         if_none_match: str = "", known_etags: Collection[str] = (),
+        kept: Callable[[str], bytes | None] = lambda etag: None,
     ) -> UsageResult:
         """Buckets from `start_at` (default spec.start), at most `limit` of them; none
         when `if_none_match` is the etag of this answer, and no groups in those whose
-        etag is in `known_etags`."""
+        etag is in `known_etags` or for which `kept(etag)` has what the caller kept of
+        that answer (Bucket.kept)."""
         edges = bucket_edges(start_at or spec.start, spec.end, spec.width, parse_zone(spec.time_zone), limit)
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(q("query_tuning"))
@@ -195,9 +198,11 @@ class QueryEngine:
                 return UsageResult([], freshness, next_start, etag, not_modified=True)
             wanted = set(known_etags)
             known = [bool(e) and e in wanted for e in etags]
-            todo = [i for i, skip in enumerate(known) if not skip]
+            found = [kept(e) if e and not skip else None for e, skip in zip(etags, known, strict=True)]
+            todo = [i for i, skip in enumerate(known) if not skip and found[i] is None]
             rows = await self._rows(conn, principal, spec, edges[todo[0]:todo[-1] + 2], marks) if todo else []
-        return UsageResult(_buckets(edges, rows, todo[0] if todo else 0, etags, known), freshness, next_start, etag)
+        buckets = _buckets(edges, rows, todo[0] if todo else 0, etags, known, found)
+        return UsageResult(buckets, freshness, next_start, etag)
 
     async def _rows(self, conn: asyncpg.Connection, principal: Principal, spec: UsageSpec,
                     edges: list[dt.datetime], marks: list[asyncpg.Record]) -> list[asyncpg.Record]:
@@ -223,7 +228,7 @@ class QueryEngine:
 
     async def page(
         self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str, if_none_match: str = "",
-        known_etags: Collection[str] = (),
+        known_etags: Collection[str] = (), kept: Callable[[str], bytes | None] = lambda etag: None,
     ) -> UsageResult:
         size = page_size or DEFAULT_PAGE_SIZE
         if not 0 < size <= MAX_PAGE_SIZE:
@@ -231,7 +236,7 @@ class QueryEngine:
         digest = spec.digest(principal)
         start_at = _parse_token(page_token, digest, spec) if page_token else None
         return await self.aggregate(principal, spec, start_at=start_at, limit=size, if_none_match=if_none_match,
-                                    known_etags=known_etags)
+                                    known_etags=known_etags, kept=kept)
 
 
 def page_token(result: UsageResult, spec: UsageSpec, principal: Principal) -> str:
@@ -272,8 +277,8 @@ def _sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
 
 
 def _buckets(edges: list[dt.datetime], rows: list[asyncpg.Record], offset: int, etags: list[str],
-             known: list[bool]) -> list[Bucket]:
-    """rows number their buckets from 1 at edges[offset]; known buckets stay empty."""
+             known: list[bool], found: list[bytes | None]) -> list[Bucket]:
+    """rows number their buckets from 1 at edges[offset]; known and found buckets stay empty."""
     # One pass per row and one sort per bucket: a grouped month has ~10,000 groups.
     by_bucket: dict[int, dict[tuple[str | None, ...], Metrics]] = {}
     for bucket, gkey, events, unpriced, counters, input_cost, output_cost, cost, last, extra in rows:
@@ -285,8 +290,8 @@ def _buckets(edges: list[dt.datetime], rows: list[asyncpg.Record], offset: int, 
         )
     buckets = []
     for index, (lo, hi) in enumerate(zip(edges, edges[1:]), start=1):
-        if known[index - 1]:
-            buckets.append(Bucket(lo, hi, [], etags[index - 1], not_modified=True))
+        if known[index - 1] or found[index - 1] is not None:
+            buckets.append(Bucket(lo, hi, [], etags[index - 1], known[index - 1], found[index - 1]))
             continue
         groups = by_bucket.get(index, {})
         if any(None in key for key in groups):

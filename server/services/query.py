@@ -9,6 +9,7 @@ from google.protobuf import timestamp_pb2
 
 from metering.v1 import query_pb2, query_pb2_grpc
 from server import convert
+from server.bucket_cache import BucketCache, usage_reply
 from server.query import Freshness, Metrics, QueryEngine, make_spec, page_token
 from server.query_reports import client_usage, tallies, token_usage
 from server.records import Records
@@ -54,10 +55,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.core = core
         self.engine = engine
         self.records = records
+        self.buckets = BucketCache()
 
-    async def QueryUsage(
-        self, request: query_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext
-    ) -> query_pb2.QueryUsageResponse:
+    async def QueryUsage(self, request: query_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """Sent encoded (server/bucket_cache.py): settled buckets are encoded once, then kept."""
         principal = await caller(self.core, context)
         spec = make_spec(
             _time(request.start_time, request.HasField("start_time")),
@@ -66,26 +67,30 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             filters=[(f.field, list(f.values)) for f in request.filters],
         )
         result = await self.engine.page(principal, spec, request.page_size, request.page_token, request.if_none_match,
-                                        request.known_etags)
-        return query_pb2.QueryUsageResponse(
-            buckets=[
-                query_pb2.UsageBucket(
-                    start_time=convert.timestamp(b.start), end_time=convert.timestamp(b.end),
-                    groups=[
-                        query_pb2.UsageGroup(
-                            key={f: v for f, v in zip(spec.group_by, g.key, strict=True) if v is not None},
-                            metrics=metrics_pb(g.metrics),
-                        )
-                        for g in b.groups
-                    ],
-                    etag=b.etag, not_modified=b.not_modified,
-                )
-                for b in result.buckets
-            ],
-            next_page_token=page_token(result, spec, principal),
-            freshness=freshness_pb(result.freshness),
+                                        request.known_etags, kept=self.buckets.get)
+        encoded = []
+        for b in result.buckets:
+            if b.kept is not None:
+                encoded.append(b.kept)
+                continue
+            bucket = query_pb2.UsageBucket(
+                start_time=convert.timestamp(b.start), end_time=convert.timestamp(b.end),
+                groups=[
+                    query_pb2.UsageGroup(
+                        key={f: v for f, v in zip(spec.group_by, g.key, strict=True) if v is not None},
+                        metrics=metrics_pb(g.metrics),
+                    )
+                    for g in b.groups
+                ],
+                etag=b.etag, not_modified=b.not_modified,
+            ).SerializeToString()
+            if not b.not_modified:
+                self.buckets.put(b.etag, bucket)
+            encoded.append(bucket)
+        return usage_reply(encoded, query_pb2.QueryUsageResponse(
+            next_page_token=page_token(result, spec, principal), freshness=freshness_pb(result.freshness),
             etag=result.etag, not_modified=result.not_modified,
-        )
+        ))
 
     async def GetUsageTallies(
         self, request: query_pb2.GetUsageTalliesRequest, context: grpc.aio.ServicerContext

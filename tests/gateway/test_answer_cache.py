@@ -43,53 +43,55 @@ async def test_unchanged_buckets_are_served_from_the_cache_and_changed_ones_neve
             assert reply.status_code == 200, reply.text
             return reply.json()
 
-        def plant(key: bytes) -> None:
-            """Replaces every kept bucket with a marked one, to see which are served from the cache."""
-            answers.put(key, {etag: orjson.dumps(planted(i)) for i, etag in enumerate(answers.get(key))})
+        def plant() -> None:
+            """Replaces every kept rendering with a marked one, to see which are served from the cache."""
+            for i, key in enumerate(list(answers._rendered)):
+                answers._rendered[key] = orjson.dumps(planted(i))
 
-        await get()
-        assert tokens(await get()) == [{"m": 3}, {}] and len(answers) == 1  # the empty bucket is settled
+        assert tokens(await get()) == [{"m": 3}, {}] and len(answers) == 1  # only the empty bucket is settled
         await settle(db, t.org.organization_id, DAY)
         first = await get()
-        assert tokens(first) == [{"m": 3}, {}]
-        [(key, kept)] = answers._answers.items()
-        assert [orjson.loads(body) for body in kept.values()] == first["data"]
+        assert tokens(first) == [{"m": 3}, {}] and len(answers) == 2
+        assert sorted(orjson.loads(body)["start_time"] for body in answers._rendered.values()) == [
+            b["start_time"] for b in first["data"]]
 
-        plant(key)
-        assert (await get())["data"] == [planted(0), planted(1)]  # same question, unchanged answer
+        plant()
+        planted_page = (await get())["data"]  # same question, unchanged answer
+        assert sorted(b["start_time"] for b in planted_page) == [0, 1]
         # A later end time over the same buckets is the same page (the default end is "now").
         page = await get(end_time=unix(DAY + dt.timedelta(days=30)))
-        assert page["data"] == [planted(0), planted(1)]
+        assert page["data"] == planted_page
         assert page["has_more"] and page["next_page"]  # the page around the data is built per request
-        # Other callers have their own entries, even where they may see the same usage.
-        assert tokens(await get(headers=t.admin.headers)) == [{"m": 3}, {}]
+        # A caller of the same scope (the admin user) is answered the same etags: the
+        # renderings are shared. A member sees only its own usage: other etags.
+        assert (await get(headers=t.admin.headers))["data"] == planted_page
         assert tokens(await get(headers=t.member.headers)) == [{}, {}]
+        first_bucket = planted_page[0]
 
         # An event appended to the second day: that bucket is read afresh (dirty, so not
         # kept), the first still comes from the cache.
         await record(stubs, t.admin.key, event("completions", DAY + dt.timedelta(days=1), model="m", input_tokens=4))
         live = (await get())["data"]
-        assert live[0] == planted(0) and tokens({"data": live[1:]}) == [{"m": 4}]
-        assert len(answers._answers[key]) == 1
+        assert live[0] == first_bucket and tokens({"data": live[1:]}) == [{"m": 4}]
         await settle(db, t.org.organization_id, DAY + dt.timedelta(days=1))
         settled = (await get())["data"]
-        assert settled[0] == planted(0) and tokens({"data": settled[1:]}) == [{"m": 4}]
-        plant(key)
-        assert (await get())["data"] == [planted(0), planted(1)]
+        assert settled[0] == first_bucket and tokens({"data": settled[1:]}) == [{"m": 4}]
         # ... and after a write and its rollup both happened between two requests.
         await record(stubs, t.admin.key, event("completions", DAY, model="n", input_tokens=5))
         await settle(db, t.org.organization_id, DAY)
         fresh = (await get())["data"]
-        assert tokens({"data": fresh[:1]}) == [{"m": 3, "n": 5}] and fresh[1] == planted(1)
+        assert tokens({"data": fresh}) == [{"m": 3, "n": 5}, {"m": 4}]
 
 
 def test_the_cache_is_bounded_by_bytes():
-    cache = AnswerCache(max_bytes=100)
+    cache = AnswerCache(max_bytes=100, max_callers=2)
+    shape = cache.shape("completions")
     for i in range(5):
-        cache.put(bytes([i]), {f"e{i}": b"x" * 20, f"f{i}": b"x" * 20})
-    assert len(cache) == 2 and cache.size == 80 and cache.get(bytes([4]))
-    assert cache.get(bytes([0])) == {}
-    cache.put(bytes([4]), {})  # nothing settled: the old entry dropped
-    assert cache.get(bytes([4])) == {} and cache.size == 40
-    cache.put(b"big", {"e": b"z" * 101})
-    assert cache.get(b"big") == {} and cache.size == 40
+        cache.keep(bytes([i]), shape, {f"e{i}": b"x" * 20, f"f{i}": b"x" * 20})
+        assert cache.size <= 100
+    assert len(cache) == 5 and cache.rendered(shape, "e0") is None and cache.rendered(shape, "f4")
+    assert len(cache.held(bytes([4]))) == 2 and cache.held(bytes([2])) == {}  # the last two callers only
+    cache.keep(bytes([4]), shape, {})  # nothing settled: holds nothing
+    assert cache.held(bytes([4])) == {}
+    cache.keep(b"big", shape, {"big": b"z" * 101})
+    assert cache.rendered(shape, "big") is None and cache.size <= 100
