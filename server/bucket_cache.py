@@ -24,7 +24,7 @@ from google.protobuf import message_factory
 
 from metering.v1 import query_pb2
 
-MAX_BYTES = 64 << 20  # per server process
+MAX_BYTES = 32 << 20  # per server process
 _BUCKETS_TAG = b"\x0a"  # QueryUsageResponse.buckets: field 1, length-delimited
 
 

@@ -311,5 +311,7 @@ async def test_query_equals_brute_force(scenario, stubs, query_stub, db):
     for q in queries[4:6]:
         await check(query_stub, auth, stored, q, settled=False)
     await settle(db, number)
-    for q in queries[6:8]:
+    # Queries 2-3 were answered settled before: the server kept their buckets by etag
+    # (server/bucket_cache.py). The days changed since, so those must not be sent again.
+    for q in queries[2:8]:
         await check(query_stub, auth, stored, q, settled=True)
