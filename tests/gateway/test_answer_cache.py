@@ -95,3 +95,22 @@ def test_the_cache_is_bounded_by_bytes():
     assert cache.held(bytes([4])) == {}
     cache.keep(b"big", shape, {"big": b"z" * 101})
     assert cache.rendered(shape, "big") is None and cache.size <= 100
+
+
+async def test_native_rest_revalidates_by_etag(http, new_tenant, stubs, db):
+    """grpc-gateway style: the same fields in JSON (`ifNoneMatch`/`if_none_match`, `known_etags`; the
+    reply has `etag` and `not_modified`, proto field names as the rest of the native replies)."""
+    t = await new_tenant()
+    await record(stubs, t.admin.key, event("completions", DAY + dt.timedelta(hours=1), model="m", input_tokens=2))
+    await settle(db, t.org.organization_id, DAY)
+    body = {"startTime": "2024-05-06T00:00:00Z", "endTime": "2024-05-08T00:00:00Z", "groupBy": ["model"]}
+    first = (await http.post("/v1/usage:query", json=body, headers=t.org_admin)).json()
+    assert first["etag"] and all(b["etag"] for b in first["buckets"]) and "not_modified" not in first
+    again = (await http.post("/v1/usage:query", json={**body, "ifNoneMatch": first["etag"]},
+                             headers=t.org_admin)).json()
+    assert again["not_modified"] and "buckets" not in again
+    known = (await http.get("/v1/usage", params={
+        "start_time": "2024-05-06T00:00:00Z", "end_time": "2024-05-08T00:00:00Z", "group_by": "model",
+        "known_etags": first["buckets"][0]["etag"]}, headers=t.org_admin)).json()
+    assert known["buckets"][0]["not_modified"] and "groups" not in known["buckets"][0]
+    assert "not_modified" not in known["buckets"][1] and known["buckets"][1]["etag"]
