@@ -105,12 +105,12 @@ async def test_native_rest_revalidates_by_etag(http, new_tenant, stubs, db):
     await settle(db, t.org.organization_id, DAY)
     body = {"startTime": "2024-05-06T00:00:00Z", "endTime": "2024-05-08T00:00:00Z", "groupBy": ["model"]}
     first = (await http.post("/v1/usage:query", json=body, headers=t.org_admin)).json()
-    assert first["etag"] and all(b["etag"] for b in first["buckets"]) and "not_modified" not in first
+    assert first["etag"] and all(b["etag"] for b in first["buckets"]) and not first["not_modified"]
     again = (await http.post("/v1/usage:query", json={**body, "ifNoneMatch": first["etag"]},
                              headers=t.org_admin)).json()
-    assert again["not_modified"] and "buckets" not in again
+    assert again["not_modified"] and not again.get("buckets")
     known = (await http.get("/v1/usage", params={
         "start_time": "2024-05-06T00:00:00Z", "end_time": "2024-05-08T00:00:00Z", "group_by": "model",
         "known_etags": first["buckets"][0]["etag"]}, headers=t.org_admin)).json()
-    assert known["buckets"][0]["not_modified"] and "groups" not in known["buckets"][0]
-    assert "not_modified" not in known["buckets"][1] and known["buckets"][1]["etag"]
+    assert known["buckets"][0]["not_modified"] and not known["buckets"][0].get("groups")
+    assert not known["buckets"][1]["not_modified"] and known["buckets"][1]["etag"]
