@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -12,11 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from metering.v1 import (
-    admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc, prices_pb2, prices_pb2_grpc, query_pb2,
+    admin_pb2, admin_pb2_grpc, ingest_pb2, prices_pb2, prices_pb2_grpc, query_pb2,
     records_pb2, records_pb2_grpc,
 )
 from server.auth import Authenticator
-from server.bucket_cache import add_query_service
 from server.costs import CostQuery
 from server.db import create_pool
 from server.ingest import EventWriter
@@ -36,6 +36,7 @@ from server.services.prices import CostServicer, PriceServicer
 from server.services.query import QueryServicer
 from server.services.records import RecordsServicer
 from server.tenants import Tenants
+from server.wire import add_service
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -93,11 +94,13 @@ class MeteringServer:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
-        ingest_pb2_grpc.add_IngestServiceServicer_to_server(self.ingest, self.server)
+        # Ingest and query replies may be sent as bytes put together by hand (server/wire.py).
+        add_service(self.server, ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], self.ingest)
         records_pb2_grpc.add_RecordServiceServicer_to_server(RecordsServicer(core), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), self.server)
         engine = QueryEngine(self.pool)
-        add_query_service(QueryServicer(core, engine, core.records), self.server)
+        add_service(self.server, query_pb2.DESCRIPTOR.services_by_name["QueryService"],
+                    QueryServicer(core, engine, core.records))
         prices_pb2_grpc.add_PriceServiceServicer_to_server(
             PriceServicer(core, PriceBook(self.pool, writer.pricer), Repricer(writer), writer.pricer), self.server
         )
@@ -133,6 +136,11 @@ async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10, 
     """Serve until SIGINT/SIGTERM, then stop gracefully."""
     server = MeteringServer(dsn, addr, master_key, pool_size=pool_size, redis_url=redis_url)
     await server.start()
+    # Everything made while starting (modules, descriptors, caches) lives as long as the
+    # process: kept out of the collector's generations, full collections stop scanning it
+    # again and again (ingest allocates ~10 objects an event; the collector's share of a
+    # batched event went from ~5.5 to ~1.8 µs in-process).
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import operator
 import os
 import random
@@ -13,7 +14,7 @@ import uuid
 from metering.v1 import event_pb2
 from server.errors import InvalidArgument, PermissionDenied
 from server.events import (
-    COUNTER_FIELDS, EPOCH, KINDS, PAYLOAD_FIELDS, STATUSES, TEXT_DIMENSIONS, NewEvent, SeriesKey,
+    COUNTER_FIELDS, EPOCH, KINDS, MONEY_FIELDS, PAYLOAD_FIELDS, STATUSES, TEXT_DIMENSIONS, NewEvent, SeriesKey,
     event_uuid_from_millis,
 )
 from server.principal import Principal
@@ -33,10 +34,16 @@ _FUTURE_SLACK_SECONDS = int(FUTURE_SLACK.total_seconds())
 _get_counters = operator.attrgetter(*COUNTER_FIELDS)
 _get_dims = operator.attrgetter(*TEXT_DIMENSIONS)
 _get_payload = operator.attrgetter(*PAYLOAD_FIELDS)
+_get_money = operator.attrgetter(*MONEY_FIELDS)
+# HasField called unbound: event.HasField first looks "HasField" up among the
+# message's fields, then as a method; this is ~2x cheaper (90 against 170 ns).
+_has_field = event_pb2.UsageEvent.HasField
+_repeat = itertools.repeat
 # The raw wire values a series is made of (labels aside): the memo key of Validator.
 _get_series_raw = operator.attrgetter("kind", "status", "currency", "batch", *TEXT_DIMENSIONS)
 _MEMO_LIMIT = 50_000  # series per caller
 _MILLISECOND = dt.timedelta(milliseconds=1)
+_SECONDS: dict[int, dt.datetime] = {}  # Unix seconds -> datetime, see _timestamp
 # Event ids need uniqueness, not secrecy: a fast generator seeded from the OS,
 # reseeded in every forked child so server processes never share a sequence.
 _random = random.Random(os.urandom(32))
@@ -83,15 +90,24 @@ def _money(field: str, value: str) -> decimal.Decimal:
 
 def _timestamp(event: event_pb2.UsageEvent, now: dt.datetime, now_seconds: int) -> tuple[dt.datetime, int]:
     """The event time and its Unix milliseconds (the event id's prefix)."""
-    if not event.HasField("timestamp"):
-        return now, (now - EPOCH) // _MILLISECOND
     stamp = event.timestamp
     seconds, nanos = stamp.seconds, stamp.nanos
+    if not seconds and not nanos and not _has_field(event, "timestamp"):  # HasField only when it may be unset
+        return now, (now - EPOCH) // _MILLISECOND
     if not 0 <= nanos < 1_000_000_000:
         raise InvalidArgument("timestamp", "nanos out of range")
     if not _EARLIEST_SECONDS <= seconds <= now_seconds + _FUTURE_SLACK_SECONDS:
         raise InvalidArgument("timestamp", "must be between 2000-01-01 and one day from now")
-    ts = EARLIEST + dt.timedelta(seconds=seconds - _EARLIEST_SECONDS, microseconds=nanos // 1000)
+    # The datetime of each whole second is kept (_SECONDS): events of a batch share
+    # their seconds, and a lookup is cheaper than building the datetime (with
+    # HasField skipped for a set time, _timestamp went from 1.75 to 0.55 µs an event).
+    ts = _SECONDS.get(seconds)
+    if ts is None:
+        if len(_SECONDS) >= 100_000:
+            _SECONDS.clear()
+        ts = _SECONDS[seconds] = EARLIEST + dt.timedelta(seconds=seconds - _EARLIEST_SECONDS)
+    if nanos >= 1000:
+        ts = ts.replace(microsecond=nanos // 1000)
     return ts, seconds * 1000 + nanos // 1_000_000
 
 
@@ -165,6 +181,14 @@ def _extra_counters(event: event_pb2.UsageEvent) -> dict[str, int]:
     return dict(sorted(event.counters.items()))
 
 
+def _optional_money(field: str, value: str, event: event_pb2.UsageEvent) -> decimal.Decimal | None:
+    """A money field's amount, None when unset. The common plain amount needs no
+    HasField (2-3x an attribute read): a field with text is set."""
+    if value and _PLAIN_MONEY.fullmatch(value):
+        return decimal.Decimal(value)
+    return _money(field, value) if _has_field(event, field) else None
+
+
 class SeriesMemo:
     """Validated series by caller and raw wire values, kept across batches (a
     series' validity depends on nothing else): a caller's events mostly repeat
@@ -217,15 +241,13 @@ class Validator:
             _text("request_id", request_id, MAX_ID_LENGTH)
 
         counters = _get_counters(event)
-        if not event.HasField("num_model_requests"):
+        if not _has_field(event, "num_model_requests"):
             counters = counters[:_NUM_MODEL_REQUESTS] + (1,) + counters[_NUM_MODEL_REQUESTS + 1 :]
         if min(counters) < 0:
             raise InvalidArgument(COUNTER_FIELDS[next(i for i, v in enumerate(counters) if v < 0)], "must be >= 0")
         extra = _extra_counters(event) if event.counters else None
 
-        input_cost = _money("input_cost", event.input_cost) if event.HasField("input_cost") else None
-        output_cost = _money("output_cost", event.output_cost) if event.HasField("output_cost") else None
-        cost = _money("cost", event.cost) if event.HasField("cost") else None
+        input_cost, output_cost, cost = map(_optional_money, MONEY_FIELDS, _get_money(event), _repeat(event))
         if cost is None and (input_cost is not None or output_cost is not None):
             cost = _MONEY.add(input_cost or 0, output_cost or 0)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
+from server import wire
 from server.convert import timestamp
 from server.errors import InvalidArgument, MeteringError
 from server.events import NewEvent
@@ -51,6 +52,44 @@ def _response(written: Written) -> ingest_pb2.RecordEventResponse:
     return ingest_pb2.RecordEventResponse(**_outcome(written))
 
 
+def batch_response(
+    count: int, indexes: Sequence[int], written: list[Written], rejected: dict[int, ingest_pb2.ItemResult]
+) -> bytes:
+    """The RecordEvents reply, encoded: `count` results, written[k] for item indexes[k], the
+    others rejected. Its wire bytes are put together here (server/wire.py): 1,000 ItemResult
+    messages made with keywords and copied into the reply cost ~3 µs an event, the bytes
+    ~0.4 µs (tests/server/test_ingest_reply.py checks both give the same message)."""
+    stamps: dict[dt.datetime, bytes] = {}
+    items: list[bytes] = [b""] * count
+    for index, w in zip(indexes, written, strict=True):
+        if w.received_at is None:
+            tail = b""
+        else:
+            tail = stamps.get(w.received_at) or stamps.setdefault(w.received_at, wire.delimited(
+                _RECEIVED_AT, _stamp(w.received_at).SerializeToString()))
+        items[index] = b"".join((
+            _INDEX, wire.varint(index), _RECORDED if w.recorded else _DUPLICATE, str(w.event_id).encode(),
+            wire.delimited(_REQUEST_ID, w.request_id.encode()), tail))
+    for index, result in rejected.items():
+        items[index] = result.SerializeToString()
+    recorded = sum(w.recorded for w in written)
+    counts = ingest_pb2.RecordEventsResponse(
+        recorded=recorded, duplicates=len(written) - recorded, rejected=len(rejected)).SerializeToString()
+    return b"".join([wire.delimited(_RESULTS, item) for item in items]) + counts
+
+
+_Item = ingest_pb2.ItemResult
+_INDEX = wire.tag(_Item, "index")
+_REQUEST_ID = wire.tag(_Item, "request_id")
+_RECEIVED_AT = wire.tag(_Item, "received_at")
+_RESULTS = wire.tag(ingest_pb2.RecordEventsResponse, "results")
+# outcome, then the tag and length of event_id (always a 36-character UUID)
+_RECORDED, _DUPLICATE = (
+    wire.tag(_Item, "outcome") + wire.varint(outcome) + wire.tag(_Item, "event_id") + wire.varint(36)
+    for outcome in (ingest_pb2.OUTCOME_RECORDED, ingest_pb2.OUTCOME_DUPLICATE)
+)
+
+
 @functools.lru_cache(maxsize=16)
 def _stamp(at: dt.datetime) -> timestamp_pb2.Timestamp:
     """The events of one write share their received_at: convert it once, not per item."""
@@ -78,32 +117,24 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         written = await self.committer.submit((principal.org_id, new))
         return _response(written)
 
-    async def RecordEvents(
-        self, request: ingest_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
-    ) -> ingest_pb2.RecordEventsResponse:
+    async def RecordEvents(self, request: ingest_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """Sent encoded (batch_response)."""
         principal = await caller(self.core, context)
         if len(request.events) > MAX_BATCH:
             raise InvalidArgument("events", f"at most {MAX_BATCH} events per batch")
         check = Validator(principal, dt.datetime.now(dt.UTC), self.series_memo)
         org_id = principal.org_id
-        results: list[ingest_pb2.ItemResult | None] = []
-        valid: list[tuple[int, tuple[int, NewEvent]]] = []
+        rejected: dict[int, ingest_pb2.ItemResult] = {}
+        valid: list[tuple[int, NewEvent]] = []
         for i, event in enumerate(request.events):
             try:
-                valid.append((i, (org_id, check(event))))
-                results.append(None)
+                valid.append((org_id, check(event)))
             except MeteringError as error:
-                results.append(_rejected(i, event, error))
-        recorded = 0
-        if valid:
-            written = await self.writer.write([item for _, item in valid])
-            recorded = sum(w.recorded for w in written)
-            for (i, _), w in zip(valid, written, strict=True):
-                results[i] = _written(i, w)
-        return ingest_pb2.RecordEventsResponse(
-            results=results, recorded=recorded, duplicates=len(valid) - recorded,
-            rejected=len(results) - len(valid),
-        )
+                rejected[i] = _rejected(i, event, error)
+        count = len(request.events)
+        indexes = [i for i in range(count) if i not in rejected] if rejected else range(count)  # of the valid
+        written = await self.writer.write(valid) if valid else []
+        return batch_response(count, indexes, written, rejected)
 
     async def StreamEvents(
         self, request_iterator: AsyncIterator[ingest_pb2.StreamEventsRequest], context: grpc.aio.ServicerContext

@@ -9,9 +9,10 @@ import subprocess
 import grpc
 import pytest
 
-from metering.v1 import ingest_pb2_grpc
+from metering.v1 import ingest_pb2
 from metering_client import MeteringClient, Outcome
 from server.interceptors import ServerInterceptor
+from server.wire import add_service
 from tests.metering_client.conftest import event_counts
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -26,7 +27,7 @@ async def test_record_over_tls(server, new_org, db, tmp_path):
     )
     cert, key = (tmp_path / "cert.pem").read_bytes(), (tmp_path / "key.pem").read_bytes()
     tls_server = grpc.aio.server(interceptors=[ServerInterceptor()])
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(server.ingest, tls_server)  # the real ingest path
+    add_service(tls_server, ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], server.ingest)  # the real ingest path
     port = tls_server.add_secure_port("localhost:0", grpc.ssl_server_credentials([(key, cert)]))
     await tls_server.start()
     org = await new_org()

@@ -11,7 +11,8 @@ import asyncpg
 
 from metering.v1 import admin_pb2, event_pb2
 from server.app import MeteringServer
-from server.ingest import SMALL_BATCH
+from server.events import NewEvent
+from server.ingest import SMALL_BATCH, _claim_order
 from server.principal import Principal
 from server.validation import Validator
 from tests.conftest import MASTER
@@ -95,3 +96,21 @@ async def test_small_and_copy_paths_store_the_same_rows(server: MeteringServer, 
                                  or not (d.window_start <= e.ts and e.ts < d.window_start + interval '15 minutes'))"""
     for org_id in orgs:
         assert await db.fetchval(mismatched, org_id) == 0
+
+
+def test_claim_order_is_the_sorted_keys_with_first_indexes():
+    """Both ways of _claim_order (one organization: request ids alone; several:
+    (org, request_id) pairs) give each distinct key's first index, sorted by key."""
+    def item(org: int, rid: str) -> tuple[int, NewEvent]:
+        return org, NewEvent(rid, T0, None, None, (), None, None, None, None, None)  # type: ignore[arg-type]
+
+    def expected(items: list) -> list[int]:
+        first: dict = {}
+        for i, (org, e) in enumerate(items):
+            first.setdefault((org, e.request_id), i)
+        return [i for _, i in sorted(first.items())]
+
+    one = [item(7, rid) for rid in ("b", "a", "c", "a", "b", "é", "A", "")]
+    several = [item(org, rid) for org, rid in ((2, "b"), (1, "z"), (2, "a"), (1, "b"), (2, "b"), (1, "a"))]
+    for items in (one, several):
+        assert _claim_order(items) == expected(items)

@@ -4,6 +4,7 @@ BadRequest) and in the batch item result; nothing of a rejected event is written
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 
 import grpc
 import pytest
@@ -12,6 +13,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from metering.v1 import event_pb2, ingest_pb2
+from server.errors import InvalidArgument
+from server.principal import Principal
+from server.validation import Validator
 
 REQUEST_ID = "v-1"
 
@@ -183,3 +187,23 @@ async def test_batch_too_large_is_rejected_whole(stubs, new_org, db):
     assert [v.field for b in bad for v in b.field_violations] == ["events"]
     oid = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
     assert await db.fetchval("select count(*) from request_keys where org_id = $1", oid) == 0
+
+
+def test_event_times_and_money_fields_of_the_fast_paths():
+    """Validator reuses the datetime of a whole second and reads money without
+    HasField when it has text: sub-second times stay exact, an unset time is now,
+    a set but empty amount is still rejected."""
+    check = Validator(Principal(org_id=1, organization_id="x", role="admin"), now())
+    base = dt.datetime(2026, 3, 5, 10, 0, 7, tzinfo=dt.UTC)
+    seconds = int(base.timestamp())
+    stamps = [check(ev(timestamp=timestamp_pb2.Timestamp(seconds=seconds, nanos=n))).ts
+              for n in (0, 123_456_789, 999, 0, 1_000)]
+    assert stamps == [base, base.replace(microsecond=123_456), base, base, base.replace(microsecond=1)]
+    assert check(ev()).ts == check.now
+    event = check(ev(input_cost="0.5", cost="2"))
+    assert (event.input_cost, event.output_cost, event.cost) == (decimal.Decimal("0.5"), None, decimal.Decimal("2"))
+    assert check(ev(output_cost="1.25")).cost == decimal.Decimal("1.25")
+    for field in ("input_cost", "output_cost", "cost"):
+        with pytest.raises(InvalidArgument) as caught:
+            check(ev(**{field: ""}))
+        assert caught.value.field == field
