@@ -18,7 +18,7 @@ def sdk_examples() -> list[str]:
 
 async def test_readme_examples_run(target, new_org):
     blocks = sdk_examples()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     org = await new_org()
     for block in blocks:
         code = block.replace('"127.0.0.1:50051"', repr(target)).replace('"mk_..."', repr(org.admin_key))
