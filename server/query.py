@@ -233,6 +233,8 @@ class QueryEngine:
         size = page_size or DEFAULT_PAGE_SIZE
         if not 0 < size <= MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"between 1 and {MAX_PAGE_SIZE}")
+        if len(known_etags) > MAX_PAGE_SIZE:  # one per bucket of a page at most
+            raise InvalidArgument("known_etags", f"at most {MAX_PAGE_SIZE}")
         digest = spec.digest(principal)
         start_at = _parse_token(page_token, digest, spec) if page_token else None
         return await self.aggregate(principal, spec, start_at=start_at, limit=size, if_none_match=if_none_match,

@@ -11,7 +11,7 @@ import pytest
 
 from metering.v1 import admin_pb2, query_pb2, query_pb2_grpc, records_pb2
 from server.rollups import recompute_day
-from tests.server.test_query import DAY, at, ev, record
+from tests.server.test_query import DAY, at, ev, expect_invalid, record
 
 UTC = dt.UTC
 
@@ -146,3 +146,8 @@ async def test_known_buckets_come_back_empty_and_only_the_others_are_read(stubs,
     every = await query.QueryUsage(month_request(known_etags=[b.etag for b in settled.buckets]), metadata=org.auth)
     assert all(b.not_modified for b in every.buckets) and tokens(every) == [{}, {}, {}]
     assert every.etag == settled.etag  # the page's etag follows its buckets'
+
+
+async def test_too_many_known_etags_is_invalid(new_org, query):
+    org = await new_org()
+    await expect_invalid(query.QueryUsage(month_request(known_etags=["x"] * 1001), metadata=org.auth), "known_etags")
