@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import query_pb2, query_pb2_grpc
-from server import convert
+from server import convert, wire
 from server.bucket_cache import BucketCache, usage_reply
-from server.query import Freshness, Metrics, QueryEngine, make_spec, page_token
+from server.events import COUNTER_FIELDS
+from server.query import Bucket, Freshness, QueryEngine, make_spec, page_token
 from server.query_reports import client_usage, tallies, token_usage
 from server.records import Records
 from server.services.context import Core, caller
@@ -30,15 +32,39 @@ def _stamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
-def metrics_pb(m: Metrics) -> query_pb2.UsageMetrics:
-    # Built in one constructor call, zero counters left out (proto3 omits them on the
-    # wire anyway): a grouped month builds ~10,000 of these per reply.
+def metrics_pb(row: tuple) -> query_pb2.UsageMetrics:
+    """A group's aggregate (server.query.Group.row) as UsageMetrics. Built in one
+    constructor call, zero counters left out (proto3 omits them on the wire anyway): a
+    grouped month builds ~10,000 of these per reply."""
+    events, unpriced, counters, input_cost, output_cost, cost, last, extra = row
+    money = convert.money
     return query_pb2.UsageMetrics(
-        events=m.events, unpriced_events=m.unpriced_events, counters=m.extra or None,
-        input_cost=convert.money(m.input_cost), output_cost=convert.money(m.output_cost), cost=convert.money(m.cost),
-        last_event_time=None if m.last_event_at is None else _stamp(m.last_event_at),
-        **{name: value for name, value in m.counters.items() if value},
+        events=events, unpriced_events=unpriced, counters=extra or None,
+        input_cost=money(input_cost), output_cost=money(output_cost), cost=money(cost),
+        last_event_time=None if last is None else _stamp(last),
+        **{name: value for name, value in zip(COUNTER_FIELDS, counters) if value},
     )
+
+
+_GROUPS = wire.tag(query_pb2.UsageBucket, "groups")
+_METRICS = wire.tag(query_pb2.UsageGroup, "metrics")
+
+
+def encode_bucket(b: Bucket, group_by: Sequence[str], keys: dict[tuple[str | None, ...], bytes]) -> bytes:
+    """A UsageBucket's encoding, its groups put together by hand (server/wire.py): each
+    group's key map is encoded once per call (`keys`: the same models and projects recur
+    in every bucket) and no UsageGroup message is made. For a grouped month this took
+    encoding from ~75 to ~55 ms; tests/server/test_bucket_cache.py checks it parses as the
+    message built field by field."""
+    parts = [query_pb2.UsageBucket(start_time=convert.timestamp(b.start), end_time=convert.timestamp(b.end),
+                                   etag=b.etag, not_modified=b.not_modified).SerializeToString()]
+    for g in b.groups:
+        key = keys.get(g.key)
+        if key is None:
+            key = keys[g.key] = query_pb2.UsageGroup(
+                key={f: v for f, v in zip(group_by, g.key, strict=True) if v is not None}).SerializeToString()
+        parts.append(wire.delimited(_GROUPS, key + wire.delimited(_METRICS, metrics_pb(g.row).SerializeToString())))
+    return b"".join(parts)
 
 
 def freshness_pb(f: Freshness | None) -> query_pb2.Freshness | None:
@@ -69,21 +95,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         result = await self.engine.page(principal, spec, request.page_size, request.page_token, request.if_none_match,
                                         request.known_etags, kept=self.buckets.get)
         encoded = []
+        keys: dict[tuple[str | None, ...], bytes] = {}
         for b in result.buckets:
             if b.kept is not None:
                 encoded.append(b.kept)
                 continue
-            bucket = query_pb2.UsageBucket(
-                start_time=convert.timestamp(b.start), end_time=convert.timestamp(b.end),
-                groups=[
-                    query_pb2.UsageGroup(
-                        key={f: v for f, v in zip(spec.group_by, g.key, strict=True) if v is not None},
-                        metrics=metrics_pb(g.metrics),
-                    )
-                    for g in b.groups
-                ],
-                etag=b.etag, not_modified=b.not_modified,
-            ).SerializeToString()
+            bucket = encode_bucket(b, spec.group_by, keys)
             if not b.not_modified:
                 self.buckets.put(b.etag, bucket)
             encoded.append(bucket)

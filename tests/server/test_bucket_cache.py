@@ -27,6 +27,29 @@ def test_a_reply_put_together_from_encoded_buckets_is_the_same_message():
     assert query_pb2.QueryUsageResponse.FromString(put_together) == whole
 
 
+def test_a_bucket_encoded_by_hand_is_the_message():
+    import decimal
+
+    from server.query import Bucket, Group
+    from server.services.query import encode_bucket, metrics_pb
+
+    counters = [0] * 21
+    counters[0], counters[13] = 5, 1 << 40
+    row = (3, 1, counters, decimal.Decimal("0.10"), decimal.Decimal("0"), decimal.Decimal("12.5000"),
+           dt.datetime(2024, 6, 3, 1, 2, 3, 456789, tzinfo=dt.UTC), {"inference": 2})
+    groups = [Group(("a", None), row), Group((None, "p1"), row), Group(("a" * 300, "p2"), row)]  # 2-byte lengths
+    bucket = Bucket(DAY, DAY + dt.timedelta(days=1), groups, etag="e" * 24)
+    keys: dict = {}
+    encoded = encode_bucket(bucket, ["model", "project_id"], keys)
+    assert encode_bucket(bucket, ["model", "project_id"], keys) == encoded  # the keys encoded once, reused
+    expected = query_pb2.UsageBucket(start_time=at(bucket.start), end_time=at(bucket.end), etag="e" * 24, groups=[
+        query_pb2.UsageGroup(key={f: v for f, v in zip(["model", "project_id"], g.key) if v is not None},
+                             metrics=metrics_pb(g.row)) for g in groups])
+    assert query_pb2.UsageBucket.FromString(encoded) == expected
+    assert expected.groups[0].metrics.cost == "12.5" and expected.groups[0].metrics.input_tokens == 5
+    assert groups[0].metrics.counters["input_tokens"] == 5  # the Metrics view of the same row
+
+
 def test_the_cache_is_bounded_by_bytes():
     cache = BucketCache(max_bytes=800)
     for i in range(10):
