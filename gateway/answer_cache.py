@@ -28,12 +28,10 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
-from gateway.ingest_batcher import Metadata, lane_key
+from gateway.ingest_batcher import Metadata, lane_digest
 
 MAX_BYTES = 64 << 20
 MAX_ENTRY_BYTES = 16 << 20  # larger renderings are not kept
-
-
 MAX_CALLERS = 10_000
 Buckets = dict[str, bytes]  # etag -> the bucket as rendered
 
@@ -59,7 +57,7 @@ class AnswerCache:
     @staticmethod
     def caller(metadata: Metadata, shape: bytes) -> bytes:
         """A caller's question: its credentials (hashed: the cache never holds a secret) and shape."""
-        return hashlib.sha256(repr(lane_key(metadata)).encode() + shape).digest()
+        return hashlib.sha256(lane_digest(metadata) + shape).digest()
 
     def held(self, caller: bytes) -> Buckets:
         """The renderings still kept of the buckets `caller` was last answered."""

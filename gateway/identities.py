@@ -12,11 +12,10 @@ authenticated by the server itself, and a failed lookup is never cached.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-from gateway.ingest_batcher import Metadata, lane_key
+from gateway.ingest_batcher import Metadata, lane_digest
 from metering.v1 import admin_pb2
 
 MAX_ENTRIES = 10_000
@@ -31,7 +30,7 @@ class Identities:
         self._pending: dict[bytes, asyncio.Task[admin_pb2.Principal]] = {}
 
     async def of(self, metadata: Metadata) -> admin_pb2.Principal:
-        key = hashlib.sha256(repr(lane_key(metadata)).encode()).digest()
+        key = lane_digest(metadata)
         known = self._known.get(key)
         if known is not None:
             self._known.move_to_end(key)

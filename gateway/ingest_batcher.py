@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,6 +63,11 @@ def lane_key(metadata: Metadata) -> Metadata:
     """What decides which requests may share a call: every forwarded pair except the per-request
     ones (the request id and the client address), i.e. the credentials and the organization."""
     return tuple(sorted(pair for pair in metadata if pair[0] not in PER_REQUEST_METADATA))
+
+
+def lane_digest(metadata: Metadata) -> bytes:
+    """lane_key hashed: for caches keyed by who the caller is, which must never hold a secret."""
+    return hashlib.sha256(repr(lane_key(metadata)).encode()).digest()
 
 
 @dataclasses.dataclass(slots=True)

@@ -50,8 +50,4 @@ class BucketCache:
 
 def usage_reply(buckets: Iterable[bytes], rest: query_pb2.QueryUsageResponse) -> bytes:
     """A QueryUsageResponse's encoding: `buckets` (encoded UsageBuckets), then `rest`'s fields."""
-    out = bytearray()
-    for bucket in buckets:
-        out += wire.delimited(_BUCKETS_TAG, bucket)
-    out += rest.SerializeToString()
-    return bytes(out)
+    return wire.repeated(_BUCKETS_TAG, buckets) + rest.SerializeToString()

@@ -16,10 +16,17 @@ ROLE_TO_PROTO = {"admin": admin_pb2.ROLE_ADMIN, "member": admin_pb2.ROLE_MEMBER}
 ROLE_FROM_PROTO = {admin_pb2.ROLE_UNSPECIFIED: "", admin_pb2.ROLE_ADMIN: "admin", admin_pb2.ROLE_MEMBER: "member"}
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    """A datetime (naive: UTC) as a Timestamp, by arithmetic: Timestamp.FromDatetime is pure
+    Python and was a sixth of a grouped month's cost (timedelta keeps microseconds >= 0,
+    also before 1970)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    delta = value - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def money(value: decimal.Decimal) -> str:

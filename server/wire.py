@@ -15,6 +15,7 @@ them as they are.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -51,6 +52,11 @@ def tag(message: type[pb_message.Message], field: str) -> bytes:
 def delimited(field_tag: bytes, data: bytes) -> bytes:
     """One length-delimited field: its tag, the length of `data`, `data`."""
     return field_tag + varint(len(data)) + data
+
+
+def repeated(field_tag: bytes, items: Iterable[bytes]) -> bytes:
+    """A repeated message field from its encoded elements."""
+    return b"".join([delimited(field_tag, item) for item in items])
 
 
 _HANDLERS = {

@@ -75,7 +75,7 @@ def batch_response(
     recorded = sum(w.recorded for w in written)
     counts = ingest_pb2.RecordEventsResponse(
         recorded=recorded, duplicates=len(written) - recorded, rejected=len(rejected)).SerializeToString()
-    return b"".join([wire.delimited(_RESULTS, item) for item in items]) + counts
+    return wire.repeated(_RESULTS, items) + counts
 
 
 _Item = ingest_pb2.ItemResult
