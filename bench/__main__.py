@@ -16,7 +16,7 @@ import os
 import platform
 import time
 
-from bench import ingest
+from bench import cpu, ingest
 from bench.stack import stack
 from bench.stats import latency_note
 
@@ -26,20 +26,23 @@ Row = tuple[str, str, str]  # benchmark, result, notes
 
 async def ingest_rows(st, n: int) -> list[Row]:  # type: ignore[no-untyped-def]
     rows: list[Row] = []
-    batched = await ingest.batched_grpc(st, n)
-    copy = await ingest.raw_copy(st.dsn, n)
+    # CPU per event of each process group over each timed part (bench/cpu.py)
+    m_batched, m_copy, m_unary, m_floor = cpu.stack_meter(st), cpu.Meter({}), cpu.stack_meter(st), cpu.stack_meter(st)
+    batched = await ingest.batched_grpc(st, n, cpu=m_batched)
+    copy = await ingest.raw_copy(st.dsn, n, cpu=m_copy)
     rows.append(("ingest: gRPC RecordEvents, 1,000/batch, 4 connections", f"{batched:,.0f} events/s",
-                 "durable, dedupe on"))
+                 f"durable, dedupe on; {m_batched.note(n)}"))
     rows.append(("  baseline: raw asyncpg COPY of the rows + keys, same indexes", f"{copy:,.0f} rows/s",
-                 f"ingest is {batched / copy:.0%} of it"))
+                 f"ingest is {batched / copy:.0%} of it; {m_copy.note(n, 'row')}"))
     unary_n = max(2000, n // 10)
-    unary, lat = await ingest.unary_grpc(st, unary_n)
+    unary, lat = await ingest.unary_grpc(st, unary_n, cpu=m_unary)
     raw = await ingest.raw_inserts(st.dsn, max(1000, unary_n // 4))
-    floor, floor_lat = await ingest.health_grpc(st, unary_n)
-    rows.append(("ingest: gRPC RecordEvent, 64 callers, 8 connections", f"{unary:,.0f} events/s", latency_note(lat)))
+    floor, floor_lat = await ingest.health_grpc(st, unary_n, cpu=m_floor)
+    rows.append(("ingest: gRPC RecordEvent, 64 callers, 8 connections", f"{unary:,.0f} events/s",
+                 f"{latency_note(lat)}; {m_unary.note(unary_n)}"))
     rows.append(("  baseline: raw INSERT per row, one connection", f"{raw:,.0f} rows/s", f"ratio {unary / raw:.1f}x"))
     rows.append(("  ceiling: gRPC Health/Check, same server and callers", f"{floor:,.0f} calls/s",
-                 latency_note(floor_lat)))
+                 f"{latency_note(floor_lat)}; {m_floor.note(unary_n, 'call')}"))
     return rows
 
 

@@ -15,6 +15,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.cpu import Meter
 from bench.stack import Stack, channel, peak_rss_mb
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 
@@ -38,9 +39,10 @@ def make_events(n: int, tag: str) -> list[event_pb2.UsageEvent]:
     return events
 
 
-async def batched_grpc(st: Stack, n: int, batch: int = 1000, concurrency: int = 4) -> float:
+async def batched_grpc(st: Stack, n: int, batch: int = 1000, concurrency: int = 4, cpu: Meter | None = None) -> float:
     """`concurrency` senders, each on a connection of its own (as separate client
-    processes would be), so a multi-process server shares the load."""
+    processes would be), so a multi-process server shares the load. cpu: measures
+    the timed part (as in _callers and raw_copy)."""
     events = make_events(n, "b" + secrets.token_hex(3))
     requests = [ingest_pb2.RecordEventsRequest(events=events[i : i + batch]) for i in range(0, n, batch)]
     queue = list(reversed(requests))
@@ -57,14 +59,19 @@ async def batched_grpc(st: Stack, n: int, batch: int = 1000, concurrency: int = 
     ready = asyncio.Event()
     tasks = [asyncio.create_task(sender()) for _ in range(concurrency)]
     await asyncio.sleep(0.5)  # connections up before the clock starts
+    if cpu:
+        cpu.start()
     started = time.perf_counter()
     ready.set()
     await asyncio.gather(*tasks)
-    return n / (time.perf_counter() - started)
+    rate = n / (time.perf_counter() - started)
+    if cpu:
+        cpu.stop()
+    return rate
 
 
 async def _callers(st: Stack, n: int, call: Callable[[grpc.aio.Channel], Callable[[], Awaitable[object]]],
-                   callers: int, connections: int) -> tuple[float, list[float]]:
+                   callers: int, connections: int, cpu: Meter | None = None) -> tuple[float, list[float]]:
     """n calls made by `callers` concurrent callers spread over `connections` connections of
     their own; (calls/s, latencies). call(channel) gives the function that makes one call."""
     left = [n]
@@ -80,24 +87,30 @@ async def _callers(st: Stack, n: int, call: Callable[[grpc.aio.Channel], Callabl
             t = time.perf_counter()
             await one()
             latencies.append(time.perf_counter() - t)
+    if cpu:
+        cpu.start()
     started = time.perf_counter()
     await asyncio.gather(*(caller(calls[i % connections]) for i in range(callers)))
     rate = n / (time.perf_counter() - started)
+    if cpu:
+        cpu.stop()
     for ch in channels:
         await ch.close()
     return rate, latencies
 
 
-async def unary_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8) -> tuple[float, list[float]]:
+async def unary_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8,
+                     cpu: Meter | None = None) -> tuple[float, list[float]]:
     requests = [ingest_pb2.RecordEventRequest(event=e) for e in make_events(n, "u" + secrets.token_hex(3))]
 
     def call(ch: grpc.aio.Channel) -> Callable[[], Awaitable[object]]:
         stub = ingest_pb2_grpc.IngestServiceStub(ch)
         return lambda: stub.RecordEvent(requests.pop(), metadata=st.auth)
-    return await _callers(st, n, call, callers, connections)
+    return await _callers(st, n, call, callers, connections, cpu)
 
 
-async def health_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8) -> tuple[float, list[float]]:
+async def health_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8,
+                      cpu: Meter | None = None) -> tuple[float, list[float]]:
     """The ceiling the gRPC layer sets: the server's cheapest call (Health/Check,
     no database), driven exactly like unary_grpc."""
     request = health_pb2.HealthCheckRequest()
@@ -105,7 +118,7 @@ async def health_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8
     def call(ch: grpc.aio.Channel) -> Callable[[], Awaitable[object]]:
         stub = health_pb2_grpc.HealthStub(ch)
         return lambda: stub.Check(request)
-    return await _callers(st, n, call, callers, connections)
+    return await _callers(st, n, call, callers, connections, cpu)
 
 
 async def _baseline_tables(conn: asyncpg.Connection) -> None:
@@ -136,7 +149,7 @@ RAW_COLUMNS = ("org_id", "ts", "event_id", "series_id", "request_id", "received_
                "input_tokens", "output_tokens", "cost", "mark_id")
 
 
-async def raw_copy(dsn: str, n: int, batch: int = 1000, concurrency: int = 4) -> float:
+async def raw_copy(dsn: str, n: int, batch: int = 1000, concurrency: int = 4, cpu: Meter | None = None) -> float:
     """The floor: binary COPY of the same rows (events + dedupe keys) into copies of the tables."""
     pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
     async with pool.acquire() as conn:
@@ -150,9 +163,13 @@ async def raw_copy(dsn: str, n: int, batch: int = 1000, concurrency: int = 4) ->
             async with pool.acquire() as conn, conn.transaction():
                 await conn.copy_records_to_table("bench_keys", records=ks)
                 await conn.copy_records_to_table("bench_events", records=ev, columns=RAW_COLUMNS)
+    if cpu:
+        cpu.start()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     rate = n / (time.perf_counter() - started)
+    if cpu:
+        cpu.stop()
     await pool.close()
     return rate
 

@@ -26,18 +26,10 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.cpu import cpu_seconds
 from bench.ingest import make_events
 from bench.stack import ADMIN_DSN, _with_database, channel, free_port
 from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2, ingest_pb2_grpc
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + sys CPU of a process (fields 14 and 15 of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 async def _ready(target: str, master: str) -> str:

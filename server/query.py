@@ -38,7 +38,9 @@ from server.errors import InvalidArgument
 from server.events import COUNTER_FIELDS
 from server.principal import Principal
 from server.query_etags import bucket_etags, page_etag
-from server.query_plan import cube_covers, plan, rolled_up
+from server.query_plan import WINDOW, cube_covers, plan, rolled_up
+from server.query_sql import parameters, usage_statement
+from server.query_tails import Groups, SettledRows, add_groups
 from server.query_time import bucket_edges, parse_width, parse_zone
 
 DIMENSIONS: tuple[str, ...] = (
@@ -190,6 +192,7 @@ def make_spec(
 class QueryEngine:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.settled = SettledRows()  # settled parts of buckets with appended events (server/query_tails.py)
 
     async def aggregate(
         self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS,
@@ -206,8 +209,7 @@ class QueryEngine:
             marks = await conn.fetch(q("query_dirty_windows"), principal.org_id, edges[0], edges[-1])
             fresh = await conn.fetchrow(q("query_freshness"), principal.org_id)
             stamps = await conn.fetch(q("query_stamps"), principal.org_id, edges[0], edges[-1])
-            etags = bucket_etags(principal, (spec.width, spec.time_zone, spec.group_by, spec.filters), edges,
-                                 [r["window_start"] for r in marks], stamps)
+            etags = bucket_etags(principal, _shape(spec), edges, [r["window_start"] for r in marks], stamps)
             etag = page_etag(etags)
             next_start = edges[-1] if edges[-1] < spec.end else None
             freshness = Freshness(fresh["snapshot_time"], fresh["oldest_dirty"] or fresh["snapshot_time"], len(marks))
@@ -217,30 +219,92 @@ class QueryEngine:
             known = [bool(e) and e in wanted for e in etags]
             found = [kept(e) if e and not skip else None for e, skip in zip(etags, known, strict=True)]
             todo = [i for i, skip in enumerate(known) if not skip and found[i] is None]
-            rows = await self._rows(conn, principal, spec, edges[todo[0]:todo[-1] + 2], marks) if todo else []
-        buckets = _buckets(edges, rows, todo[0] if todo else 0, etags, known, found)
-        return UsageResult(buckets, freshness, next_start, etag)
+            groups = await self._read(conn, principal, spec, edges, todo, marks, stamps) if todo else {}
+        return UsageResult(_buckets(edges, groups, etags, known, found), freshness, next_start, etag)
+
+    async def _read(self, conn: asyncpg.Connection, principal: Principal, spec: UsageSpec, edges: list[dt.datetime],
+                    todo: list[int], marks: list[asyncpg.Record], stamps: list[asyncpg.Record]) -> dict[int, Groups]:
+        """The groups of the buckets numbered `todo` (from 0, ascending)."""
+        based = self._based(principal, spec, edges, todo, marks, stamps)
+        read = [i for i in todo if i not in based]
+        groups: dict[int, Groups] = {}
+        if read:  # one statement over the stretch (rows of buckets not asked for are dropped)
+            first = read[0]
+            rows = await self._rows(conn, principal, spec, edges[first:read[-1] + 2], marks)
+            groups = _grouped(rows, first, set(read))
+        if based:
+            # the settled part of each from its etag, else read without the appended events
+            settled = {i: self.settled.get(etag) for i, (etag, _) in based.items()}
+            missing = [i for i, rows in settled.items() if rows is None]
+            if missing:
+                rows = await self._rows(conn, principal, spec, edges[missing[0]:missing[-1] + 2], [])
+                read_now = _grouped(rows, missing[0], set(missing))
+                for i in missing:
+                    settled[i] = read_now.get(i, {})
+                    self.settled.put(based[i][0], settled[i])
+            first = min(based)
+            tails = [mark for i in based for mark in based[i][1]]
+            appended = _grouped(await self._rows(conn, principal, spec, edges[first:max(based) + 2], [], tails),
+                                first, set(based))
+            for i in based:
+                groups[i] = add_groups(settled[i] or {}, appended.get(i, {}))
+        return groups
+
+    @staticmethod
+    def _based(principal: Principal, spec: UsageSpec, edges: list[dt.datetime], todo: list[int],
+               marks: list[asyncpg.Record], stamps: list[asyncpg.Record]) -> dict[int, tuple[str, list[int]]]:
+        """Buckets of `todo` read as their settled answer plus their appended events
+        (server/query_tails.py): every dirty window of the bucket only had events
+        appended and is read from rollups. Bucket -> (etag of the settled answer, marks)."""
+        if spec.width == "1m" or not any(r["appends"] for r in marks):
+            return {}
+        changed = [r["window_start"] for r in marks if not r["appends"]]
+        settled = bucket_etags(principal, _shape(spec), edges, changed, stamps)
+        based: dict[int, tuple[str, list[int]]] = {}
+        for i in todo:
+            lo, hi = edges[i], edges[i + 1]
+            inside = [r for r in marks if r["window_start"] + WINDOW > lo and r["window_start"] < hi]
+            if not settled[i] or not inside:  # a changed window, or clean (read as it is)
+                continue
+            pieces = plan([lo, hi], [])
+            if all(rolled_up(pieces, r["window_start"]) for r in inside):
+                based[i] = (settled[i], [mark for r in inside for mark in r["ids"]])
+        return based
 
     async def _rows(self, conn: asyncpg.Connection, principal: Principal, spec: UsageSpec,
-                    edges: list[dt.datetime], marks: list[asyncpg.Record]) -> list[asyncpg.Record]:
-        """The aggregate over the buckets of `edges` (numbered from 1)."""
-        # Windows with changed events are read raw; windows that only had events
-        # appended are read from their rollups plus those events (their "tails").
-        dirty = [r["window_start"] for r in marks if not r["appends"]]
-        pieces = plan(edges, dirty, use_rollups=spec.width != "1m")
-        tails = [i for r in marks if r["appends"] and rolled_up(pieces, r["window_start"]) for i in r["ids"]]
+                    edges: list[dt.datetime], marks: list[asyncpg.Record],
+                    only_tails: list[int] | None = None) -> list[asyncpg.Record]:
+        """The aggregate over the buckets of `edges` (numbered from 1); only_tails: of
+        the events appended under these marks alone."""
         scope = principal.read_scope()
-        # Whole clean UTC days come from the cubes when they hold every field the
-        # query needs; otherwise from the per-series rollups_1d.
-        cubes = cube_covers(_fields(spec, scope))
-        days, cube_days = ([], pieces.days) if cubes else (pieces.days, [])
-        args = (
-            principal.org_id, edges[:-1],
-            *_columns(days), *_columns(pieces.hours), *_columns(pieces.windows), *_columns(pieces.raw),
-            list(spec.group_by), {field: list(values) for field, values in spec.filters}, *scope,
-            *_columns(cube_days), not (days or pieces.hours or pieces.windows or pieces.raw), tails,
-        )
-        rows: list[asyncpg.Record] = await conn.fetch(q("query_usage"), *args)
+        values: dict[str, object] = {
+            "org": principal.org_id, "starts": edges[:-1], "group_by": list(spec.group_by),
+            "filters": {field: list(values) for field, values in spec.filters},
+            "project": scope[0], "user": scope[1], "api_key": scope[2],
+        }
+        if only_tails is not None:
+            ranges: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+            tails = only_tails
+        else:
+            # Windows with changed events are read raw; windows that only had events
+            # appended are read from their rollups plus those events (their "tails").
+            dirty = [r["window_start"] for r in marks if not r["appends"]]
+            pieces = plan(edges, dirty, use_rollups=spec.width != "1m")
+            tails = [i for r in marks if r["appends"] and rolled_up(pieces, r["window_start"]) for i in r["ids"]]
+            # Whole clean UTC days come from the cubes when they hold every field the
+            # query needs; otherwise from the per-series rollups_1d.
+            days = "cubes" if cube_covers(_fields(spec, scope)) else "days"
+            ranges = {days: pieces.days, "hours": pieces.hours, "windows": pieces.windows, "raw": pieces.raw}
+        for source, stretches in ranges.items():
+            if stretches:
+                values[f"{source}_lo"], values[f"{source}_hi"] = _columns(stretches)
+        sources = frozenset(source for source, stretches in ranges.items() if stretches) | (
+            {"tails"} if tails else set())
+        if not sources:
+            return []
+        values["tails"] = tails
+        rows: list[asyncpg.Record] = await conn.fetch(usage_statement(sources),
+                                                      *(values[name] for name in parameters(sources)))
         return rows
 
     async def page(
@@ -295,25 +359,38 @@ def _sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((value is not None, value or "") for value in key)
 
 
-def _buckets(edges: list[dt.datetime], rows: list[asyncpg.Record], offset: int, etags: list[str],
-             known: list[bool], found: list[bytes | None]) -> list[Bucket]:
-    """rows number their buckets from 1 at edges[offset]; known and found buckets stay empty."""
-    # One pass per row and one sort per bucket: a grouped month has ~10,000 groups.
-    by_bucket: dict[int, dict[tuple[str | None, ...], tuple]] = {}
+def _shape(spec: UsageSpec) -> tuple:
+    """What besides the range decides a bucket's answer (for its etag)."""
+    return (spec.width, spec.time_zone, spec.group_by, spec.filters)
+
+
+def _grouped(rows: list[asyncpg.Record], first: int, wanted: set[int]) -> dict[int, Groups]:
+    """Rows of query_usage (buckets numbered from 1 at bucket `first`) as groups by
+    bucket number, for the buckets in `wanted`. One pass: a grouped month has ~10,000 groups."""
+    by_bucket: dict[int, Groups] = {}
     for row in rows:
-        groups = by_bucket.get(row[0] + offset)
+        index = row[0] + first - 1
+        groups = by_bucket.get(index)
         if groups is None:
-            groups = by_bucket[row[0] + offset] = {}
+            if index not in wanted:
+                continue
+            groups = by_bucket[index] = {}
         groups[tuple(row[1])] = tuple(row)[2:]
+    return by_bucket
+
+
+def _buckets(edges: list[dt.datetime], by_bucket: dict[int, Groups], etags: list[str],
+             known: list[bool], found: list[bytes | None]) -> list[Bucket]:
+    """Buckets with their groups sorted; known and found buckets stay empty."""
     buckets = []
-    for index, (lo, hi) in enumerate(zip(edges, edges[1:]), start=1):
-        if known[index - 1] or found[index - 1] is not None:
-            buckets.append(Bucket(lo, hi, [], etags[index - 1], known[index - 1], found[index - 1]))
+    for index, (lo, hi) in enumerate(zip(edges, edges[1:])):
+        if known[index] or found[index] is not None:
+            buckets.append(Bucket(lo, hi, [], etags[index], known[index], found[index]))
             continue
         groups = by_bucket.get(index, {})
         if any(None in key for key in groups):
             keys = sorted(groups, key=_sort_key)
         else:  # no unset value: plain tuple order is _sort_key's order
             keys = sorted(groups)
-        buckets.append(Bucket(lo, hi, [Group(key, groups[key]) for key in keys], etags[index - 1]))
+        buckets.append(Bucket(lo, hi, [Group(key, groups[key]) for key in keys], etags[index]))
     return buckets

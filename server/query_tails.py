@@ -1,0 +1,87 @@
+"""Buckets that only had events appended since their rollup: the settled answer plus those events.
+
+A dashboard polled while usage comes in asks, again and again, for a bucket (today)
+whose windows are dirty only because events were appended to them. The engine would
+read the whole bucket each time: its rollups (a day of cube rows) and the appended
+events (its "tails", migrations/0005_tails.sql). But the rollup part is the answer the
+bucket had when it was last settled, and that answer has a name: the etag the bucket
+would have with those append marks cleared (server/query_etags.py: the rollups of a day
+change only in a pass that also takes a new stamp). So the engine keeps that part by
+its etag here, as rows, and afterwards reads only the appended events and adds them.
+
+Exact because the sum is associative: rollups + tails, read by one statement or by two,
+is the same sum (costs are added in a context wide enough for every exact total). Only
+buckets whose dirty windows all had appends only, and are all read from rollups (not
+from raw events at an unaligned end), qualify (server/query.py, QueryEngine._based).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections import OrderedDict
+
+Key = tuple[str | None, ...]
+# (events, unpriced events, counters in COUNTER_FIELDS order, input_cost, output_cost,
+# cost, last_event_at, extra counters or None): server.query.Group.row
+Row = tuple
+Groups = dict[Key, Row]
+
+MAX_ROWS = 20_000  # per server process: ~15 MB of group rows
+# Sums of money are exact: 2 x 38 digits holds any total of 38-digit amounts many times over.
+_SUM = decimal.Context(prec=100, traps=[decimal.Inexact, decimal.InvalidOperation])
+
+
+class SettledRows:
+    """The groups of settled bucket answers, by etag; least recently used out first."""
+
+    def __init__(self, max_rows: int = MAX_ROWS) -> None:
+        self.max_rows = max_rows
+        self.rows = 0
+        self._kept: OrderedDict[str, Groups] = OrderedDict()
+
+    def get(self, etag: str) -> Groups | None:
+        found = self._kept.get(etag)
+        if found is not None:
+            self._kept.move_to_end(etag)
+        return found
+
+    def put(self, etag: str, groups: Groups) -> None:
+        if etag in self._kept or len(groups) > self.max_rows // 4:
+            return
+        self._kept[etag] = groups
+        self.rows += len(groups)
+        while self.rows > self.max_rows:
+            self.rows -= len(self._kept.popitem(last=False)[1])
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+def add_groups(settled: Groups, appended: Groups) -> Groups:
+    """settled + appended, group by group (neither is changed)."""
+    total = dict(settled)
+    for key, row in appended.items():
+        before = total.get(key)
+        total[key] = row if before is None else _add(before, row)
+    return total
+
+
+def _add(a: Row, b: Row) -> Row:
+    events, unpriced, counters, input_cost, output_cost, cost, last, extra = a
+    events2, unpriced2, counters2, input_cost2, output_cost2, cost2, last2, extra2 = b
+    if extra2:
+        extra = dict(extra or {})
+        for name, value in extra2.items():
+            extra[name] = extra.get(name, 0) + value
+    return (
+        events + events2, unpriced + unpriced2, [x + y for x, y in zip(counters, counters2, strict=True)],
+        _SUM.add(input_cost, input_cost2), _SUM.add(output_cost, output_cost2), _SUM.add(cost, cost2),
+        _latest(last, last2), extra,
+    )
+
+
+def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b
