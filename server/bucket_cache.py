@@ -14,38 +14,19 @@ together, then the other fields.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from metering.v1 import query_pb2
 from server import wire
+from server.lru import SizedLRU
 
 MAX_BYTES = 32 << 20  # per server process
 _BUCKETS_TAG = wire.tag(query_pb2.QueryUsageResponse, "buckets")
 
 
-class BucketCache:
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._kept: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, etag: str) -> bytes | None:
-        found = self._kept.get(etag)
-        if found is not None:
-            self._kept.move_to_end(etag)
-        return found
-
-    def put(self, etag: str, encoded: bytes) -> None:
-        if not etag or etag in self._kept or len(encoded) > self.max_bytes // 8:
-            return
-        self._kept[etag] = encoded
-        self.size += len(encoded)
-        while self.size > self.max_bytes:
-            self.size -= len(self._kept.popitem(last=False)[1])
-
-    def __len__(self) -> int:
-        return len(self._kept)
+def bucket_cache(max_bytes: int = MAX_BYTES) -> SizedLRU[bytes]:
+    """Encoded UsageBuckets by etag, at most max_bytes of them."""
+    return SizedLRU(max_bytes, len)
 
 
 def usage_reply(buckets: Iterable[bytes], rest: query_pb2.QueryUsageResponse) -> bytes:

@@ -40,7 +40,7 @@ from server.principal import Principal
 from server.query_etags import bucket_etags, page_etag
 from server.query_plan import WINDOW, cube_covers, plan, rolled_up
 from server.query_sql import parameters, usage_statement
-from server.query_tails import Groups, SettledRows, add_groups
+from server.query_tails import Groups, add_groups, settled_rows
 from server.query_time import bucket_edges, parse_width, parse_zone
 
 DIMENSIONS: tuple[str, ...] = (
@@ -192,7 +192,7 @@ def make_spec(
 class QueryEngine:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.settled = SettledRows()  # settled parts of buckets with appended events (server/query_tails.py)
+        self.settled = settled_rows()  # settled parts of buckets with appended events (server/query_tails.py)
 
     async def aggregate(
         self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS,

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections import OrderedDict
+
+from server.lru import SizedLRU
 
 Key = tuple[str | None, ...]
 # (events, unpriced events, counters in COUNTER_FIELDS order, input_cost, output_cost,
@@ -32,30 +33,9 @@ MAX_ROWS = 20_000  # per server process: ~15 MB of group rows
 _SUM = decimal.Context(prec=100, traps=[decimal.Inexact, decimal.InvalidOperation])
 
 
-class SettledRows:
-    """The groups of settled bucket answers, by etag; least recently used out first."""
-
-    def __init__(self, max_rows: int = MAX_ROWS) -> None:
-        self.max_rows = max_rows
-        self.rows = 0
-        self._kept: OrderedDict[str, Groups] = OrderedDict()
-
-    def get(self, etag: str) -> Groups | None:
-        found = self._kept.get(etag)
-        if found is not None:
-            self._kept.move_to_end(etag)
-        return found
-
-    def put(self, etag: str, groups: Groups) -> None:
-        if etag in self._kept or len(groups) > self.max_rows // 4:
-            return
-        self._kept[etag] = groups
-        self.rows += len(groups)
-        while self.rows > self.max_rows:
-            self.rows -= len(self._kept.popitem(last=False)[1])
-
-    def __len__(self) -> int:
-        return len(self._kept)
+def settled_rows(max_rows: int = MAX_ROWS) -> SizedLRU[Groups]:
+    """The groups of settled bucket answers by etag, at most max_rows groups in all."""
+    return SizedLRU(max_rows, len, largest_share=4)
 
 
 def add_groups(settled: Groups, appended: Groups) -> Groups:

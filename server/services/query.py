@@ -10,7 +10,7 @@ from google.protobuf import timestamp_pb2
 
 from metering.v1 import query_pb2, query_pb2_grpc
 from server import convert, wire
-from server.bucket_cache import BucketCache, usage_reply
+from server.bucket_cache import bucket_cache, usage_reply
 from server.events import COUNTER_FIELDS
 from server.query import Bucket, Freshness, Group, QueryEngine, make_spec, page_token
 from server.query_reports import client_usage, tallies, token_usage
@@ -73,7 +73,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.core = core
         self.engine = engine
         self.records = records
-        self.buckets = BucketCache()
+        self.buckets = bucket_cache()
 
     async def QueryUsage(self, request: query_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext) -> bytes:
         """Sent encoded (server/bucket_cache.py): settled buckets are encoded once, then kept."""

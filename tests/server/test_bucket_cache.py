@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from metering.v1 import query_pb2
-from server.bucket_cache import BucketCache, usage_reply
+from server.bucket_cache import bucket_cache, usage_reply
 from tests.server.test_query import DAY, at, ev, record
 from tests.server.test_query_etag import month_request, query, settle, tokens  # noqa: F401 (fixture)
 
@@ -51,7 +51,7 @@ def test_a_bucket_encoded_by_hand_is_the_message():
 
 
 def test_the_cache_is_bounded_by_bytes():
-    cache = BucketCache(max_bytes=800)
+    cache = bucket_cache(max_bytes=800)
     for i in range(10):
         cache.put(f"e{i}", b"x" * 100)
     assert len(cache) == 8 and cache.size == 800 and cache.get("e0") is None and cache.get("e9")
