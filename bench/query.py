@@ -55,7 +55,6 @@ import json
 import os
 import re
 import time
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -65,6 +64,7 @@ from google.protobuf import timestamp_pb2
 
 from bench.stack import Stack
 from bench.stats import latency_note, pct
+from gateway.openai_usage import COMPLETIONS_METRICS
 from metering.v1 import admin_pb2, admin_pb2_grpc, event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from server.db import create_pool
 from server.rollups import dirty_days, is_retryable, recompute_day
@@ -216,7 +216,7 @@ def _grpc_request(day0: dt.datetime) -> query_pb2.QueryUsageRequest:
         start_time=timestamp_pb2.Timestamp(seconds=int(day0.timestamp())),
         end_time=timestamp_pb2.Timestamp(seconds=int(time.time()) + 1), width="1d", time_zone="UTC",
         filters=[query_pb2.Filter(field="kind", values=["completions"])], group_by=["model", "project_id"],
-        page_size=DAYS,
+        page_size=DAYS, metrics=COMPLETIONS_METRICS,
     )
 
 
@@ -297,7 +297,6 @@ async def measure_grpc(target: str, auth: Any, day0: dt.datetime, runs: int,
         for g in b.groups:
             values: dict[str, Any] = {m: getattr(g.metrics, m) for m in METRICS}
             values["events"] = g.metrics.events
-            values["cost"] = Decimal(g.metrics.cost or "0")
             groups[(b.start_time.seconds, g.key["model"], g.key["project_id"])] = values
     return latencies, groups
 

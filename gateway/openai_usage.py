@@ -156,6 +156,7 @@ def query_request(endpoint: UsageEndpoint, args: BaseModel, win: Window) -> quer
     return query_pb2.QueryUsageRequest(
         start_time=win.start_stamp(), end_time=win.end_stamp(), width=win.width, time_zone="UTC",
         filters=filters, group_by=[KEY_FIELDS[key] for key in grouped], page_token=win.token,
+        metrics=endpoint.metrics,  # only what the page shows is summed
     )
 
 

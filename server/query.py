@@ -53,6 +53,10 @@ MAX_PAGE_SIZE = 1000
 MAX_BUCKETS = 100_000  # internal callers (tallies) read every bucket at once
 MAX_GROUP_BY = 16
 MAX_FILTER_VALUES = 1000
+# What a query may ask for (UsageMetrics fields; `events` always comes).
+METRICS: tuple[str, ...] = (
+    "unpriced_events", *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "last_event_time",
+)
 _ZERO = decimal.Decimal(0)
 
 
@@ -64,11 +68,12 @@ class UsageSpec:
     time_zone: str = "UTC"
     group_by: tuple[str, ...] = ()
     filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # sorted by field
+    metrics: tuple[str, ...] = ()  # "events" and some of METRICS, sorted; (): all of them
 
     def digest(self, principal: Principal) -> str:
         raw = json.dumps([
             self.start.isoformat(), self.end.isoformat(), self.width, self.time_zone, self.group_by,
-            self.filters, principal.org_id, principal.read_scope(),
+            self.filters, principal.org_id, principal.read_scope(), *([self.metrics] if self.metrics else []),
         ])
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -117,7 +122,8 @@ class Group:
         if self._metrics is None:
             events, unpriced, counters, input_cost, output_cost, cost, last, extra = self.row
             self._metrics = Metrics(events, unpriced, dict(zip(COUNTER_FIELDS, counters)), extra or {},
-                                    input_cost, output_cost, cost, last)
+                                    *(_ZERO if money is None else money for money in (input_cost, output_cost, cost)),
+                                    last)
         return self._metrics
 
 
@@ -160,6 +166,7 @@ QUERY_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 def make_spec(
     start: dt.datetime | None, end: dt.datetime | None, *, width: str = "", time_zone: str = "",
     group_by: Sequence[str] = (), filters: Sequence[tuple[str, Sequence[str]]] = (), now: dt.datetime | None = None,
+    metrics: Sequence[str] = (),
 ) -> UsageSpec:
     """Validate a query; errors name the request field."""
     if start is None:
@@ -185,8 +192,12 @@ def make_spec(
         if not values or len(values) > MAX_FILTER_VALUES:
             raise InvalidArgument("filters.values", f"{field}: between 1 and {MAX_FILTER_VALUES} values")
         merged[field] = tuple(sorted(set(values)))
+    unknown = sorted(set(metrics) - set(METRICS) - {"events"})
+    if unknown:
+        raise InvalidArgument("metrics", f"unknown metric {unknown[0][:80]!r}; use any of events, {', '.join(METRICS)}")
+    asked = tuple(sorted({*metrics, "events"})) if metrics else ()
     return UsageSpec(start.astimezone(dt.UTC), end.astimezone(dt.UTC), width, time_zone or "UTC", grouped,
-                     tuple(sorted(merged.items())))
+                     tuple(sorted(merged.items())), asked if len(asked) <= len(METRICS) else ())
 
 
 class QueryEngine:
@@ -303,7 +314,8 @@ class QueryEngine:
         if not sources:
             return []
         values["tails"] = tails
-        rows: list[asyncpg.Record] = await conn.fetch(usage_statement(sources),
+        statement = usage_statement(sources, frozenset(spec.metrics) or None)
+        rows: list[asyncpg.Record] = await conn.fetch(statement,
                                                       *(values[name] for name in parameters(sources)))
         return rows
 
@@ -361,7 +373,7 @@ def _sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
 
 def _shape(spec: UsageSpec) -> tuple:
     """What besides the range decides a bucket's answer (for its etag)."""
-    return (spec.width, spec.time_zone, spec.group_by, spec.filters)
+    return (spec.width, spec.time_zone, spec.group_by, spec.filters, *([spec.metrics] if spec.metrics else []))
 
 
 def _grouped(rows: list[asyncpg.Record], first: int, wanted: set[int]) -> dict[int, Groups]:
@@ -375,7 +387,7 @@ def _grouped(rows: list[asyncpg.Record], first: int, wanted: set[int]) -> dict[i
             if index not in wanted:
                 continue
             groups = by_bucket[index] = {}
-        groups[tuple(row[1])] = tuple(row)[2:]
+        groups[tuple(row[1])] = row[2:]  # a tuple: Record slices are
     return by_bucket
 
 

@@ -35,13 +35,18 @@ ROLLUPS = {  # source -> (table of fixed counters, table of extra counters)
 SOURCES = (*ROLLUPS, "raw", "tails")
 # Named parameters, numbered in this order in every statement (unused ones left out).
 _COMMON = ("org", "starts", "group_by", "filters", "project", "user", "api_key")
-_METRICS = ", ".join(("events", "unpriced_events", *COUNTER_FIELDS, "input_cost", "output_cost", "cost",
-                      "last_event_at"))
-# The same columns from one event (named: the branch may come first in the union).
-_EVENT_METRICS = ", ".join((
-    "1::bigint as events", "e.unpriced::int::bigint as unpriced_events", *(f"e.{c}" for c in COUNTER_FIELDS),
-    *(f"coalesce(e.{c}, 0) as {c}" for c in ("input_cost", "output_cost", "cost")), "e.ts as last_event_at"))
-_SUMS = ", ".join(f"metering_sum(p.{c})" for c in COUNTER_FIELDS)
+# The columns every source gives, in this order, and how one event gives each.
+COLUMNS = ("events", "unpriced_events", *COUNTER_FIELDS, "input_cost", "output_cost", "cost", "last_event_at")
+_FROM_EVENT = {
+    "events": "1::bigint", "unpriced_events": "e.unpriced::int::bigint", **{c: f"e.{c}" for c in COUNTER_FIELDS},
+    **{c: f"coalesce(e.{c}, 0)" for c in ("input_cost", "output_cost", "cost")}, "last_event_at": "e.ts",
+}
+# Each column's aggregate, and what stands in for it when not asked for (QueryUsageRequest.metrics).
+_SUM = {**{c: f"metering_sum(p.{c})" for c in ("events", "unpriced_events", *COUNTER_FIELDS)},
+        **{c: f"sum(p.{c})" for c in ("input_cost", "output_cost", "cost")}, "last_event_at": "max(p.last_event_at)"}
+_UNASKED = {**{c: "0::bigint" for c in ("events", "unpriced_events", *COUNTER_FIELDS)},
+            **{c: "null::numeric" for c in ("input_cost", "output_cost", "cost")}, "last_event_at": "null::timestamptz"}
+_METRIC_COLUMN = {"last_event_time": "last_event_at"}  # UsageMetrics names that differ from the column
 
 
 def parameters(sources: Iterable[str]) -> tuple[str, ...]:
@@ -52,14 +57,22 @@ def parameters(sources: Iterable[str]) -> tuple[str, ...]:
 
 
 @functools.cache
-def usage_statement(sources: frozenset[str]) -> str:
+def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = None) -> str:
     """The statement reading `sources` (a non-empty subset of SOURCES); its parameters are
     parameters(sources): org, the bucket starts (sorted; width_bucket numbers them from 1),
     the group-by fields, the filters {field: [values]} ('' matches unset), the read scope
     (project, user, API key; null: any), then (lo, hi) arrays per ranged source, then the
-    marks whose appended events are the tails."""
+    marks whose appended events are the tails. metrics: the UsageMetrics fields asked for
+    (server.query.METRICS; None: all); the others are read from no table, summed by no
+    aggregate and come back as 0 or null (the extra counters: null)."""
     if not sources or not sources <= set(SOURCES):
         raise ValueError(f"sources: a non-empty subset of {SOURCES}, not {sorted(sources)}")
+    asked = set(COLUMNS) if metrics is None else {"events", *(_METRIC_COLUMN.get(m, m) for m in metrics)}
+    if not asked <= set(COLUMNS) | {"counters"}:
+        raise ValueError(f"metrics: unknown {sorted(asked - set(COLUMNS) - {'counters'})}")
+    extra = metrics is None or "counters" in metrics
+    columns = [c for c in COLUMNS if c in asked]
+    read = ", ".join(columns)
     n = {name: f"${i}" for i, name in enumerate(parameters(sources), start=1)}
     bucket = f"width_bucket(r.window_start, {n['starts']}::timestamptz[])"
     parts, counter_parts, held = [], [], []
@@ -71,7 +84,7 @@ def usage_statement(sources: frozenset[str]) -> str:
         parts.append(f"""
     select {bucket} as bucket, r.*
     from {ranges}
-    cross join lateral (select window_start, series_id, {_METRICS} from {table} r where {in_range}) r""")
+    cross join lateral (select window_start, series_id, {read} from {table} r where {in_range}) r""")
         counter_parts.append(f"""
     select {bucket} as bucket, r.series_id, r.name, r.value
     from {ranges}
@@ -100,7 +113,7 @@ def usage_statement(sources: frozenset[str]) -> str:
         read = "\n        union all".join(events)
         parts.append(f"""
     select width_bucket(e.ts, {n['starts']}::timestamptz[]) as bucket, e.ts as window_start, e.series_id,
-           {_EVENT_METRICS}
+           {", ".join(f"{_FROM_EVENT[c]} as {c}" for c in columns)}
     from ({read}
     ) e""")
         counter_parts.append(f"""
@@ -115,6 +128,9 @@ def usage_statement(sources: frozenset[str]) -> str:
     # (An array, so the series are found by their key rather than by scanning them all.)
     only_held = (f"\n      and s.series_id = any(array({' union '.join(held)}))" if sources <= {"cubes", "tails"}
                  else "")
+    aggregate = {c: _SUM[c] if c in asked else _UNASKED[c] for c in COLUMNS}
+    if not extra:
+        counter_parts = []
     return f"""
 with s as materialized (
     select s.series_id,
@@ -132,16 +148,25 @@ with s as materialized (
 ),
 parts as ({' union all'.join(parts)}
 ),
-counter_parts as ({' union all'.join(counter_parts)}
-),
 usage as (
-    select p.bucket, s.gkey, metering_sum(p.events) as events, metering_sum(p.unpriced_events) as unpriced_events,
-           array[{_SUMS}] as counters,
-           sum(p.input_cost) as input_cost, sum(p.output_cost) as output_cost, sum(p.cost) as cost,
-           max(p.last_event_at) as last_event_at
+    select p.bucket, s.gkey, {aggregate['events']} as events, {aggregate['unpriced_events']} as unpriced_events,
+           array[{", ".join(aggregate[c] for c in COUNTER_FIELDS)}] as counters,
+           {aggregate['input_cost']} as input_cost, {aggregate['output_cost']} as output_cost,
+           {aggregate['cost']} as cost, {aggregate['last_event_at']} as last_event_at
     from parts p
     join s on s.series_id = p.series_id
     group by p.bucket, s.gkey
+){_extra(counter_parts)}"""
+
+
+def _extra(counter_parts: list[str]) -> str:
+    """The extra counters per group as {name: sum}, and the final select."""
+    if not counter_parts:
+        return """
+select u.*, null::jsonb as extra
+from usage u"""
+    return f""",
+counter_parts as ({' union all'.join(counter_parts)}
 ),
 extra as (
     select bucket, gkey, jsonb_object_agg(name, total) as extra

@@ -56,9 +56,14 @@ def _add(a: Row, b: Row) -> Row:
             extra[name] = extra.get(name, 0) + value
     return (
         events + events2, unpriced + unpriced2, [x + y for x, y in zip(counters, counters2, strict=True)],
-        _SUM.add(input_cost, input_cost2), _SUM.add(output_cost, output_cost2), _SUM.add(cost, cost2),
+        _money(input_cost, input_cost2), _money(output_cost, output_cost2), _money(cost, cost2),
         _latest(last, last2), extra,
     )
+
+
+def _money(a: decimal.Decimal | None, b: decimal.Decimal | None) -> decimal.Decimal | None:
+    """None: not asked for (QueryUsageRequest.metrics), in both rows alike."""
+    return None if a is None else _SUM.add(a, b)
 
 
 def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:

@@ -20,7 +20,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryUsageRequest(_message.Message):
-    __slots__ = ("start_time", "end_time", "width", "time_zone", "filters", "group_by", "page_size", "page_token", "if_none_match", "known_etags")
+    __slots__ = ("start_time", "end_time", "width", "time_zone", "filters", "group_by", "page_size", "page_token", "if_none_match", "known_etags", "metrics")
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class QueryUsageRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     IF_NONE_MATCH_FIELD_NUMBER: _ClassVar[int]
     KNOWN_ETAGS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     width: str
@@ -41,7 +42,8 @@ class QueryUsageRequest(_message.Message):
     page_token: str
     if_none_match: str
     known_etags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., width: _Optional[str] = ..., time_zone: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., group_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., if_none_match: _Optional[str] = ..., known_etags: _Optional[_Iterable[str]] = ...) -> None: ...
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., width: _Optional[str] = ..., time_zone: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., group_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., if_none_match: _Optional[str] = ..., known_etags: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UsageMetrics(_message.Message):
     __slots__ = ("events", "unpriced_events", "input_tokens", "output_tokens", "input_cached_tokens", "input_cache_write_tokens", "input_text_tokens", "output_text_tokens", "input_cached_text_tokens", "input_audio_tokens", "input_cached_audio_tokens", "output_audio_tokens", "input_image_tokens", "input_cached_image_tokens", "output_image_tokens", "num_model_requests", "num_requests", "images", "characters", "seconds", "usage_bytes", "num_sessions", "units_used", "counters", "input_cost", "output_cost", "cost", "last_event_time")

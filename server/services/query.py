@@ -28,9 +28,11 @@ def metrics_pb(row: tuple) -> query_pb2.UsageMetrics:
     grouped month builds ~10,000 of these per reply."""
     events, unpriced, counters, input_cost, output_cost, cost, last, extra = row
     money = convert.money
-    return query_pb2.UsageMetrics(
+    return query_pb2.UsageMetrics(  # a None cost was not asked for (QueryUsageRequest.metrics): left unset
         events=events, unpriced_events=unpriced, counters=extra or None,
-        input_cost=money(input_cost), output_cost=money(output_cost), cost=money(cost),
+        input_cost=input_cost is not None and money(input_cost) or None,
+        output_cost=output_cost is not None and money(output_cost) or None,
+        cost=cost is not None and money(cost) or None,
         last_event_time=None if last is None else convert.timestamp(last),
         **{name: value for name, value in zip(COUNTER_FIELDS, counters) if value},
     )
@@ -82,7 +84,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             _time(request.start_time, request.HasField("start_time")),
             _time(request.end_time, request.HasField("end_time")),
             width=request.width, time_zone=request.time_zone, group_by=list(request.group_by),
-            filters=[(f.field, list(f.values)) for f in request.filters],
+            filters=[(f.field, list(f.values)) for f in request.filters], metrics=list(request.metrics),
         )
         result = await self.engine.page(principal, spec, request.page_size, request.page_token, request.if_none_match,
                                         request.known_etags, kept=self.buckets.get)

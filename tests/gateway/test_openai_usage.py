@@ -397,6 +397,19 @@ async def test_native_query_routes_answer_from_the_same_engine(http, new_tenant,
                    for b in native.json()["buckets"]]
     from_dialect = [[(r["model"], r["input_tokens"]) for r in b["results"]] for b in dialect.json()["data"]]
     assert from_native == from_dialect and sum(len(b) for b in from_native) == 5
+    masked = await http.get("/v1/usage", params=[  # QueryUsageRequest.metrics, as a repeated query parameter
+        ("start_time", "2024-03-04T00:00:00Z"), ("end_time", "2024-03-05T00:00:00Z"), ("width", "1h"),
+        ("group_by", "model"), ("page_size", "24"), ("metrics", "input_tokens"), ("metrics", "events")],
+        headers=t.admin.headers)
+    assert masked.status_code == 200, masked.text
+    assert [[(g["key"].get("model"), g["metrics"]["input_tokens"]) for g in b["groups"]]
+            for b in masked.json()["buckets"]] == from_native
+    full = [g["metrics"] for b in native.json()["buckets"] for g in b["groups"]]
+    assert all(m["cost"] == "0" for m in full)  # summed: zero (these events have no price)
+    assert all(g["metrics"]["cost"] == "" for b in masked.json()["buckets"] for g in b["groups"])  # not asked for
+    bad = await http.get("/v1/usage", params={"start_time": "2024-03-04T00:00:00Z", "metrics": "tokens"},
+                         headers=t.admin.headers)
+    assert bad.status_code == 400 and "metrics" in bad.json()["message"]
     tallies = await http.get("/v1/usage/tallies", params={"window": "day", "start_time": "2024-03-01T00:00:00Z"},
                              headers=t.admin.headers)
     assert tallies.status_code == 200
