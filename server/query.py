@@ -18,6 +18,12 @@ etag naming its answer. A caller that sends the page's etag back as if_none_matc
 gets "not modified"; one that sends bucket etags as known_etags gets those buckets
 marked not modified and empty, and only the stretch of the other buckets is
 aggregated (a month's dashboard refreshed while today is being written reads today).
+A bucket whose dirty windows only had events appended (today, while usage comes in) is
+its settled answer, kept by the etag it had at its last rollup pass, plus the appended
+events (server/query_tails.py): a poll then reads only those events.
+
+The aggregate statement is written for the sources and metrics each call reads
+(server/query_sql.py).
 """
 
 from __future__ import annotations
