@@ -81,6 +81,15 @@ class NewEvent:
     payload: tuple[str | None, ...] | None  # PAYLOAD_FIELDS order; None when all empty
     price_version: str | None = None  # set by server/pricing_book.py when it priced the event
 
+    @property
+    def unpriced(self) -> bool:
+        """Neither given a cost nor priced (the events column of the same name)."""
+        return self.cost is None
+
+    @property
+    def has_payload(self) -> bool:
+        return self.payload is not None
+
 
 def event_uuid(ts: dt.datetime, random_bits: bytes) -> uuid.UUID:
     """A UUIDv7-shaped id whose 48-bit millisecond prefix is the *event* time."""

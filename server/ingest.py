@@ -42,6 +42,20 @@ SMALL_BATCH = 64  # up to this many events are written by one statement; more by
 
 
 _OPTIONAL = ("counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload")
+# The event attribute of each optional column (its default: null, or false for the flags).
+_OPTIONAL_ATTRIBUTES = dict(zip(_OPTIONAL, (
+    "extra_counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload")))
+
+
+def _set_columns(events: list[NewEvent]) -> tuple[list[str], Callable[[NewEvent], tuple]]:
+    """The optional columns some event sets (not null, not false), and a function giving an
+    event's values of them as a tuple (one C call an event)."""
+    names = [name for name, attribute in _OPTIONAL_ATTRIBUTES.items()
+             if any(v is not None and v is not False for v in map(operator.attrgetter(attribute), events))]
+    if not names:
+        return names, lambda e: ()
+    get = operator.attrgetter(*(_OPTIONAL_ATTRIBUTES[name] for name in names))
+    return names, (lambda e: (get(e),)) if len(names) == 1 else get
 
 
 def _write_small_statement() -> str:
@@ -237,14 +251,16 @@ class EventWriter:
         now: dt.datetime,
     ) -> list[tuple[int, dt.datetime]]:
         """COPY the events (of orgs, with series_ids) with their dirty marks."""
-        # COPY only the counter columns some event of the batch uses: the others
-        # take their default 0, and each column left out saves encoding here and
-        # parsing in Postgres (a completions batch uses 3-5 of the 21).
+        # COPY only the columns some event of the batch sets: the others take their
+        # defaults (0, null, false), and each column left out saves encoding here and
+        # parsing in Postgres (a completions batch sets 3-5 of the 21 counters, and
+        # usually none of the extra counters, split costs, payloads or price versions).
         by_column = zip(*(e.counters for e in events))
         used = [i for i, column in enumerate(by_column) if i == _ALWAYS_COUNTED or any(column)]
         pick = operator.itemgetter(*used)  # used has >= 2 entries or is just _ALWAYS_COUNTED
         single = len(used) == 1
-        columns = (*EVENT_COLUMNS[:7], *(COUNTER_FIELDS[i] for i in used), *EVENT_COLUMNS[7 + len(COUNTER_FIELDS) :])
+        optional, values = _set_columns(events)
+        columns = (*EVENT_COLUMNS[:7], *(COUNTER_FIELDS[i] for i in used), *optional, "mark_id")
         numbers = [window_number(e.ts) for e in events]
         ordered = _windows(orgs, numbers)
         # The marks first: each event carries its window's mark id (migrations/0005_tails.sql).
@@ -255,9 +271,7 @@ class EventWriter:
         for org, e, number, series_id in zip(orgs, events, numbers, series_ids, strict=True):
             counted = (pick(e.counters),) if single else pick(e.counters)
             records.append((
-                org, e.ts, e.event_id, series_id, e.request_id, now, now, *counted,
-                e.extra_counters, e.input_cost, e.output_cost, e.cost, e.price_version, e.cost is None,
-                e.payload is not None, mark_ids[(org, number)],
+                org, e.ts, e.event_id, series_id, e.request_id, now, now, *counted, *values(e), mark_ids[(org, number)],
             ))
             if e.payload is not None:
                 payloads.append((org, e.ts, e.event_id, *e.payload))
