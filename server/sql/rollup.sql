@@ -205,4 +205,6 @@ from reps m
 -- by the counters' primary key (org, window, series, name): one index probe per series,
 -- whatever the planner believes about the sizes
 join rollup_counters_1d r on r.org_id = $1 and r.window_start = m.window_start and r.series_id = m.series_id
+-- a day without extra counters (the common case) skips the representatives (~20 ms a day of 6,000 series)
+where exists (select 1 from rollup_counters_1d c where c.org_id = $1 and c.window_start = any($2::timestamptz[]))
 group by r.window_start, m.rep, r.name;
