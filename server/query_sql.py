@@ -56,7 +56,7 @@ def parameters(sources: Iterable[str]) -> tuple[str, ...]:
     return (*_COMMON, *ranged, *(("tails",) if "tails" in used else ()))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)  # sources x metric sets: callers choose the metrics
 def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = None) -> str:
     """The statement reading `sources` (a non-empty subset of SOURCES); its parameters are
     parameters(sources): org, the bucket starts (sorted; width_bucket numbers them from 1),
