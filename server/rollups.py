@@ -74,7 +74,7 @@ async def recompute_day(pool: asyncpg.Pool, org_id: int, day: dt.datetime) -> Ro
             await conn.execute(q("rollup_insert_cube_1d"), org_id, [day])
             await conn.execute(q("rollup_insert_cube_counters_1d"), org_id, [day])
             await conn.execute(q("rollup_delete_dirty"), [r["id"] for r in dirty])
-            await conn.execute(q("rollup_stamp"), org_id, day)
+            await conn.execute(q("rollup_stamp_hours"), org_id, hours)
         left = await conn.fetchval(q("rollup_dirty_left"), org_id, day)
     return RollupPass(len(windows), bool(left))
 

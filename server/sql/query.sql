@@ -24,11 +24,15 @@ where org_id = $1 and window_start > $2::timestamptz - interval '15 minutes' and
 group by window_start;
 
 -- name: query_stamps
--- $1 org, $2 start, $3 end: the rollup stamps of the UTC days overlapping
--- [start, end), by day (server/query_etags.py, migrations/0006_stamps.sql).
-select day, stamp from rollup_stamps
+-- $1 org, $2 start, $3 end: the rollup stamps of the UTC hours and days overlapping
+-- [start, end), as (start, end, stamp) by start (server/query_etags.py,
+-- migrations/0006_stamps.sql, 0007_hour_stamps.sql).
+select day as start, day + interval '1 day' as stop, stamp from rollup_stamps
 where org_id = $1 and day > $2::timestamptz - interval '1 day' and day < $3
-order by day;
+union all
+select hour, hour + interval '1 hour', stamp from rollup_hour_stamps
+where org_id = $1 and hour > $2::timestamptz - interval '1 hour' and hour < $3
+order by 1;
 
 -- name: query_freshness
 -- Every window before oldest_dirty is rolled up (null: all of them).

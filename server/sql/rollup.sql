@@ -23,12 +23,12 @@ select exists (
 -- name: rollup_delete_dirty
 delete from dirty_windows where id = any($1::bigint[]);
 
--- name: rollup_stamp
--- $1 org, $2 UTC day start: this pass changed the day (migrations/0006_stamps.sql).
--- Two overlapping passes over a day both write this row: one gets a
--- serialization failure and is retried, like on the rollup keys.
-insert into rollup_stamps (org_id, day, stamp) values ($1, $2, nextval('rollup_stamp_seq'))
-on conflict (org_id, day) do update set stamp = excluded.stamp;
+-- name: rollup_stamp_hours
+-- $1 org, $2 the UTC hours this pass recomputed (migrations/0007_hour_stamps.sql):
+-- each gets a fresh stamp.
+insert into rollup_hour_stamps (org_id, hour, stamp)
+select $1, h, nextval('rollup_stamp_seq') from unnest($2::timestamptz[]) as h
+on conflict (org_id, hour) do update set stamp = excluded.stamp;
 
 -- name: rollup_delete_15m
 -- $1 org, $2 window starts: their rows in both tables of the grain.

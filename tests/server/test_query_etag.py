@@ -119,6 +119,31 @@ async def test_a_rollup_pass_that_changes_the_days_changes_the_etag(stubs, new_o
     assert unchanged.not_modified
 
 
+async def test_a_pass_changes_the_etags_of_the_hours_it_recomputed_and_of_their_day(stubs, new_org, query, db):
+    """Stamps by hour (migrations/0007_hour_stamps.sql): a pass over a day's 10:00 window
+    leaves the other hourly buckets of the day named as they were, and renames the
+    10:00 bucket and the day."""
+    org = await new_org()
+    await record(stubs, org.auth, *(ev(h, DAY + dt.timedelta(hours=h, minutes=5), model="a", input_tokens=h)
+                                    for h in range(24)))
+    await settle(db, org.organization_id, DAY)
+
+    def hourly(**fields) -> query_pb2.QueryUsageRequest:
+        return query_pb2.QueryUsageRequest(start_time=at(DAY), end_time=at(DAY + dt.timedelta(days=1)), width="1h",
+                                           group_by=["model"], page_size=24, **fields)
+
+    hours = await query.QueryUsage(hourly(), metadata=org.auth)
+    day = await query.QueryUsage(month_request(), metadata=org.auth)
+    assert all(b.etag for b in hours.buckets) and day.etag
+    await record(stubs, org.auth, ev(100, DAY + dt.timedelta(hours=10, minutes=20), model="a", input_tokens=1000))
+    await settle(db, org.organization_id, DAY)
+    again = await query.QueryUsage(hourly(known_etags=[b.etag for b in hours.buckets]), metadata=org.auth)
+    assert [b.not_modified for b in again.buckets] == [h != 10 for h in range(24)]
+    assert tokens(again)[10] == {"a": 1010} and again.buckets[10].etag not in ("", hours.buckets[10].etag)
+    day_again = await query.QueryUsage(month_request(if_none_match=day.etag), metadata=org.auth)
+    assert not day_again.not_modified and tokens(day_again)[0] == {"a": sum(range(24)) + 1000}
+
+
 async def test_known_buckets_come_back_empty_and_only_the_others_are_read(stubs, new_org, query, db):
     org = await new_org()
     await record(stubs, org.auth, *(ev(i, DAY + dt.timedelta(days=i, hours=3), model="a", input_tokens=10 ** i)

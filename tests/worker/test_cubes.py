@@ -57,11 +57,11 @@ async def settle(db, number: int, days: int) -> None:
 
 async def tamper(db, number: int, statement: str) -> None:
     """A test-only write to the cubes behind the engine's back. It also advances the
-    rollup stamps of the organization's days, as a rollup pass would: otherwise a query
+    rollup stamps of the organization's hours, as a rollup pass would: otherwise a query
     asked before would be answered from the buckets the server kept (server/bucket_cache.py)
     and show nothing of the write, whatever it reads."""
     await db.execute(statement, number)
-    await db.execute("update rollup_stamps set stamp = nextval('rollup_stamp_seq') where org_id = $1", number)
+    await db.execute("update rollup_hour_stamps set stamp = nextval('rollup_stamp_seq') where org_id = $1", number)
 
 
 async def assert_cubes_exact(db, number: int) -> int:
