@@ -7,10 +7,10 @@ which from raw events (server/query_plan.py), then aggregate all of them in one
 statement. All reads share the snapshot, so a window is read from its rollups
 only if no dirty mark for it is visible, and then its rollups are complete for
 that snapshot (server/rollups.py); otherwise its raw events are read. Whole
-clean UTC days come from the per-day cubes (sums over the series that share the
-cube dimensions, migrations/0004_cubes.sql, recomputed with the rollups) when
-every field the query groups on, filters on or is scoped by is a cube
-dimension, and from the per-series rollups_1d otherwise. Scoping follows
+clean UTC days and hours come from the cubes (sums over the series that share the
+cube dimensions, migrations/0004_cubes.sql and 0008_hour_cubes.sql, recomputed with
+the rollups) when every field the query groups on, filters on or is scoped by is a
+cube dimension, and from the per-series rollups otherwise. Scoping follows
 Principal.read_scope(), as in server/records.py.
 
 Etags (server/query_etags.py): a bucket or page read with no dirty window has an
@@ -308,10 +308,11 @@ class QueryEngine:
             dirty = [r["window_start"] for r in marks if not r["appends"]]
             pieces = plan(edges, dirty, use_rollups=spec.width != "1m")
             tails = [i for r in marks if r["appends"] and rolled_up(pieces, r["window_start"]) for i in r["ids"]]
-            # Whole clean UTC days come from the cubes when they hold every field the
-            # query needs; otherwise from the per-series rollups_1d.
-            days = "cubes" if cube_covers(_fields(spec, scope)) else "days"
-            ranges = {days: pieces.days, "hours": pieces.hours, "windows": pieces.windows, "raw": pieces.raw}
+            # Whole clean UTC days and hours come from the cubes when they hold every
+            # field the query needs; otherwise from the per-series rollups.
+            cubes = cube_covers(_fields(spec, scope))
+            ranges = {"cubes" if cubes else "days": pieces.days, "hour_cubes" if cubes else "hours": pieces.hours,
+                      "windows": pieces.windows, "raw": pieces.raw}
         for source, stretches in ranges.items():
             if stretches:
                 values[f"{source}_lo"], values[f"{source}_hi"] = _columns(stretches)

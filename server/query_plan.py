@@ -6,8 +6,8 @@ is read from the coarsest UTC rollup that tiles it (days, then hours, then
 15-minute windows); its unaligned ends, the dirty windows, and everything for
 1-minute buckets are read from the raw events. Every instant of the range is
 covered by exactly one source, so the sums are those of the raw events. The
-whole days may be read from the cubes instead of rollups_1d (cube_covers): the
-same UTC days, the same sums, fewer rows.
+whole days and hours may be read from the cubes instead of rollups_1d and
+rollups_1h (cube_covers): the same UTC days and hours, the same sums, fewer rows.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 Range = tuple[dt.datetime, dt.datetime]
 
-# The dimensions of the per-day cubes (migrations/0004_cubes.sql). A query may
-# read a UTC day from the cubes instead of rollups_1d only when every field it
-# groups on, filters on or is scoped by is one of these.
+# The dimensions of the cubes (migrations/0004_cubes.sql, 0008_hour_cubes.sql). A
+# query may read a UTC day or hour from the cubes instead of the per-series rollups
+# only when every field it groups on, filters on or is scoped by is one of these.
 CUBE_DIMENSIONS = frozenset({
     "kind", "project_id", "model", "provider", "endpoint", "api_name", "service_tier", "batch", "status",
     "currency", "price_version",

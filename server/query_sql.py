@@ -6,7 +6,8 @@ counters as {name: sum} (null when the group has none). One statement, so the gr
 of the series are computed once.
 
 Sources (server/query_plan.py decides which stretch comes from which): the rollup grains
-("days" rollups_1d, "cubes" cubes_1d, "hours" rollups_1h, "windows" rollups_15m) and the
+("days" rollups_1d, "cubes" cubes_1d, "hours" rollups_1h, "hour_cubes" cubes_1h, "windows"
+rollups_15m) and the
 raw events ("raw"), each read over (lo, hi) ranges; and "tails", the events appended to
 rolled-up windows since their rollup, read by their marks (migrations/0005_tails.sql).
 Only the sources a call reads are written into its statement: Postgres plans every branch
@@ -30,6 +31,7 @@ ROLLUPS = {  # source -> (table of fixed counters, table of extra counters)
     "days": ("rollups_1d", "rollup_counters_1d"),
     "cubes": ("cubes_1d", "cube_counters_1d"),
     "hours": ("rollups_1h", "rollup_counters_1h"),
+    "hour_cubes": ("cubes_1h", "cube_counters_1h"),
     "windows": ("rollups_15m", "rollup_counters_15m"),
 }
 SOURCES = (*ROLLUPS, "raw", "tails")
@@ -126,8 +128,8 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
     # Only cubes and tails: the series they hold, not every series of the organization
     # (computing the group keys of 6,000 series alone takes ~20 ms).
     # (An array, so the series are found by their key rather than by scanning them all.)
-    only_held = (f"\n      and s.series_id = any(array({' union '.join(held)}))" if sources <= {"cubes", "tails"}
-                 else "")
+    only_held = (f"\n      and s.series_id = any(array({' union '.join(held)}))"
+                 if sources <= {"cubes", "hour_cubes", "tails"} else "")
     aggregate = {c: _SUM[c] if c in asked else _UNASKED[c] for c in COLUMNS}
     if not extra:
         counter_parts = []

@@ -27,6 +27,8 @@ import datetime as dt
 import asyncpg
 
 from server.db import q
+from server.rollup_cubes import GRAINS as CUBE_GRAINS
+from server.rollup_cubes import cube_statements
 
 DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
@@ -69,10 +71,10 @@ async def recompute_day(pool: asyncpg.Pool, org_id: int, day: dt.datetime) -> Ro
                 await conn.execute(q(f"rollup_delete_{grain}"), org_id, starts)
                 await conn.execute(q(f"rollup_insert_{grain}"), org_id, starts)
                 await conn.execute(q(f"rollup_insert_counters_{grain}"), org_id, starts)
-            # The cubes sum the day's rows just written, so they follow the same snapshot.
-            await conn.execute(q("rollup_delete_cube_1d"), org_id, [day])
-            await conn.execute(q("rollup_insert_cube_1d"), org_id, [day])
-            await conn.execute(q("rollup_insert_cube_counters_1d"), org_id, [day])
+                if grain in CUBE_GRAINS:  # the cubes sum the rows just written, in the same snapshot
+                    cubes = cube_statements(grain)
+                    for statement in (cubes.delete, cubes.insert, cubes.insert_counters):
+                        await conn.execute(statement, org_id, starts)
             await conn.execute(q("rollup_delete_dirty"), [r["id"] for r in dirty])
             await conn.execute(q("rollup_stamp_hours"), org_id, hours)
         left = await conn.fetchval(q("rollup_dirty_left"), org_id, day)

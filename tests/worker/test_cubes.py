@@ -1,6 +1,6 @@
-"""Per-day cubes (migrations/0004_cubes.sql): recomputed with the rollups, equal to
-the raw events summed over the cube dimensions, read by the query engine only for
-clean whole UTC days of queries the cube dimensions cover."""
+"""Cubes by UTC day and hour (migrations/0004_cubes.sql, 0008_hour_cubes.sql): recomputed
+with the rollups, equal to the raw events summed over the cube dimensions, read by the
+query engine only for clean whole UTC days and hours of queries the cube dimensions cover."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from tests.worker.checks import org_number, stamp
 
 UTC = dt.UTC
 DAY = dt.datetime(2024, 7, 1, tzinfo=UTC)
-MIGRATION = pathlib.Path(__file__).parents[2] / "migrations" / "0004_cubes.sql"
+MIGRATIONS = pathlib.Path(__file__).parents[2] / "migrations"
+MIGRATION = MIGRATIONS / "0004_cubes.sql"
 _SUMS = ("events", "unpriced_events", *COUNTER_FIELDS, "input_cost", "output_cost", "cost", "last_event_at")
 
 
@@ -65,14 +66,20 @@ async def tamper(db, number: int, statement: str) -> None:
 
 
 async def assert_cubes_exact(db, number: int) -> int:
-    """cubes_1d / cube_counters_1d equal the active raw events summed per (UTC day,
-    cube dimensions); every representative series has the row's dimensions."""
+    """The cubes of both grains equal the active raw events summed per (UTC day or
+    hour, cube dimensions); every representative series has the row's dimensions.
+    Returns the number of daily cube rows."""
+    await assert_grain_exact(db, number, "1h", "hour")
+    return await assert_grain_exact(db, number, "1d", "day")
+
+
+async def assert_grain_exact(db, number: int, grain: str, unit: str) -> int:
     dims = sorted(CUBE_DIMENSIONS)
     columns = ", ".join(f"s.{d}" for d in dims)
     sums = ", ".join(f"sum(e.{c})::bigint" for c in COUNTER_FIELDS)
     expected = {
         tuple(r)[:-1]: tuple(r)[-1] for r in await db.fetch(f"""
-            select date_trunc('day', e.ts, 'UTC'), {columns},
+            select date_trunc('{unit}', e.ts, 'UTC'), {columns},
                    array[count(*), count(*) filter (where e.unpriced), {sums}]::numeric[]
                    || array[coalesce(sum(e.input_cost), 0), coalesce(sum(e.output_cost), 0), coalesce(sum(e.cost), 0)]
             from events e join series s on s.org_id = e.org_id and s.series_id = e.series_id
@@ -82,18 +89,18 @@ async def assert_cubes_exact(db, number: int) -> int:
         tuple(r)[:-1]: tuple(r)[-1] for r in await db.fetch(f"""
             select c.window_start, {columns},
                    array[{', '.join(f'c.{m}' for m in _SUMS[:-1])}]::numeric[]
-            from cubes_1d c join series s on s.org_id = c.org_id and s.series_id = c.series_id
+            from cubes_{grain} c join series s on s.org_id = c.org_id and s.series_id = c.series_id
             where c.org_id = $1""", number)
     }
     assert got == expected
     counters = await db.fetch(f"""
-        select date_trunc('day', e.ts, 'UTC') as day, {columns}, kv.key, sum(kv.value::bigint)::bigint as total
+        select date_trunc('{unit}', e.ts, 'UTC') as day, {columns}, kv.key, sum(kv.value::bigint)::bigint as total
         from events e join series s on s.org_id = e.org_id and s.series_id = e.series_id
         cross join lateral jsonb_each_text(e.counters) kv
         where e.org_id = $1 and e.active group by 1, {columns}, kv.key""", number)
     stored = await db.fetch(f"""
         select c.window_start as day, {columns}, c.name, c.value
-        from cube_counters_1d c join series s on s.org_id = c.org_id and s.series_id = c.series_id
+        from cube_counters_{grain} c join series s on s.org_id = c.org_id and s.series_id = c.series_id
         where c.org_id = $1""", number)
     assert sorted(map(tuple, stored)) == sorted(map(tuple, counters))
     return len(got)
@@ -237,6 +244,63 @@ async def test_migration_backfill_equals_recomputed_cubes(stubs, new_org, db):
         await tx.start()
         try:  # for every organization, as the migration does; rolled back
             await conn.execute("delete from cubes_1d; delete from cube_counters_1d")
+            await conn.execute(backfill)
+            assert sorted(map(tuple, await conn.fetch(cubes, number))) == before
+            assert sorted(map(tuple, await conn.fetch(counters, number))) == before_counters
+        finally:
+            await tx.rollback()
+
+
+async def test_covered_hourly_queries_read_hour_cubes(stubs, new_org, db, query):
+    """Whole clean UTC hours of covered queries come from cubes_1h (tampered with to see
+    which queries read it); uncovered groupings and dirty hours do not."""
+    org = await new_org()
+    number = await org_number(db, org.organization_id)
+    await record(stubs, org, [event(i, DAY + dt.timedelta(minutes=11 * i)) for i in range(120)])
+    await settle(db, number, 1)
+    await assert_cubes_exact(db, number)
+    completions = [("kind", ["completions"])]
+
+    async def hourly(group_by: list[str]) -> dict:
+        return await grouped(query, org, group_by, width="1h", days=1, filters=completions)
+
+    covered = await hourly(["model", "project_id"])
+    fine = await hourly(["model", "project_id", "user_id"])
+    assert covered == coarsen(fine, 2) and len(covered) > 24  # the cube path equals the per-series path
+
+    await tamper(db, number, "update cubes_1h set input_tokens = input_tokens + 1000000 where org_id = $1")
+    tampered = await hourly(["model", "project_id"])
+    assert all(tampered[k][1] == v[1] + 1_000_000 for k, v in covered.items()), "covered query did not read cubes"
+    assert await hourly(["model", "project_id", "user_id"]) == fine
+    # A dirty window: its hour is read raw, the other hours still from the cubes.
+    await db.execute("insert into dirty_windows (org_id, window_start) values ($1, $2)", number,
+                     DAY + dt.timedelta(hours=5, minutes=15))
+    partly = await hourly(["model", "project_id"])
+    five = int((DAY + dt.timedelta(hours=5)).timestamp())
+    assert all(partly[k][1] == v[1] + (0 if k[0] == five else 1_000_000) for k, v in covered.items())
+    await tamper(db, number, "update cubes_1h set input_tokens = input_tokens - 1000000 where org_id = $1")
+    await settle(db, number, 1)
+    await assert_cubes_exact(db, number)
+    assert await hourly(["model", "project_id"]) == covered
+
+
+async def test_hour_cube_migration_backfill_equals_recomputed_cubes(stubs, new_org, db):
+    """0008 fills the hour cubes of hours rolled up before it: the same rows a pass makes."""
+    org = await new_org()
+    number = await org_number(db, org.organization_id)
+    await record(stubs, org, [event(i, DAY + dt.timedelta(minutes=71 * i)) for i in range(80)])
+    await settle(db, number, 4)
+    cubes = "select * from cubes_1h where org_id = $1"
+    counters = "select * from cube_counters_1h where org_id = $1"
+    before = sorted(map(tuple, await db.fetch(cubes, number)))
+    before_counters = sorted(map(tuple, await db.fetch(counters, number)))
+    assert before and before_counters
+    backfill = (MIGRATIONS / "0008_hour_cubes.sql").read_text().split("including all);", 2)[2]  # the two inserts
+    async with db.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:  # for every organization, as the migration does; rolled back
+            await conn.execute("delete from cubes_1h; delete from cube_counters_1h")
             await conn.execute(backfill)
             assert sorted(map(tuple, await conn.fetch(cubes, number))) == before
             assert sorted(map(tuple, await conn.fetch(counters, number))) == before_counters
