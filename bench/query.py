@@ -40,6 +40,9 @@ sends:
   (b') gRPC, COLD_RUNS queries the server has not answered before (a kind filter value
       that matches nothing is added: the same answer, read and encoded, as after a rollup);
   (b'') gRPC with if_none_match set to the first reply's etag (not_modified);
+  (b*) gRPC, COLD_RUNS hourly queries not answered before: the last week of the range,
+      168 x 1h by model (the OpenAI 1h width at its largest page), checked against (c)
+      summed by UTC day and model;
   (c) BASELINE_RUNS of the raw GROUP BY by UTC day, model and project over events joined
       to series.
 REST latency is to the last byte of the ~5 MB reply on a raw keep-alive HTTP/1.1
@@ -301,6 +304,46 @@ async def measure_grpc(target: str, auth: Any, day0: dt.datetime, runs: int,
     return latencies, groups
 
 
+async def measure_hourly(target: str, auth: Any, day0: dt.datetime, runs: int) -> tuple[list[float], Groups]:
+    """The last week of the range in 1h buckets by model, `runs` queries the server has not
+    answered before; the groups summed by (UTC day, model), to compare with the raw GROUP BY."""
+    latencies: list[float] = []
+    reply = query_pb2.QueryUsageResponse()
+    start, end = day0 + dt.timedelta(days=DAYS - 7), day0 + dt.timedelta(days=DAYS)
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+        stub = query_pb2_grpc.QueryServiceStub(ch)
+        for _ in range(runs):
+            request = query_pb2.QueryUsageRequest(
+                start_time=timestamp_pb2.Timestamp(seconds=int(start.timestamp())),
+                end_time=timestamp_pb2.Timestamp(seconds=int(end.timestamp())), width="1h", time_zone="UTC",
+                group_by=["model"], page_size=7 * 24, metrics=COMPLETIONS_METRICS,
+                filters=[query_pb2.Filter(field="kind", values=["completions", f"bench-unseen-{time.time_ns()}"])])
+            t = time.perf_counter()
+            reply = await stub.QueryUsage(request, metadata=auth)
+            latencies.append(time.perf_counter() - t)
+    assert len(reply.buckets) == 7 * 24 and not reply.next_page_token
+    days: Groups = {}
+    for b in reply.buckets:
+        for g in b.groups:
+            summed = days.setdefault((b.start_time.seconds // 86400 * 86400, g.key["model"], ""),
+                                     dict.fromkeys((*METRICS, "events"), 0))
+            for m in METRICS:
+                summed[m] += getattr(g.metrics, m)
+            summed["events"] += g.metrics.events
+    return latencies, days
+
+
+def by_day_and_model(groups: Groups, since: dt.datetime) -> Groups:
+    """The raw GROUP BY's groups from `since` on, summed over projects (without the cost)."""
+    out: Groups = {}
+    for (day, model, _), values in groups.items():
+        if day >= since.timestamp():
+            summed = out.setdefault((day, model, ""), dict.fromkeys((*METRICS, "events"), 0))
+            for m in (*METRICS, "events"):
+                summed[m] += values[m]
+    return out
+
+
 async def measure_baseline(dsn: str, day0: dt.datetime, runs: int) -> tuple[list[float], Groups]:
     latencies: list[float] = []
     rows: list[asyncpg.Record] = []
@@ -389,12 +432,14 @@ async def _bench(st: Stack, events: int, *, reuse: bool, day0: dt.datetime | Non
     grpc_lat, grpc_groups = await measure_grpc(st.target, st.auth, day0, RUNS)
     unseen, unseen_groups = await measure_grpc(st.target, st.auth, day0, COLD_RUNS, unseen=True)
     cond_lat, _ = await measure_grpc(st.target, st.auth, day0, RUNS, conditional=True)
+    hourly, hourly_groups = await measure_hourly(st.target, st.auth, day0, COLD_RUNS)
     raw, raw_groups = await measure_baseline(st.dsn, day0, BASELINE_RUNS)
     live = await measure_rest_live(st, day0, RUNS)  # last: it adds events
     check_exact("REST", rest_groups, raw_groups)
     check_exact("REST, first call", cold_groups, raw_groups)
     check_exact("gRPC", grpc_groups, raw_groups)
     check_exact("gRPC, unseen query", unseen_groups, raw_groups)
+    check_exact("gRPC, hourly", hourly_groups, by_day_and_model(raw_groups, day0 + dt.timedelta(days=DAYS - 7)))
     n = len(raw_groups)
     rows.append((f"query: REST OpenAI completions 31 x 1d by model+project ({n:,} results), asked again",
                  f"{pct(rest, .5):.1f} ms", f"{latency_note(rest)}; {RUNS} runs; exact; "
@@ -409,6 +454,8 @@ async def _bench(st: Stack, events: int, *, reuse: bool, day0: dt.datetime | Non
                  f"{latency_note(unseen)}; {COLD_RUNS} runs; exact; {pct(raw, .5) / pct(unseen, .5):.0f}x faster"))
     rows.append(("query: gRPC QueryUsage, if_none_match (not modified)", f"{pct(cond_lat, .5):.1f} ms",
                  f"{latency_note(cond_lat)}; {RUNS} runs"))
+    rows.append(("query: gRPC QueryUsage, 168 x 1h by model, a query not answered before", f"{pct(hourly, .5):.1f} ms",
+                 f"{latency_note(hourly)}; {COLD_RUNS} runs; exact (summed by day)"))
     rows.append(("  baseline: raw GROUP BY over events (join series, by UTC day)", f"{pct(raw, .5):.0f} ms",
                  f"{BASELINE_RUNS} runs"))
     return rows

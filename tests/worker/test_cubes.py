@@ -20,7 +20,6 @@ from tests.worker.checks import org_number, stamp
 UTC = dt.UTC
 DAY = dt.datetime(2024, 7, 1, tzinfo=UTC)
 MIGRATIONS = pathlib.Path(__file__).parents[2] / "migrations"
-MIGRATION = MIGRATIONS / "0004_cubes.sql"
 _SUMS = ("events", "unpriced_events", *COUNTER_FIELDS, "input_cost", "output_cost", "cost", "last_event_at")
 
 
@@ -227,23 +226,24 @@ async def test_member_scope_never_reads_cubes(stubs, new_org, db, query):
     await assert_cubes_exact(db, number)
 
 
-async def test_migration_backfill_equals_recomputed_cubes(stubs, new_org, db):
-    """0004 fills the cubes of days rolled up before it: the same rows a pass makes."""
+@pytest.mark.parametrize("migration, grain", [("0004_cubes.sql", "1d"), ("0008_hour_cubes.sql", "1h")])
+async def test_migration_backfill_equals_recomputed_cubes(stubs, new_org, db, migration, grain):
+    """0004 (0008) fills the cubes of days (hours) rolled up before it: the same rows a pass makes."""
     org = await new_org()
     number = await org_number(db, org.organization_id)
     await record(stubs, org, [event(i, DAY + dt.timedelta(minutes=71 * i)) for i in range(80)])
     await settle(db, number, 4)
-    cubes = "select * from cubes_1d where org_id = $1"
-    counters = "select * from cube_counters_1d where org_id = $1"
+    cubes = f"select * from cubes_{grain} where org_id = $1"
+    counters = f"select * from cube_counters_{grain} where org_id = $1"
     before = sorted(map(tuple, await db.fetch(cubes, number)))
     before_counters = sorted(map(tuple, await db.fetch(counters, number)))
     assert before and before_counters
-    backfill = MIGRATION.read_text().split("including all);", 2)[2]  # the two inserts
+    backfill = (MIGRATIONS / migration).read_text().split("including all);", 2)[2]  # the two inserts
     async with db.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
         try:  # for every organization, as the migration does; rolled back
-            await conn.execute("delete from cubes_1d; delete from cube_counters_1d")
+            await conn.execute(f"delete from cubes_{grain}; delete from cube_counters_{grain}")
             await conn.execute(backfill)
             assert sorted(map(tuple, await conn.fetch(cubes, number))) == before
             assert sorted(map(tuple, await conn.fetch(counters, number))) == before_counters
@@ -282,27 +282,3 @@ async def test_covered_hourly_queries_read_hour_cubes(stubs, new_org, db, query)
     await settle(db, number, 1)
     await assert_cubes_exact(db, number)
     assert await hourly(["model", "project_id"]) == covered
-
-
-async def test_hour_cube_migration_backfill_equals_recomputed_cubes(stubs, new_org, db):
-    """0008 fills the hour cubes of hours rolled up before it: the same rows a pass makes."""
-    org = await new_org()
-    number = await org_number(db, org.organization_id)
-    await record(stubs, org, [event(i, DAY + dt.timedelta(minutes=71 * i)) for i in range(80)])
-    await settle(db, number, 4)
-    cubes = "select * from cubes_1h where org_id = $1"
-    counters = "select * from cube_counters_1h where org_id = $1"
-    before = sorted(map(tuple, await db.fetch(cubes, number)))
-    before_counters = sorted(map(tuple, await db.fetch(counters, number)))
-    assert before and before_counters
-    backfill = (MIGRATIONS / "0008_hour_cubes.sql").read_text().split("including all);", 2)[2]  # the two inserts
-    async with db.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        try:  # for every organization, as the migration does; rolled back
-            await conn.execute("delete from cubes_1h; delete from cube_counters_1h")
-            await conn.execute(backfill)
-            assert sorted(map(tuple, await conn.fetch(cubes, number))) == before
-            assert sorted(map(tuple, await conn.fetch(counters, number))) == before_counters
-        finally:
-            await tx.rollback()
