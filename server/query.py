@@ -29,6 +29,7 @@ The aggregate statement is written for the sources and metrics each call reads
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
 import datetime as dt
 import decimal
@@ -277,10 +278,13 @@ class QueryEngine:
             return {}
         changed = [r["window_start"] for r in marks if not r["appends"]]
         settled = bucket_etags(principal, _shape(spec), edges, changed, stamps)
+        ordered = sorted(marks, key=lambda r: r["window_start"])
+        starts = [r["window_start"] for r in ordered]
         based: dict[int, tuple[str, list[int]]] = {}
         for i in todo:
             lo, hi = edges[i], edges[i + 1]
-            inside = [r for r in marks if r["window_start"] + WINDOW > lo and r["window_start"] < hi]
+            # the marks of windows overlapping [lo, hi): starting after lo - 15 minutes and before hi
+            inside = ordered[bisect.bisect_right(starts, lo - WINDOW):bisect.bisect_left(starts, hi)]
             if not settled[i] or not inside:  # a changed window, or clean (read as it is)
                 continue
             pieces = plan([lo, hi], [])
