@@ -125,8 +125,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _log(method: str, rid: str, code: str, started: float, context: grpc.aio.ServicerContext) -> None:
-    log.info("rpc %s %s %.1fms peer=%s request_id=%s", method, code, (time.perf_counter() - started) * 1000,
-             context.peer(), rid)
+    if log.isEnabledFor(logging.INFO):  # context.peer() is a call into grpc: not for a line nobody keeps
+        log.info("rpc %s %s %.1fms peer=%s request_id=%s", method, code, (time.perf_counter() - started) * 1000,
+                 context.peer(), rid)
 
 
 def _unary(
