@@ -239,7 +239,7 @@ class EventWriter:
             _WRITE_SMALL, *keys, now, series_ids,
             *counters, [e.extra_counters for e in chosen], [e.input_cost for e in chosen],
             [e.output_cost for e in chosen], [e.cost for e in chosen], [e.price_version for e in chosen],
-            [e.cost is None for e in chosen], [e.payload is not None for e in chosen],
+            [e.unpriced for e in chosen], [e.has_payload for e in chosen],
             [o for o, _ in with_payload], [e.ts for _, e in with_payload], [e.event_id for _, e in with_payload],
             *([e.payload[i] for _, e in with_payload] for i in range(len(PAYLOAD_FIELDS))),  # type: ignore[index]
             [o for o, _ in windows], [w for _, w in windows], [_window_at(n) for n in numbers],

@@ -21,6 +21,7 @@ import datetime as dt
 import decimal
 
 from server.lru import SizedLRU
+from server.pricing import EXACT  # sums of money never round
 
 Key = tuple[str | None, ...]
 # (events, unpriced events, counters in COUNTER_FIELDS order, input_cost, output_cost,
@@ -29,8 +30,6 @@ Row = tuple
 Groups = dict[Key, Row]
 
 MAX_ROWS = 20_000  # per server process: ~15 MB of group rows
-# Sums of money are exact: 2 x 38 digits holds any total of 38-digit amounts many times over.
-_SUM = decimal.Context(prec=100, traps=[decimal.Inexact, decimal.InvalidOperation])
 
 
 def settled_rows(max_rows: int = MAX_ROWS) -> SizedLRU[Groups]:
@@ -63,7 +62,7 @@ def _add(a: Row, b: Row) -> Row:
 
 def _money(a: decimal.Decimal | None, b: decimal.Decimal | None) -> decimal.Decimal | None:
     """None: not asked for (QueryUsageRequest.metrics), in both rows alike."""
-    return None if a is None else _SUM.add(a, b)
+    return None if a is None else EXACT.add(a, b)
 
 
 def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
