@@ -8,13 +8,13 @@ Measured: p50/p95/p99 of sequential calls of the OpenAI query GET
 &group_by=model&group_by=project_id through the gateway, and of the gRPC QueryUsage it
 sends:
   (a) REST, the same caller asking again (a dashboard polling: the gateway revalidates the
-      buckets it rendered by their etags, gateway/answer_cache.py), RUNS calls;
+      buckets it rendered by their etags, gateway/upstream/answer_cache.py), RUNS calls;
   (a') REST, the first call of each of COLD_RUNS new API keys of the organization (the
       server sends the buckets it kept, the gateway parses them and reuses renderings);
   (a'') as (a) while events are recorded in the last day before each GET (that bucket is
       read afresh, the 30 settled ones are revalidated);
   (b) gRPC, asked again without etags (the server sends the encoded buckets it kept,
-      server/bucket_cache.py);
+      server/api/bucket_cache.py);
   (b') gRPC, COLD_RUNS queries the server has not answered before (a kind filter value
       that matches nothing is added: the same answer, read and encoded, as after a rollup);
   (b'') gRPC with if_none_match set to the first reply's etag (not_modified);
@@ -47,7 +47,7 @@ from google.protobuf import timestamp_pb2
 from bench.query_data import DAYS, MODELS, PROJECTS, database_state, load, mark_reusable, settle
 from bench.stack import Stack
 from bench.stats import latency_note, pct
-from gateway.openai_usage import COMPLETIONS_METRICS
+from gateway.dialects.openai.usage import COMPLETIONS_METRICS
 from metering.v1 import admin_pb2, admin_pb2_grpc, event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 
 RUNS = int(os.environ.get("METERING_BENCH_QUERY_RUNS", "50"))
@@ -75,7 +75,7 @@ def _rest_params(day0: dt.datetime) -> list[tuple[str, str]]:
 
 
 def _grpc_request(day0: dt.datetime) -> query_pb2.QueryUsageRequest:
-    """What the gateway sends for the REST query (gateway/openai_usage.py)."""
+    """What the gateway sends for the REST query (gateway/dialects/openai/usage.py)."""
     return query_pb2.QueryUsageRequest(
         start_time=timestamp_pb2.Timestamp(seconds=int(day0.timestamp())),
         end_time=timestamp_pb2.Timestamp(seconds=int(time.time()) + 1), width="1d", time_zone="UTC",
@@ -168,7 +168,7 @@ async def measure_grpc(target: str, auth: Any, day0: dt.datetime, runs: int,
     """conditional: every call after the first sends the first reply's etag back (which
     must then be answered not_modified); the groups are the first reply's. unseen: every
     call is a query the server has not answered before, so it is read and encoded rather
-    than sent as kept (server/bucket_cache.py)."""
+    than sent as kept (server/api/bucket_cache.py)."""
     def request(i: int, first: query_pb2.QueryUsageResponse) -> query_pb2.QueryUsageRequest:
         message = _grpc_request(day0)
         if conditional and i:

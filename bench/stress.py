@@ -47,13 +47,20 @@ import asyncpg
 import grpc
 from google.protobuf import field_mask_pb2
 
+from bench.stress_processes import PrivateRedis, stop_process, worker_process
 from metering.v1 import (
-    admin_pb2, admin_pb2_grpc, event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, records_pb2,
+    admin_pb2,
+    admin_pb2_grpc,
+    event_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    records_pb2,
     records_pb2_grpc,
 )
-from bench.stress_processes import PrivateRedis, stop_process, worker_process
-from server.app import MeteringServer
-from server.rollups import dirty_days, recompute_day
+from server.rollups.recompute import dirty_days, recompute_day
+from server.runtime.app import MeteringServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ADMIN_DSN = os.environ.get("METERING_STRESS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -313,7 +320,7 @@ def _sdk_ingest(target: str, key: str, stop: threading.Event, out: dict[str, Any
 
 async def postgres_restart(down_seconds: float = 3.0, *, before: float = 2.0, after: float = 3.0,
                            restarts: int = 1) -> dict[str, Any]:
-    from server.embedded import EmbeddedPostgres
+    from server.runtime.embedded_postgres import EmbeddedPostgres
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="metering-stress-pg-"))
     pg = EmbeddedPostgres(tmp)

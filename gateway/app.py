@@ -23,19 +23,22 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from gateway import (
-    fastapi_style, native, openai_costs, openai_dialect, openai_usage, openapi, querylake, token_usage, usage_log,
-)
-from gateway.body_limit import BodyLimitMiddleware
-from gateway.errors import GatewayError
-from gateway.limits import RetryAfterMiddleware
-from gateway.request_id import RequestIdMiddleware
-from gateway.upstream import DEFAULT_TIMEOUT, Upstream, upstream
+from gateway.dialects import fastapi_style, querylake, token_usage, usage_log
+from gateway.dialects.openai import common as openai_dialect
+from gateway.dialects.openai import costs as openai_costs
+from gateway.dialects.openai import usage as openai_usage
+from gateway.http import openapi
+from gateway.http.body_limit import BodyLimitMiddleware
+from gateway.http.errors import GatewayError
+from gateway.http.request_id import RequestIdMiddleware
+from gateway.http.retry_after import RetryAfterMiddleware
+from gateway.native import routes as native
+from gateway.upstream.client import DEFAULT_TIMEOUT, Upstream, upstream
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's own limit (server/app.py)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's own limit (server/runtime/app.py)
 TITLE = "Metering REST gateway"
 VERSION = "1"
 Renderer = Callable[[GatewayError], Response]

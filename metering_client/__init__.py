@@ -16,7 +16,14 @@ from metering_client.delivery import DeliveryStatus
 from metering_client.models import ClientUsageData, ModelUsage, RequestDetails, RequestSummary
 from metering_client.receipts import AsyncReceipt, Receipt
 from metering_client.results import (
-    ApiError, DeliveryError, Failure, ItemResult, MeteringClientError, NotFoundError, Outcome, RejectedEventsError,
+    ApiError,
+    DeliveryError,
+    Failure,
+    ItemResult,
+    MeteringClientError,
+    NotFoundError,
+    Outcome,
+    RejectedEventsError,
 )
 from metering_client.tracker import UsageLogger, UsageTracker
 

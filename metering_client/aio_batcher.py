@@ -19,7 +19,16 @@ import grpc
 
 from metering.v1 import event_pb2, ingest_pb2
 from metering_client.delivery import (
-    MAX_BATCH_BYTES, DeliveryOptions, Item, Ledger, backoff, chunked, is_retryable, item_result, journaled, too_large,
+    MAX_BATCH_BYTES,
+    DeliveryOptions,
+    Item,
+    Ledger,
+    backoff,
+    chunked,
+    is_retryable,
+    item_result,
+    journaled,
+    too_large,
 )
 from metering_client.journal import Journal
 from metering_client.results import ItemResult, Outcome

@@ -10,7 +10,13 @@ from typing import Any
 import grpc
 
 from metering.v1 import (
-    event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, records_pb2, records_pb2_grpc,
+    event_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    records_pb2,
+    records_pb2_grpc,
 )
 from metering_client import channel as channels
 from metering_client import lifecycle

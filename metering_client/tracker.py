@@ -21,7 +21,6 @@ from metering_client.delivery import DeliveryStatus
 from metering_client.models import ClientUsageData, RequestDetails
 from metering_client.results import Failure
 
-
 C = TypeVar("C", MeteringClient, AsyncMeteringClient)
 
 

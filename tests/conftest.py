@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2_grpc, records_pb2_grpc
-from server.app import MeteringServer
-from server.credentials import random_text
+from server.runtime.app import MeteringServer
+from server.tenants.credentials import random_text
 from tests.support import services
 
 MASTER_KEY = "test-master-key-" + random_text(16)
@@ -41,7 +41,7 @@ async def db(database_url: str, server: MeteringServer) -> AsyncIterator[asyncpg
 
 @pytest.fixture(scope="session")
 async def server(database_url: str) -> AsyncIterator[MeteringServer]:
-    logging.getLogger("server.interceptors").setLevel(logging.WARNING)
+    logging.getLogger("server.api.interceptors").setLevel(logging.WARNING)
     srv = MeteringServer(database_url, "127.0.0.1:0", MASTER_KEY)
     await srv.start()
     yield srv

@@ -8,7 +8,7 @@ import sys
 
 from arq.worker import run_worker
 
-from server.config import ConfigError
+from server.core.config import ConfigError
 from worker.settings import worker_settings
 
 

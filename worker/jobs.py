@@ -10,8 +10,8 @@ from typing import Any
 
 from arq import Retry
 
-from server.rollups import dirty_days, is_retryable, recompute_day
-from server.rollups_queue import enqueue_rollup
+from server.rollups.queue import enqueue_rollup
+from server.rollups.recompute import dirty_days, is_retryable, recompute_day
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRY_SECONDS = 0.2  # another pass over the same day won; try again from a fresh snapshot

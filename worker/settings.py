@@ -15,10 +15,10 @@ from typing import Any
 from arq import cron, func
 from arq.connections import RedisSettings
 
-from server.config import ConfigError
-from server.db import create_pool
-from server.migrate import migrate_dsn
-from server.rollups_queue import HEALTH_CHECK_SUFFIX, ROLLUP_JOB, SWEEP_JOB, deserialize, queue_name, serialize
+from server.core.config import ConfigError
+from server.rollups.queue import HEALTH_CHECK_SUFFIX, ROLLUP_JOB, SWEEP_JOB, deserialize, queue_name, serialize
+from server.storage.db import create_pool
+from server.storage.migrate import migrate_dsn
 from worker.jobs import rollup_day, sweep_dirty
 
 JOB_TIMEOUT = 300  # seconds; a job killed with its worker is picked up again this + 10 s later

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from metering.v1 import admin_pb2
-from server.credentials import random_text
+from server.tenants.credentials import random_text
 from tests.conftest import MASTER, Org, Stubs
 
 PASSWORD = "correct horse battery"

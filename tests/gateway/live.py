@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from gateway.app import create_app
-from server.app import MeteringServer
+from server.runtime.app import MeteringServer
 
 
 class LoopbackServer(uvicorn.Server):

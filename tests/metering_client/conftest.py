@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from metering_client import lifecycle
-from server.app import MeteringServer
+from server.runtime.app import MeteringServer
 from tests.conftest import MASTER_KEY
 
 

@@ -7,7 +7,12 @@ import decimal
 import pytest
 
 from metering_client import (
-    AsyncMeteringClient, AsyncUsageLogger, AsyncUsageTracker, NotFoundError, Outcome, RejectedEventsError,
+    AsyncMeteringClient,
+    AsyncUsageLogger,
+    AsyncUsageTracker,
+    NotFoundError,
+    Outcome,
+    RejectedEventsError,
 )
 from tests.metering_client.conftest import event_counts
 from tests.support.services import free_port

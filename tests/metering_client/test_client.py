@@ -10,7 +10,11 @@ import pytest
 
 from metering.v1 import event_pb2
 from metering_client import (
-    DeliveryError, Failure, MeteringClient, Outcome, RejectedEventsError,
+    DeliveryError,
+    Failure,
+    MeteringClient,
+    Outcome,
+    RejectedEventsError,
 )
 from metering_client.events import INPUT_FIELDS
 from tests.metering_client.conftest import event_counts
@@ -180,7 +184,7 @@ async def test_query_usage_revalidates_an_answer_by_its_etag(target, new_org, db
     from google.protobuf import timestamp_pb2
 
     from metering.v1 import query_pb2
-    from server.rollups import recompute_day
+    from server.rollups.recompute import recompute_day
 
     org = await new_org()
     day = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)

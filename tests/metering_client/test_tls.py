@@ -11,8 +11,8 @@ import pytest
 
 from metering.v1 import ingest_pb2
 from metering_client import MeteringClient, Outcome
-from server.interceptors import ServerInterceptor
-from server.wire import add_service
+from server.api.interceptors import ServerInterceptor
+from server.api.wire import add_service
 from tests.metering_client.conftest import event_counts
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

@@ -10,8 +10,15 @@ import types
 import pytest
 
 from metering_client import (
-    ClientUsageData, MeteringClient, ModelUsage, NotFoundError, RequestDetails, RequestSummary, UsageClass,
-    UsageLogger, UsageTracker,
+    ClientUsageData,
+    MeteringClient,
+    ModelUsage,
+    NotFoundError,
+    RequestDetails,
+    RequestSummary,
+    UsageClass,
+    UsageLogger,
+    UsageTracker,
 )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench import stress
-from server.app import MeteringServer
+from server.runtime.app import MeteringServer
 
 
 @pytest.fixture

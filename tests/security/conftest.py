@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import admin_pb2, event_pb2, ingest_pb2, prices_pb2, prices_pb2_grpc
-from server.credentials import random_text
+from server.tenants.credentials import random_text
 from tests.conftest import MASTER, MASTER_KEY, Stubs, bearer
 
 PASSWORD = "pw-" + random_text(20)

@@ -11,10 +11,11 @@ import asyncpg
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metering.v1 import event_pb2, ingest_pb2
-from server.events import KINDS
+from server.core.events import KINDS
 from tests.conftest import Stubs
 from tests.security.conftest import World
 

@@ -10,13 +10,19 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2, message as pb_message, message_factory, text_format, timestamp_pb2
+from google.protobuf import field_mask_pb2, message_factory, text_format, timestamp_pb2
+from google.protobuf import message as pb_message
 
 from metering.v1 import (
-    admin_pb2, event_pb2, ingest_pb2, prices_pb2, query_pb2, records_pb2,
+    admin_pb2,
+    event_pb2,
+    ingest_pb2,
+    prices_pb2,
+    query_pb2,
+    records_pb2,
 )
-from server.app import SERVICE_NAMES
-from server.credentials import random_text
+from server.runtime.app import SERVICE_NAMES
+from server.tenants.credentials import random_text
 from tests.conftest import MASTER, Stubs
 from tests.security.conftest import PRINCIPALS, World
 

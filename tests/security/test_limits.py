@@ -13,12 +13,12 @@ import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.limits import retry_after_seconds
+from gateway.http.retry_after import retry_after_seconds
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
-from server.app import MeteringServer
-from server.credentials import random_text
-from server.limits import MAX_BATCH, MAX_MESSAGE_BYTES
-from server.ratelimit import RateLimiter, from_env, limits_from_env
+from server.api.ingest import MAX_BATCH
+from server.api.ratelimit import RateLimiter, from_env, limits_from_env
+from server.runtime.app import MAX_MESSAGE_BYTES, MeteringServer
+from server.tenants.credentials import random_text
 from tests.conftest import MASTER_KEY, Org, Stubs, asgi_lifespan
 
 RATE, BURST = 4.0, 10.0

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.app import MeteringServer
+from server.runtime.app import MeteringServer
 from tests.security.conftest import World
 from tests.support.services import free_port
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from metering.v1 import admin_pb2, event_pb2, ingest_pb2
-from server import auth, credentials
-from server.credentials import random_text
+from server.tenants import auth, credentials
+from server.tenants.credentials import random_text
 from tests.conftest import MASTER, MASTER_KEY, Stubs, bearer
 from tests.security.conftest import PASSWORD, World
 
@@ -75,7 +75,7 @@ async def test_no_secret_or_dsn_in_server_or_gateway_logs(
     world: World, stubs: Stubs, http: httpx.AsyncClient, database_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    for name in ("server", "gateway", "server.interceptors", "asyncpg", "grpc", "metering_client"):
+    for name in ("server", "gateway", "server.api.interceptors", "asyncpg", "grpc", "metering_client"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     try:
         password = "pw-" + random_text(16)
@@ -102,7 +102,7 @@ async def test_no_secret_or_dsn_in_server_or_gateway_logs(
     finally:
         for name in ("server", "gateway", "asyncpg", "grpc", "metering_client"):
             logging.getLogger(name).setLevel(logging.NOTSET)
-        logging.getLogger("server.interceptors").setLevel(logging.WARNING)
+        logging.getLogger("server.api.interceptors").setLevel(logging.WARNING)
     logged = caplog.text + "\n".join(
         f"{r.getMessage()} {r.exc_text or ''} {r.__dict__}" for r in caplog.records)
     assert "rpc " in logged  # the per-RPC log line was captured at all

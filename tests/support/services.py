@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import asyncpg
 import redis
 
-from server.embedded import EmbeddedPostgres
-from server.embedded_redis import EmbeddedRedis
+from server.runtime.embedded_postgres import EmbeddedPostgres
+from server.runtime.embedded_redis import EmbeddedRedis
 
 LOCAL_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import event_pb2, query_pb2
-from server.events import COUNTER_FIELDS
+from server.core.events import COUNTER_FIELDS
 
 GRAINS = {"rollups_15m": dt.timedelta(minutes=15), "rollups_1h": dt.timedelta(hours=1), "rollups_1d": dt.timedelta(days=1)}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -13,8 +13,8 @@ import pytest
 from arq.worker import Worker
 
 from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2_grpc, query_pb2_grpc, records_pb2_grpc
-from server.app import MeteringServer
-from server.credentials import random_text
+from server.runtime.app import MeteringServer
+from server.tenants.credentials import random_text
 from tests.conftest import MASTER, MASTER_KEY, Org
 from tests.support import services
 from worker.settings import worker_settings

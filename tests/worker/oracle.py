@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Iterable, Sequence
 
 from metering.v1 import query_pb2
-from server.events import COUNTER_FIELDS
+from server.core.events import COUNTER_FIELDS
 
 MINUTE = dt.timedelta(minutes=1)
 DIMENSIONS = (

@@ -12,14 +12,14 @@ import grpc
 import pytest
 
 from metering.v1 import ingest_pb2, query_pb2, query_pb2_grpc, records_pb2
-from server.events import COUNTER_FIELDS
-from server.query_plan import CUBE_DIMENSIONS, cube_covers
-from server.rollups import recompute_day
+from server.core.events import COUNTER_FIELDS
+from server.query.plan import CUBE_DIMENSIONS, cube_covers
+from server.rollups.recompute import recompute_day
 from tests.worker.checks import org_number, stamp
 
 UTC = dt.UTC
 DAY = dt.datetime(2024, 7, 1, tzinfo=UTC)
-MIGRATIONS = pathlib.Path(__file__).parents[2] / "migrations"
+MIGRATIONS = pathlib.Path(__file__).parents[2] / "server" / "storage" / "migrations"
 _SUMS = ("events", "unpriced_events", *COUNTER_FIELDS, "input_cost", "output_cost", "cost", "last_event_at")
 
 
@@ -58,7 +58,7 @@ async def settle(db, number: int, days: int) -> None:
 async def tamper(db, number: int, statement: str) -> None:
     """A test-only write to the cubes behind the engine's back. It also advances the
     rollup stamps of the organization's hours, as a rollup pass would: otherwise a query
-    asked before would be answered from the buckets the server kept (server/bucket_cache.py)
+    asked before would be answered from the buckets the server kept (server/api/bucket_cache.py)
     and show nothing of the write, whatever it reads."""
     await db.execute(statement, number)
     await db.execute("update rollup_hour_stamps set stamp = nextval('rollup_stamp_seq') where org_id = $1", number)
@@ -201,7 +201,6 @@ async def test_covered_queries_read_cubes_and_only_them(stubs, new_org, db, quer
 
 async def test_member_scope_never_reads_cubes(stubs, new_org, db, query):
     from metering.v1 import admin_pb2
-    from tests.conftest import bearer
 
     org = await new_org()
     number = await org_number(db, org.organization_id)

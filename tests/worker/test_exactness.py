@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metering.v1 import admin_pb2, event_pb2, ingest_pb2, query_pb2, query_pb2_grpc, records_pb2
-from server.credentials import random_text
-from server.events import COUNTER_FIELDS
-from server.query_plan import CUBE_DIMENSIONS
+from server.core.events import COUNTER_FIELDS
+from server.query.plan import CUBE_DIMENSIONS
+from server.tenants.credentials import random_text
 from tests.conftest import MASTER, bearer
 from tests.worker import oracle
 from worker.jobs import rollup_day
@@ -312,6 +312,6 @@ async def test_query_equals_brute_force(scenario, stubs, query_stub, db):
         await check(query_stub, auth, stored, q, settled=False)
     await settle(db, number)
     # Queries 2-3 were answered settled before: the server kept their buckets by etag
-    # (server/bucket_cache.py). The days changed since, so those must not be sent again.
+    # (server/api/bucket_cache.py). The days changed since, so those must not be sent again.
     for q in queries[2:8]:
         await check(query_stub, auth, stored, q, settled=True)

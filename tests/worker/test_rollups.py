@@ -1,4 +1,4 @@
-"""The rollup job (server/rollups.py through worker/jobs.py): recompute, not
+"""The rollup job (server/rollups/recompute.py through worker/jobs.py): recompute, not
 increment; idempotent; exact under concurrent passes and concurrent writes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from arq import Retry
 
 from metering.v1 import ingest_pb2, records_pb2
-from server.rollups import is_retryable, recompute_day
+from server.rollups.recompute import is_retryable, recompute_day
 from tests.worker.checks import assert_rollups_exact, dirty_count, org_number, usage
 from worker.jobs import rollup_day
 

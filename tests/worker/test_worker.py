@@ -18,10 +18,10 @@ import asyncpg
 import pytest
 
 from metering.v1 import ingest_pb2, query_pb2
-from server.app import MeteringServer
-from server.config import ConfigError
-from server.rollups import dirty_days, recompute_day
-from server.rollups_queue import ROLLUP_JOB, connect, enqueue_rollup, rollup_job_id
+from server.core.config import ConfigError
+from server.rollups.queue import ROLLUP_JOB, connect, enqueue_rollup, rollup_job_id
+from server.rollups.recompute import dirty_days, recompute_day
+from server.runtime.app import MeteringServer
 from tests.conftest import MASTER_KEY
 from tests.worker.checks import assert_rollups_exact, dirty_count, org_number, stamp, totals, usage
 from tests.worker.conftest import run_worker

@@ -1,0 +1,170 @@
+"""FastAPI-shaped request parsing and errors, shared by the dialects whose original
+servers were FastAPI apps (usage log, token usage):
+
+    422 {"detail": [{"type": ..., "loc": ["body", "units_used"], "msg": ..., "input": ...}]}
+    4xx/5xx {"detail": "message"}
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.http.errors import GatewayError
+from gateway.http.json_response import JSONResponse
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class HTTPValidationError(BaseModel):
+    detail: list[ValidationErrorItem]
+
+
+class RequestInvalid(Exception):
+    """FastAPI's RequestValidationError: rendered as 422 with the list of errors."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def validation_response(errors: list[dict[str, Any]]) -> Response:
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def render_error(
+    err: GatewayError,
+    *,
+    field_names: Mapping[str, str] | None = None,
+    messages: Mapping[grpc.StatusCode, str] | None = None,
+) -> Response:
+    """A failed call as FastAPI would answer it. INVALID_ARGUMENT naming a field becomes a 422
+    whose `loc` is the dialect's name for that field (`field_names`: proto field -> dialect field);
+    `messages` replaces the server's message for some codes (e.g. NOT_FOUND -> "Usage record not found")."""
+    violations = err.field_violations() if err.code == grpc.StatusCode.INVALID_ARGUMENT else []
+    if violations and field_names is not None:
+        return validation_response([
+            {
+                "type": "value_error",
+                "loc": ["body", field_names.get(v.field, v.field)] if v.field else ["body"],
+                "msg": _without_prefix(v.description or err.message, v.field),
+                "input": None,
+            }
+            for v in violations
+        ])
+    message = (messages or {}).get(err.code, err.message)
+    headers = dict(err.headers)
+    if err.http_status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse({"detail": message}, status_code=err.http_status, headers=headers)
+
+
+def pydantic_errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
+    """pydantic's errors with FastAPI's `loc` prefix (`body`, `query`, `path`), minus the docs URL."""
+    out = []
+    for error in exc.errors(include_url=False):
+        item: dict[str, Any] = {
+            "type": error["type"], "loc": [where, *error["loc"]], "msg": error["msg"],
+            "input": _jsonable(error.get("input")),
+        }
+        if "ctx" in error:
+            item["ctx"] = {k: _jsonable(v) for k, v in error["ctx"].items()}
+        out.append(item)
+    return out
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The JSON body as `model`. JSON numbers with a fraction are read as exact Decimals."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"null", parse_float=decimal.Decimal, parse_constant=_reject_constant)
+    except ValueError as err:
+        position = getattr(err, "pos", 0)
+        raise RequestInvalid([{
+            "type": "json_invalid", "loc": ["body", position], "msg": "JSON decode error", "input": {},
+            "ctx": {"error": getattr(err, "msg", str(err))},
+        }]) from None
+    if data is None:
+        raise RequestInvalid([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise RequestInvalid(pydantic_errors(err, "body")) from None
+
+
+def parse_query(request: Request, model: type[M]) -> M:
+    """Query parameters as `model`: a list-typed field takes every value, any other the last."""
+    data: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        values = request.query_params.getlist(name)
+        if values:
+            origin = getattr(field.annotation, "__origin__", None)
+            data[name] = values if origin in (list, tuple, set) else values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise RequestInvalid(pydantic_errors(err, "query")) from None
+
+
+def handles_errors(
+    render: Callable[[GatewayError], Response],
+) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
+    """Endpoint decorator: a GatewayError becomes `render(err)`, RequestInvalid a 422. The endpoint
+    also carries `render_error`, which the app uses for errors raised outside it (413, 500)."""
+
+    def wrap(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            try:
+                response: Response = await endpoint(request)
+            except RequestInvalid as err:
+                return validation_response(err.errors)
+            except GatewayError as err:
+                return render(err)
+            return response
+
+        handler.__name__ = endpoint.__name__
+        handler.__qualname__ = endpoint.__qualname__
+        handler.__doc__ = endpoint.__doc__
+        handler.__dict__.update(endpoint.__dict__)
+        handler.render_error = render  # type: ignore[attr-defined]
+        return handler
+
+    return wrap
+
+
+def _without_prefix(message: str, field: str) -> str:
+    """The server writes "cost: must be >= 0"; the dialect's loc already names the field."""
+    return message[len(field) + 2:] if field and message.startswith(field + ": ") else message
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return value if value.is_finite() else str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)

@@ -1,0 +1,231 @@
+"""Native REST routes, derived at runtime from the protos' google.api.http options
+(grpc-gateway semantics): one route per binding of every registered service.
+
+Request: path variables and query parameters fill the fields they name; `body: "*"`
+decodes the JSON body into the whole request, `body: "<field>"` into that field
+(and a PATCH without update_mask gets one listing the body's fields). Reply: the
+response message as JSON (proto names, every field present, int64 as numbers).
+Errors: `{"code": <gRPC code>, "message": ..., "details": [...]}` with the HTTP
+status of errors.HTTP_STATUS.
+
+One deliberate difference from grpc-gateway's defaults: unknown JSON body fields
+are rejected (INVALID_ARGUMENT naming the field) rather than discarded, so a
+misspelled counter never silently records zero. Unknown query parameters are
+ignored, as grpc-gateway does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from google.protobuf import descriptor as pb_descriptor
+from google.protobuf import message as pb_message
+from google.rpc import status_pb2
+from starlette.datastructures import URLPath
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Scope, Send
+
+from gateway.http import openapi
+from gateway.http.errors import GatewayError, invalid_argument
+from gateway.http.json_response import JSONResponse
+from gateway.native import protojson
+from gateway.native.httprule import Binding, bindings
+from gateway.upstream.client import upstream
+from metering.v1 import admin_pb2, ingest_pb2, query_pb2, records_pb2
+
+# The services exposed as native REST. A later service (prices) is added here.
+SERVICES: list[pb_descriptor.ServiceDescriptor] = [
+    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
+    records_pb2.DESCRIPTOR.services_by_name["RecordService"],
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+    query_pb2.DESCRIPTOR.services_by_name["QueryService"],
+]
+PREFIX = "/v1/"  # unmatched paths under here get this dialect's error shape
+UPDATE_MASK = "update_mask"
+
+
+def render_error(err: GatewayError) -> Response:
+    body = {"code": err.grpc_code, "message": err.message, "details": err.details_json()}
+    return JSONResponse(body, status_code=err.http_status, headers=err.headers)
+
+
+class NativeRoute(BaseRoute):
+    """A route matching one binding's path template and HTTP method."""
+
+    def __init__(self, binding: Binding, allowed: Sequence[str]) -> None:
+        self.binding = binding
+        self.allowed = ", ".join(allowed)  # every method bound to the same template, for 405s
+        self.name = binding.operation_id
+        self.path = binding.template.openapi_path
+        self.methods = {binding.http_method}
+        field_names = {f.split(".", 1)[0] for f in binding.template.variables}
+        # Query parameters never set the body or a path variable (grpc-gateway's filter).
+        self._not_from_query = field_names | ({binding.body} if binding.body else set())
+        mask = binding.method.input_type.fields_by_name.get(UPDATE_MASK)
+        self._auto_mask = (
+            binding.http_method == "PATCH" and binding.body not in ("", "*") and mask is not None
+            and mask.message_type is not None and mask.message_type.full_name == "google.protobuf.FieldMask"
+        )
+
+    def __repr__(self) -> str:
+        return f"NativeRoute({self.binding.http_method} {self.path} -> {self.binding.rpc_path})"
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        params = self.binding.template.match(_route_path(scope))
+        if params is None:
+            return Match.NONE, {}
+        child = {"endpoint": self.endpoint, "path_params": params}
+        return (Match.FULL if scope["method"] == self.binding.http_method else Match.PARTIAL), child
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        if name != self.name or set(path_params) != set(self.binding.template.variables):
+            raise NoMatchFound(name, path_params)
+        path = self.path
+        for field, value in path_params.items():
+            path = path.replace("{" + field + "}", str(value))
+        return URLPath(path=path, protocol="http")
+
+    @staticmethod
+    def render_error(err: GatewayError) -> Response:
+        return render_error(err)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != self.binding.http_method:
+            response = render_error(GatewayError.from_http(405, "Method Not Allowed", {"Allow": self.allowed}))
+        else:
+            try:
+                response = await self.endpoint(Request(scope, receive))
+            except GatewayError as err:
+                response = render_error(err)
+        await response(scope, receive, send)
+
+    async def endpoint(self, request: Request) -> Response:
+        binding = self.binding
+        message: pb_message.Message = binding.input_type()
+        body: Any = None
+        if binding.body:
+            body = await _json_body(request)
+            if body is not None:
+                target = message if binding.body == "*" else getattr(message, binding.body)
+                protojson.parse_body(body, target, "" if binding.body == "*" else binding.body)
+        for field, value in request.path_params.items():
+            protojson.set_path(message, field, [value], ignore_unknown=False)
+        if binding.body != "*":
+            for key, values in protojson.group_params(request.query_params.multi_items()).items():
+                if key.split(".", 1)[0].split("[", 1)[0] not in self._not_from_query:
+                    protojson.set_path(message, key, values, ignore_unknown=True)
+        if self._auto_mask and not getattr(message, UPDATE_MASK).paths:
+            body_type = binding.method.input_type.fields_by_name[binding.body].message_type
+            getattr(message, UPDATE_MASK).paths.extend(protojson.field_mask_paths(body, body_type))
+        up = upstream(request)
+        reply = await up.call(request, up.unary(binding.rpc_path, binding.output_type), message)
+        if binding.response_body:
+            field = binding.method.output_type.fields_by_name[binding.response_body]
+            data = protojson.to_json(reply)[field.name]
+        else:
+            data = protojson.to_json(reply)
+        return JSONResponse(data)
+
+    def openapi(self, spec: openapi.Spec) -> None:
+        binding = self.binding
+        method, input_type = binding.method, binding.method.input_type
+        # A dotted variable ("event.event_id") is documented by its last name: OpenAPI tools
+        # reject dots in path parameter names, and the path then merges with its GET twin.
+        params: list[dict[str, Any]] = [
+            {"name": f.rsplit(".", 1)[-1], "in": "path", "required": True, "description": f"request field `{f}`",
+             "schema": _path_schema(spec, input_type, f)}
+            for f in binding.template.variables
+        ]
+        doc_path = self.path
+        for f in binding.template.variables:
+            doc_path = doc_path.replace("{" + f + "}", "{" + f.rsplit(".", 1)[-1] + "}")
+        if binding.body != "*":
+            params.extend(_query_params(spec, input_type, self._not_from_query))
+        reply: dict[str, Any] = spec.message_schema(method.output_type)
+        if binding.response_body:
+            reply = spec.field_schema(method.output_type.fields_by_name[binding.response_body])
+        op: dict[str, Any] = {
+            "operationId": binding.operation_id,
+            "summary": f"{binding.service.name}.{method.name}",
+            "tags": [binding.service.name],
+            "security": [{"bearer": []}],
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": reply}}},
+                "default": {
+                    "description": "An error: {code (gRPC), message, details}",
+                    "content": {"application/json": {"schema": spec.message_schema(status_pb2.Status.DESCRIPTOR)}},
+                },
+            },
+        }
+        if binding.body:
+            body_type = input_type if binding.body == "*" else input_type.fields_by_name[binding.body].message_type
+            op["requestBody"] = {
+                "required": binding.body != "*",
+                "content": {"application/json": {"schema": spec.message_schema(body_type)}},
+            }
+        spec.add(doc_path, binding.http_method, op)
+
+
+def routes(services: Iterable[pb_descriptor.ServiceDescriptor] = SERVICES) -> list[NativeRoute]:
+    found = bindings(services)
+    methods_by_template: dict[str, list[str]] = {}
+    for b in found:
+        methods_by_template.setdefault(b.template.regex.pattern, []).append(b.http_method)
+    return [NativeRoute(b, sorted(set(methods_by_template[b.template.regex.pattern]))) for b in found]
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as err:
+        raise invalid_argument("", f"request body is not valid JSON: {err}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root + "/") else path
+
+
+def _path_schema(spec: openapi.Spec, desc: pb_descriptor.Descriptor, path: str) -> dict[str, Any]:
+    *parents, last = path.split(".")
+    for part in parents:
+        desc = desc.fields_by_name[part].message_type
+    return spec.field_schema(desc.fields_by_name[last])
+
+
+def _query_params(
+    spec: openapi.Spec, desc: pb_descriptor.Descriptor, skip: set[str], prefix: str = "", depth: int = 0
+) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    for field in desc.fields:
+        if not prefix and field.name in skip:
+            continue
+        name = prefix + field.name
+        nested = field.message_type
+        if nested is not None and nested.GetOptions().map_entry:
+            params.append({"name": f"{name}[key]", "in": "query", "required": False,
+                           "schema": spec.field_schema(nested.fields_by_name["value"])})
+        elif nested is not None and nested.full_name not in protojson.SCALAR_WKT:
+            if depth < 2 and not field.is_repeated:
+                params.extend(_query_params(spec, nested, skip, name + ".", depth + 1))
+        else:
+            param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": spec.field_schema(field)}
+            if field.is_repeated:
+                param.update(style="form", explode=True)
+            params.append(param)
+    return params

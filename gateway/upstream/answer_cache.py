@@ -1,0 +1,95 @@
+"""Rendered query answers, revalidated by the server on every request.
+
+A grouped month of OpenAI usage is ~10,000 results; reading them from the server and
+rendering them costs most of a request. But a dashboard asks the same question again and
+again while most of the answer, over settled history, does not change. So a dialect keeps
+what it rendered of each bucket of a `QueryUsage` page under the bucket's etag
+(UsageBucket.etag), and sends the etags it holds for a caller's question back as
+`known_etags` when the caller asks it again. The server leaves a bucket empty and marks it
+`not_modified` only when, in its own snapshot, no window of the bucket is dirty and no
+rollup pass has changed its days since the etag was made (server/query/etags.py): then the
+kept rendering is exactly what rendering the bucket would give. Only the other buckets
+(typically today, while it is being written) are read and rendered.
+
+* Never stale: every request still goes to the server, which authenticates the caller (a
+  revoked key fails as before) and decides from Postgres what changed.
+* An etag names the organization and read scope with the answer, so a rendering is only
+  ever used for a bucket the server named with that etag for this caller: either
+  `not_modified` for one the caller sent, or a bucket sent in full with that etag (another
+  caller of the same scope asked first, so its rendering is reused).
+* Keys hold everything else that shapes a rendering: the endpoint and the request without
+  its end time and page fields (whose effect on a bucket is in its etag). Which etags a
+  caller holds is kept under a hash of its credentials (never the secret itself).
+* Bounded by the bytes of the renderings, least recently used dropped first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from gateway.upstream.ingest_batcher import Metadata, lane_digest
+
+MAX_BYTES = 64 << 20
+MAX_ENTRY_BYTES = 16 << 20  # larger renderings are not kept
+MAX_CALLERS = 10_000
+Buckets = dict[str, bytes]  # etag -> the bucket as rendered
+
+
+class AnswerCache:
+    def __init__(self, max_bytes: int = MAX_BYTES, max_callers: int = MAX_CALLERS) -> None:
+        self.max_bytes = max_bytes
+        self.max_callers = max_callers
+        self.size = 0
+        self._rendered: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()  # (shape, etag) -> rendering
+        self._held: OrderedDict[bytes, tuple[bytes, list[str]]] = OrderedDict()  # caller -> (shape, etags)
+
+    @staticmethod
+    def shape(*parts: bytes | str) -> bytes:
+        """What shapes a rendering (e.g. the endpoint and the request without range and page)."""
+        digest = hashlib.sha256()
+        for part in parts:
+            data = part.encode() if isinstance(part, str) else part
+            digest.update(len(data).to_bytes(8, "big"))
+            digest.update(data)
+        return digest.digest()
+
+    @staticmethod
+    def caller(metadata: Metadata, shape: bytes) -> bytes:
+        """A caller's question: its credentials (hashed: the cache never holds a secret) and shape."""
+        return hashlib.sha256(lane_digest(metadata) + shape).digest()
+
+    def held(self, caller: bytes) -> Buckets:
+        """The renderings still kept of the buckets `caller` was last answered."""
+        found = self._held.get(caller)
+        if found is None:
+            return {}
+        self._held.move_to_end(caller)
+        shape, etags = found
+        return {etag: body for etag in etags if (body := self.rendered(shape, etag)) is not None}
+
+    def rendered(self, shape: bytes, etag: str) -> bytes | None:
+        body = self._rendered.get((shape, etag))
+        if body is not None:
+            self._rendered.move_to_end((shape, etag))
+        return body
+
+    def keep(self, caller: bytes, shape: bytes, buckets: Buckets) -> None:
+        """`buckets` (the settled ones of `caller`'s latest answer) replace what it held."""
+        self._held.pop(caller, None)
+        if not buckets:
+            return
+        self._held[caller] = (shape, list(buckets))
+        if len(self._held) > self.max_callers:
+            self._held.popitem(last=False)
+        for etag, body in buckets.items():
+            key = (shape, etag)
+            if key in self._rendered or len(body) > min(MAX_ENTRY_BYTES, self.max_bytes):
+                continue
+            self._rendered[key] = body
+            self.size += len(body)
+        while self.size > self.max_bytes:
+            self.size -= len(self._rendered.popitem(last=False)[1])
+
+    def __len__(self) -> int:
+        return len(self._rendered)

@@ -1,0 +1,34 @@
+"""Encoded buckets of settled query answers, by etag, and replies put together from them.
+
+A bucket's etag names its answer exactly (server/query/etags.py): the organization, the
+read scope, the query, the bucket's range and the rollup stamp of its days. So the bucket
+as encoded for one reply is the bucket for any later reply that computes the same etag,
+whoever asks: QueryUsage keeps each settled bucket it encodes here, and a later call that
+finds its etags here neither reads nor encodes those buckets again. The engine computes
+the etags in the call's own snapshot first, so a kept bucket is only ever sent while its
+answer is unchanged.
+
+Replies are then sent as bytes (server/api/wire.py): a reply is the kept buckets' bytes put
+together, then the other fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from metering.v1 import query_pb2
+from server.api import wire
+from server.storage.lru import SizedLRU
+
+MAX_BYTES = 32 << 20  # per server process
+_BUCKETS_TAG = wire.tag(query_pb2.QueryUsageResponse, "buckets")
+
+
+def bucket_cache(max_bytes: int = MAX_BYTES) -> SizedLRU[bytes]:
+    """Encoded UsageBuckets by etag, at most max_bytes of them."""
+    return SizedLRU(max_bytes, len)
+
+
+def usage_reply(buckets: Iterable[bytes], rest: query_pb2.QueryUsageResponse) -> bytes:
+    """A QueryUsageResponse's encoding: `buckets` (encoded UsageBuckets), then `rest`'s fields."""
+    return wire.repeated(_BUCKETS_TAG, buckets) + rest.SerializeToString()

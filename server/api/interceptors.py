@@ -1,0 +1,192 @@
+"""The one place errors become gRPC statuses, and the one log line per RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.api.ratelimit import RateLimited, RateLimiter
+from server.core.errors import MeteringError
+
+log = logging.getLogger(__name__)
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+ERROR_DOMAIN = "metering.v1"
+
+# SQLSTATE class -> gRPC code (anything else is INTERNAL).
+_SQLSTATE_CLASSES = {
+    "08": grpc.StatusCode.UNAVAILABLE,  # connection exception
+    "57": grpc.StatusCode.UNAVAILABLE,  # operator intervention (shutdown, cancel)
+    "53": grpc.StatusCode.RESOURCE_EXHAUSTED,  # insufficient resources
+    "40": grpc.StatusCode.ABORTED,  # serialization failure, deadlock
+    "22": grpc.StatusCode.INVALID_ARGUMENT,  # data exception
+    "23": grpc.StatusCode.FAILED_PRECONDITION,  # integrity constraint
+}
+
+
+def _status(
+    code: grpc.StatusCode, message: str, reason: str, field: str | None = None, description: str | None = None
+) -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata={"field": field} if field else {}))
+    details = [info]
+    if field is not None and code == grpc.StatusCode.INVALID_ARGUMENT:
+        bad = any_pb2.Any()
+        bad.Pack(error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(
+                field=field, description=description or message, reason=reason,
+            )]
+        ))
+        details.append(bad)
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=details))
+
+
+def _rate_limited(exc: RateLimited) -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="RATE_LIMITED", domain=ERROR_DOMAIN))
+    retry = any_pb2.Any()
+    delay = error_details_pb2.RetryInfo()
+    delay.retry_delay.FromNanoseconds(max(1, int(exc.retry_after * 1e9)))
+    retry.Pack(delay)
+    return rpc_status.to_status(status_pb2.Status(
+        code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message=str(exc), details=[info, retry]))
+
+
+def to_status(exc: BaseException) -> grpc.Status:
+    if isinstance(exc, RateLimited):
+        return _rate_limited(exc)
+    if isinstance(exc, MeteringError):
+        return _status(exc.code, exc.message, exc.reason, exc.field, getattr(exc, "description", None))
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", "") or ""
+        code = _SQLSTATE_CLASSES.get(sqlstate[:2], grpc.StatusCode.INTERNAL)
+        if code == grpc.StatusCode.INTERNAL:
+            log.exception("database error %s", sqlstate)
+            return _status(code, "internal database error", "INTERNAL")
+        return _status(code, f"database: {type(exc).__name__}", f"SQLSTATE_{sqlstate}")
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, ConnectionError)):
+        return _status(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry", "DATABASE_UNAVAILABLE")
+    log.error("unhandled error", exc_info=exc)
+    return _status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+
+
+def _cost(request: Any) -> int:
+    """Events a call counts for the rate limit: a batch its events, anything else 1."""
+    events = getattr(request, "events", None)
+    return max(1, len(events)) if events is not None and not isinstance(events, (str, bytes)) else 1
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
+        self.limiter = limiter
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method
+        meta = dict(details.invocation_metadata or ())
+        rid = meta.get("x-request-id", "-")
+        auth = meta.get("authorization") if self.limiter is not None else None
+        limit = (self.limiter, auth) if isinstance(auth, str) and auth else None
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, method, rid, limit),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _streaming(handler.stream_stream, method, rid, limit),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _streaming(handler.unary_stream, method, rid),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _log(method: str, rid: str, code: str, started: float, context: grpc.aio.ServicerContext) -> None:
+    if log.isEnabledFor(logging.INFO):  # context.peer() is a call into grpc: not for a line nobody keeps
+        log.info("rpc %s %s %.1fms peer=%s request_id=%s", method, code, (time.perf_counter() - started) * 1000,
+                 context.peer(), rid)
+
+
+def _unary(
+    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
+) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        request_id.set(rid)
+        started = time.perf_counter()
+        try:
+            if limit is not None:
+                limit[0].acquire(limit[1], _cost(request))
+            response = await behavior(request, context)
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                _log(method, rid, "ABORTED_BY_HANDLER", started, context)
+                raise
+            status = to_status(exc)
+            _log(method, rid, status.code.name, started, context)
+            await context.abort_with_status(status)
+        _log(method, rid, "OK", started, context)
+        return response
+
+    return wrapper
+
+
+async def _paced(requests: Any, limiter: RateLimiter, auth: str) -> Any:
+    """A request stream slowed to the caller's rate (each message costs 1): backpressure, no error."""
+    async for item in requests:
+        while (wait := limiter.wait_time(auth, 1)) > 0:
+            await asyncio.sleep(wait)
+        yield item
+
+
+def _streaming(
+    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
+) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        request_id.set(rid)
+        started = time.perf_counter()
+        try:
+            if limit is not None and hasattr(request, "__aiter__"):
+                request = _paced(request, *limit)
+            elif limit is not None:
+                limit[0].acquire(limit[1], _cost(request))
+            result = behavior(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:
+                await result
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            status = to_status(exc)
+            _log(method, rid, status.code.name, started, context)
+            await context.abort_with_status(status)
+        _log(method, rid, "OK", started, context)
+
+    return wrapper
+
+
+__all__ = ["ServerInterceptor", "request_id", "to_status"]

@@ -1,0 +1,167 @@
+"""QueryService: usage queries and the reports built on them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from metering.v1 import query_pb2, query_pb2_grpc
+from server.api import wire
+from server.api.bucket_cache import bucket_cache, usage_reply
+from server.api.context import Core, caller
+from server.core import convert
+from server.core.events import COUNTER_FIELDS
+from server.query.engine import Bucket, Freshness, Group, QueryEngine, make_spec, page_token
+from server.query.reports import client_usage, tallies, token_usage
+from server.records.store import Records
+
+
+def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> dt.datetime | None:
+    return stamp.ToDatetime(dt.UTC) if present else None
+
+
+def metrics_pb(row: tuple) -> query_pb2.UsageMetrics:
+    """A group's aggregate (server.query.engine.Group.row) as UsageMetrics. Built in one
+    constructor call, zero counters left out (proto3 omits them on the wire anyway): a
+    grouped month builds ~10,000 of these per reply."""
+    events, unpriced, counters, input_cost, output_cost, cost, last, extra = row
+    money = convert.money
+    return query_pb2.UsageMetrics(  # a None cost was not asked for (QueryUsageRequest.metrics): left unset
+        events=events, unpriced_events=unpriced, counters=extra or None,
+        input_cost=input_cost is not None and money(input_cost) or None,
+        output_cost=output_cost is not None and money(output_cost) or None,
+        cost=cost is not None and money(cost) or None,
+        last_event_time=None if last is None else convert.timestamp(last),
+        **{name: value for name, value in zip(COUNTER_FIELDS, counters) if value},
+    )
+
+
+_GROUPS = wire.tag(query_pb2.UsageBucket, "groups")
+_METRICS = wire.tag(query_pb2.UsageGroup, "metrics")
+
+
+def encode_bucket(b: Bucket, group_by: Sequence[str], keys: dict[tuple[str | None, ...], bytes]) -> bytes:
+    """A UsageBucket's encoding, its groups put together by hand (server/api/wire.py): each
+    group's key map is encoded once per call (`keys`: the same models and projects recur
+    in every bucket) and no UsageGroup message is made. For a grouped month this took
+    encoding from ~75 to ~55 ms; tests/server/api/test_bucket_cache.py checks it parses as the
+    message built field by field."""
+    def key_of(g: Group) -> bytes:
+        key = keys.get(g.key)
+        if key is None:
+            key = keys[g.key] = query_pb2.UsageGroup(
+                key={f: v for f, v in zip(group_by, g.key, strict=True) if v is not None}).SerializeToString()
+        return key
+
+    head = query_pb2.UsageBucket(start_time=convert.timestamp(b.start), end_time=convert.timestamp(b.end),
+                                 etag=b.etag, not_modified=b.not_modified).SerializeToString()
+    return head + wire.repeated(
+        _GROUPS, [key_of(g) + wire.delimited(_METRICS, metrics_pb(g.row).SerializeToString()) for g in b.groups])
+
+
+def freshness_pb(f: Freshness | None) -> query_pb2.Freshness | None:
+    if f is None:
+        return None
+    return query_pb2.Freshness(
+        snapshot_time=convert.timestamp(f.snapshot_time), settled_before=convert.timestamp(f.settled_before),
+        raw_windows=f.raw_windows,
+    )
+
+
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
+    def __init__(self, core: Core, engine: QueryEngine, records: Records) -> None:
+        self.core = core
+        self.engine = engine
+        self.records = records
+        self.buckets = bucket_cache()
+
+    async def QueryUsage(self, request: query_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """Sent encoded (server/api/bucket_cache.py): settled buckets are encoded once, then kept."""
+        principal = await caller(self.core, context)
+        spec = make_spec(
+            _time(request.start_time, request.HasField("start_time")),
+            _time(request.end_time, request.HasField("end_time")),
+            width=request.width, time_zone=request.time_zone, group_by=list(request.group_by),
+            filters=[(f.field, list(f.values)) for f in request.filters], metrics=list(request.metrics),
+        )
+        result = await self.engine.page(principal, spec, request.page_size, request.page_token, request.if_none_match,
+                                        request.known_etags, kept=self.buckets.get)
+        encoded = []
+        keys: dict[tuple[str | None, ...], bytes] = {}
+        for b in result.buckets:
+            if b.kept is not None:
+                encoded.append(b.kept)
+                continue
+            bucket = encode_bucket(b, spec.group_by, keys)
+            if not b.not_modified:
+                self.buckets.put(b.etag, bucket)
+            encoded.append(bucket)
+        return usage_reply(encoded, query_pb2.QueryUsageResponse(
+            next_page_token=page_token(result, spec, principal), freshness=freshness_pb(result.freshness),
+            etag=result.etag, not_modified=result.not_modified,
+        ))
+
+    async def GetUsageTallies(
+        self, request: query_pb2.GetUsageTalliesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetUsageTalliesResponse:
+        principal = await caller(self.core, context)
+        found, token, freshness = await tallies(
+            self.engine, principal, request.window,
+            _time(request.start_time, request.HasField("start_time")),
+            _time(request.end_time, request.HasField("end_time")), request.page_size, request.page_token,
+        )
+        return query_pb2.GetUsageTalliesResponse(
+            tallies=[
+                query_pb2.UsageTally(
+                    id=t.id, window=t.window, start_time=convert.timestamp(t.start), end_time=convert.timestamp(t.end),
+                    api_key_id=t.api_key_id or "", user_id=t.user_id or "", organization_id=principal.organization_id,
+                    value={
+                        category: query_pb2.TallyCategory(
+                            models={model: query_pb2.TallyCounts(counts=counts) for model, counts in models.items()}
+                        )
+                        for category, models in t.value.items()
+                    },
+                )
+                for t in found
+            ],
+            next_page_token=token,
+            freshness=freshness_pb(freshness),
+        )
+
+    async def GetTokenUsage(
+        self, request: query_pb2.GetTokenUsageRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetTokenUsageResponse:
+        principal = await caller(self.core, context)
+        rows, freshness = await token_usage(
+            self.engine, principal, _time(request.start_time, request.HasField("start_time")),
+            _time(request.end_time, request.HasField("end_time")), list(request.group_by),
+        )
+        return query_pb2.GetTokenUsageResponse(
+            usage=[query_pb2.TokenUsage(rule_type=r.rule_type, task_id=r.task_id, count=r.count) for r in rows],
+            freshness=freshness_pb(freshness),
+        )
+
+    async def GetClientUsage(
+        self, request: query_pb2.GetClientUsageRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ClientUsage:
+        principal = await caller(self.core, context)
+        report = await client_usage(self.engine, self.records, principal, request.client_id, request.recent_limit)
+        models = []
+        for row in report.models:
+            msg = query_pb2.ModelUsage(
+                model_name=row.model or "", model_provider=row.provider or "", total_requests=row.metrics.events,
+                total_input_tokens=row.metrics.counters["input_tokens"],
+                total_output_tokens=row.metrics.counters["output_tokens"], total_cost=convert.money(row.metrics.cost),
+            )
+            if row.metrics.last_event_at is not None:
+                msg.last_used.CopyFrom(convert.timestamp(row.metrics.last_event_at))
+            models.append(msg)
+        return query_pb2.ClientUsage(
+            client_id=report.client_id, total_requests=report.totals.events, successful_requests=report.successful,
+            failed_requests=report.failed, total_input_tokens=report.totals.counters["input_tokens"],
+            total_output_tokens=report.totals.counters["output_tokens"], total_cost=convert.money(report.totals.cost),
+            models_used=models, recent_requests=report.recent, freshness=freshness_pb(report.freshness),
+        )

@@ -1,0 +1,76 @@
+"""Unpriced usage, listed: active events without a cost that the price book could
+not price, newest first (AIP-158 pages), each with the reason today's book gives.
+(Counted by the query engine: filter price_version = "unpriced".)"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from metering.v1 import event_pb2
+from server.core import convert
+from server.core.errors import InvalidArgument
+from server.core.events import COUNTER_FIELDS
+from server.core.principal import Principal
+from server.pricing.pricer import Pricer
+from server.storage.db import q
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+@dataclasses.dataclass
+class UnpricedPage:
+    events: list[tuple[event_pb2.UsageEvent, str]]  # (event, reason)
+    next_page_token: str
+
+
+async def list_unpriced(
+    pool: asyncpg.Pool, pricer: Pricer, principal: Principal, start: dt.datetime | None, end: dt.datetime | None,
+    models: Sequence[str] = (), page_size: int = 0, page_token: str = "",
+) -> UnpricedPage:
+    size = page_size or DEFAULT_PAGE_SIZE
+    if not 0 < size <= MAX_PAGE_SIZE:
+        raise InvalidArgument("page_size", f"between 1 and {MAX_PAGE_SIZE}")
+    wanted = sorted(set(models)) or None
+    digest = hashlib.sha256(json.dumps(
+        [start and start.isoformat(), end and end.isoformat(), wanted, principal.org_id, principal.read_scope()]
+    ).encode()).hexdigest()[:16]
+    after_ts, after_id = _parse_token(page_token, digest) if page_token else (None, None)
+    rows = await pool.fetch(q("list_unpriced_events"), principal.org_id, start, end, after_ts, after_id,
+                            *principal.read_scope(), wanted, size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    await pricer.refresh(pool, [principal.org_id])
+    events = [
+        (convert.event(r, principal.organization_id), pricer.why_unpriced(
+            principal.org_id, r["provider"], r["model"], r["currency"], r["ts"], [r[n] for n in COUNTER_FIELDS],
+            r["labels"]))
+        for r in rows
+    ]
+    token = _make_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
+    return UnpricedPage(events, token)
+
+
+def _make_token(ts: dt.datetime, event_id: uuid.UUID, digest: str) -> str:
+    raw = json.dumps({"t": ts.isoformat(), "i": str(event_id), "f": digest}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_token(token: str, digest: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        matches = data["f"] == digest
+        found = dt.datetime.fromisoformat(data["t"]), uuid.UUID(data["i"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("page_token", "malformed page token") from None
+    if not matches:
+        raise InvalidArgument("page_token", "does not match this request's filters")
+    return found

@@ -1,0 +1,297 @@
+"""The price book in memory: versions indexed for lookup by (provider, model,
+currency) and time, and the Pricer that prices write batches from it, kept
+current across replicas (README "Prices and costs"; quantities and plans in
+server/pricing/rules.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import datetime as dt
+import decimal
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+import asyncpg
+
+from server.core.events import TEXT_DIMENSIONS, NewEvent, SeriesKey
+from server.pricing.rules import UNPRICED, VARIANT_TYPES, Plan, Priced
+from server.storage.db import q
+
+_Line = tuple[list[dt.datetime], list["Version"]]  # effective_from of each version, the versions
+_SNAPSHOT = re.compile(r"-(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})$")  # -2024-08-06, -20250514
+
+
+@dataclasses.dataclass
+class Version:
+    """One immutable price version (a row of price_versions with its prices)."""
+
+    name: str  # "pv_<id>"
+    version_id: int
+    provider: str  # "" = any provider
+    model: str
+    currency: str
+    effective_from: dt.datetime
+    prices: dict[tuple[str, str], decimal.Decimal]  # (usage type, variant) -> unit price
+    note: str = ""
+    created_by: str = ""
+    create_time: dt.datetime | None = None
+    _plans: dict[str, Plan] = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.variants = sorted({v for t, v in self.prices if t in VARIANT_TYPES and v})
+
+    def variant_for(self, labels: Sequence[tuple[str, str]] | dict[str, str]) -> str:
+        """The image variant an event's labels select: "<size> <quality>", "<size>" or ""."""
+        if not self.variants:
+            return ""
+        found = dict(labels)
+        size, quality = found.get("size"), found.get("quality")
+        for candidate in (f"{size} {quality}" if size and quality else None, size):
+            if candidate and candidate in self.variants:
+                return candidate
+        return ""
+
+    def plan(self, variant: str = "") -> Plan:
+        plan = self._plans.get(variant)
+        if plan is None:
+            plan = self._plans[variant] = Plan(self.prices, variant)
+        return plan
+
+
+class Book:
+    """An organization's price book at one revision, indexed for lookups."""
+
+    def __init__(self, revision: int, versions: Iterable[Version]) -> None:
+        self.revision = revision
+        self.by_name: dict[str, Version] = {}
+        lines: dict[tuple[str, str, str], list[Version]] = {}
+        for v in sorted(versions, key=lambda v: (v.effective_from, v.version_id)):
+            self.by_name[v.name] = v
+            line = lines.setdefault((v.provider, v.model, v.currency), [])
+            if line and line[-1].effective_from == v.effective_from:
+                line[-1] = v  # a correction: the later version of the same instant wins
+            else:
+                line.append(v)
+        self._lines: dict[tuple[str, str, str], _Line] = {
+            key: ([v.effective_from for v in line], line) for key, line in lines.items()}
+        self._by_model: dict[tuple[str, str], set[str]] = {}
+        for provider, model, currency in self._lines:
+            if provider:
+                self._by_model.setdefault((model, currency), set()).add(provider)
+        self._memo: dict[tuple[str | None, str, str], list[_Line]] = {}
+
+    def lines(self, provider: str | None, model: str, currency: str) -> list[_Line]:
+        """The lines of versions that may price (provider, model, currency), in
+        order: the provider's own, then the any-provider ("") line. Usage without a
+        provider takes the "" line, or the line of the only provider pricing the
+        model. A dated snapshot ("gpt-4o-2024-08-06") without versions of its own
+        takes its model's ("gpt-4o")."""
+        key = (provider, model, currency)
+        found = self._memo.get(key)
+        if found is None:
+            found = [line for line in (self._line(p, model, currency) for p in self._providers(provider, model, currency))
+                     if line is not None]
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _providers(self, provider: str | None, model: str, currency: str) -> tuple[str, ...]:
+        if provider:
+            return (provider, "")
+        if self._line("", model, currency) is not None:
+            return ("",)
+        base = _SNAPSHOT.sub("", model)
+        only = self._by_model.get((model, currency)) or self._by_model.get((base, currency)) or set()
+        return tuple(only) if len(only) == 1 else ()
+
+    def _line(self, provider: str, model: str, currency: str) -> _Line | None:
+        line = self._lines.get((provider, model, currency))
+        if line is None:
+            base = _SNAPSHOT.sub("", model)
+            if base != model:
+                line = self._lines.get((provider, base, currency))
+        return line
+
+    def in_force(self, provider: str | None, model: str | None, currency: str, at: dt.datetime) -> Version | None:
+        """The version pricing (provider, model, currency) at `at`: the first of
+        lines() with a version in force then."""
+        if model is None:
+            return None
+        for starts, versions in self.lines(provider, model, currency):
+            i = bisect.bisect_right(starts, at) - 1
+            if i >= 0:
+                return versions[i]
+        return None
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+
+_EMPTY = Book(0, ())
+_PROVIDER = TEXT_DIMENSIONS.index("provider")
+_MODEL = TEXT_DIMENSIONS.index("model")
+
+
+def version_from_rows(rows: Sequence[asyncpg.Record]) -> list[Version]:
+    """Versions from price_book_versions rows (one per price, or one with a null
+    usage_type for a version without prices)."""
+    heads: dict[int, asyncpg.Record] = {}
+    prices: dict[int, dict[tuple[str, str], decimal.Decimal]] = {}
+    for r in rows:
+        heads.setdefault(r["version_id"], r)
+        found = prices.setdefault(r["version_id"], {})
+        if r["usage_type"] is not None:
+            found[(r["usage_type"], r["variant"])] = r["unit_price"]
+    return [
+        Version(r["version"], r["version_id"], r["provider"], r["model"], r["currency"], r["effective_from"],
+                prices[vid], r["note"], r["created_by"], r["create_time"])
+        for vid, r in heads.items()
+    ]
+
+
+class _Target:
+    """How to price the events of one (organization, series) in one batch."""
+
+    __slots__ = ("_pricer", "_series", "_line", "_by_version", "_unpriced")
+
+    def __init__(self, pricer: Pricer, org_id: int, series: SeriesKey) -> None:
+        book = pricer.book(org_id)
+        provider, model = series.dims[_PROVIDER], series.dims[_MODEL]
+        self._pricer = pricer
+        self._series = series
+        self._line = book.lines(provider, model, series.currency) if model is not None else []
+        self._by_version: dict[int, tuple[Callable[[Sequence[int]], Priced | None], SeriesKey, str]] = {}
+        self._unpriced: SeriesKey | None = None
+
+    def price(self, e: NewEvent) -> NewEvent:
+        version = None
+        for starts, versions in self._line:
+            i = bisect.bisect_right(starts, e.ts) - 1
+            if i >= 0:
+                version = versions[i]
+                break
+        if version is not None:
+            found = self._by_version.get(version.version_id)
+            if found is None:
+                plan = version.plan(version.variant_for(self._series.labels) if version.variants else "")
+                found = self._by_version[version.version_id] = (
+                    plan.price, self._pricer._with_version(self._series, version.name), version.name)
+            priced = found[0](e.counters)
+            if priced is not None:
+                return _stamped(e, found[1], found[2], *priced)
+        if self._unpriced is None:
+            self._unpriced = self._pricer._with_version(self._series, UNPRICED)
+        return _stamped(e, self._unpriced, None, None, None, None)
+
+
+def _stamped(
+    e: NewEvent, series: SeriesKey, version: str | None, input_cost: decimal.Decimal | None,
+    output_cost: decimal.Decimal | None, cost: decimal.Decimal | None,
+) -> NewEvent:
+    """A copy of e with pricing fields set (dataclasses.replace without its
+    per-call introspection, several microseconds an event on the ingest path)."""
+    return NewEvent(
+        e.request_id, e.ts, e.event_id, series, e.counters, e.extra_counters, input_cost, output_cost, cost,
+        e.payload, version,
+    )
+
+
+class Pricer:
+    """The price books of the organizations this process writes for, kept
+    current across replicas: before pricing a batch, one query reads the books'
+    revisions, and a book whose revision moved is reloaded."""
+
+    def __init__(self) -> None:
+        self._books: dict[int, Book] = {}
+        self._series: dict[tuple[SeriesKey, str], SeriesKey] = {}
+        self._lock = asyncio.Lock()
+
+    def book(self, org_id: int) -> Book:
+        return self._books.get(org_id, _EMPTY)
+
+    async def refresh(self, pool: asyncpg.Pool, orgs: Iterable[int]) -> None:
+        wanted = sorted(set(orgs))
+        rows = await pool.fetch(q("price_book_revisions"), wanted)
+        revisions = {r["org_id"]: r["revision"] for r in rows}
+        stale = [o for o in wanted if revisions.get(o, 0) != self.book(o).revision]
+        if stale:
+            async with self._lock:  # one reload at a time; a concurrent batch may have done ours
+                stale = [o for o in stale if revisions.get(o, 0) > self.book(o).revision]
+                if stale:
+                    await self._load(pool, stale)
+
+    async def _load(self, pool: asyncpg.Pool, orgs: list[int]) -> None:
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            revisions = {r["org_id"]: r["revision"] for r in await conn.fetch(q("price_book_revisions"), orgs)}
+            rows = await conn.fetch(q("price_book_versions"), orgs)
+        by_org: dict[int, list[asyncpg.Record]] = {}
+        for r in rows:
+            by_org.setdefault(r["org_id"], []).append(r)
+        for org in orgs:
+            self._books[org] = Book(revisions.get(org, 0), version_from_rows(by_org.get(org, [])))
+
+    async def price(self, pool: asyncpg.Pool, items: Sequence[tuple[int, NewEvent]]) -> list[tuple[int, NewEvent]]:
+        """Events without a cost, priced and stamped with the version in force at
+        their time, or marked unpriced; events with a cost are returned as they are."""
+        orgs = {org for org, e in items if e.cost is None}
+        if not orgs:
+            return list(items)
+        await self.refresh(pool, orgs)
+        return self.price_batch(items)
+
+    def price_batch(self, items: Sequence[tuple[int, NewEvent]]) -> list[tuple[int, NewEvent]]:
+        """price() from the cached books (no I/O). The per-series work (which line
+        of versions, which plan, the versioned series key) is done once per
+        distinct series of the batch; per event remain a bisect on the event time
+        and the compiled plan."""
+        out: list[tuple[int, NewEvent]] = []
+        memo: dict[tuple[int, SeriesKey], _Target] = {}
+        for org, e in items:
+            if e.cost is not None:
+                out.append((org, e))
+                continue
+            target = memo.get((org, e.series))
+            if target is None:
+                target = memo[(org, e.series)] = _Target(self, org, e.series)
+            out.append((org, target.price(e)))
+        return out
+
+    def price_one(self, org_id: int, e: NewEvent, prefer: str | None = None) -> NewEvent:
+        """One event without a cost, priced from the cached book (no I/O). `prefer`: a
+        version to use if it still matches the event (an adjusted event keeps its version)."""
+        book = self.book(org_id)
+        s = e.series
+        version = book.by_name.get(prefer) if prefer else None
+        if version is None or version.model != s.dims[_MODEL] or version.currency != s.currency or (
+            version.provider and version.provider != s.dims[_PROVIDER]
+        ):
+            version = book.in_force(s.dims[_PROVIDER], s.dims[_MODEL], s.currency, e.ts)
+        priced = None
+        if version is not None:
+            priced = version.plan(version.variant_for(s.labels) if version.variants else "").price(e.counters)
+        if priced is None:
+            return _stamped(e, self._with_version(s, UNPRICED), None, None, None, None)
+        return _stamped(e, self._with_version(s, version.name), version.name, *priced)  # type: ignore[union-attr]
+
+    def _with_version(self, key: SeriesKey, version: str) -> SeriesKey:
+        found = self._series.get((key, version))
+        if found is None:
+            if len(self._series) >= 200_000:  # bounded, like the series cache
+                self._series.clear()
+            found = self._series[(key, version)] = dataclasses.replace(key, price_version=version)
+        return found
+
+    def why_unpriced(self, org_id: int, provider: str | None, model: str | None, currency: str, at: dt.datetime,
+                     counters: Sequence[int], labels: dict[str, str]) -> str:
+        """Why the current book leaves such an event unpriced ("" if it would price it now)."""
+        if model is None:
+            return "no model: prices are per model"
+        version = self.book(org_id).in_force(provider, model, currency, at)
+        if version is None:
+            who = f"{provider}/{model}" if provider else model
+            return f"no price version for {who} in {currency} in force at {at.isoformat()}"
+        reason = version.plan(version.variant_for(labels)).why_not(counters)
+        return f"{version.name}: {reason}" if reason else ""

@@ -1,0 +1,194 @@
+"""The price book: immutable, dated price versions per organization (DESIGN §6).
+
+A version prices one (provider, model, currency) from its effective_from until
+the next version of that key. Creating a version never changes what is stored:
+events keep the version they were priced with until a repricing moves them
+(server/costs/reprice.py). Each change bumps the book's revision in the same
+transaction, which tells every server to reload it (server/pricing/pricer.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import re
+
+import asyncpg
+
+from server.core.errors import InvalidArgument, NotFound
+from server.pricing.pricer import Book, Pricer, Version, version_from_rows
+from server.pricing.rules import USAGE_TYPES, VARIANT_TYPES
+from server.storage.db import q
+
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+MAX_NAME = 256
+MAX_NOTE = 1024
+MAX_VARIANT = 64
+MAX_PRICE_DIGITS = 38
+MAX_PRICE_DECIMALS = 30
+MAX_VERSIONS_PER_CALL = 10_000
+_CURRENCY = re.compile(r"^[a-z]{3}$")
+_VERSION = re.compile(r"^pv_[0-9]{1,18}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class NewVersion:
+    provider: str
+    model: str
+    currency: str
+    effective_from: dt.datetime
+    prices: dict[tuple[str, str], decimal.Decimal]
+    note: str = ""
+    replace: bool = False  # False: prices not given carry over from the version in force at effective_from
+
+
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    version: Version
+    effective_until: dt.datetime | None  # the next version of the key takes over here
+    superseded_by: str | None  # a correction with the same effective_from replaced this one
+
+
+def parse_price(field: str, text: str) -> decimal.Decimal:
+    text = text.strip()
+    try:
+        price = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise InvalidArgument(field, f"not a decimal number: {text[:64]!r}") from None
+    if not price.is_finite() or price < 0:
+        raise InvalidArgument(field, "must be a finite decimal >= 0")
+    sign, digits, exponent = price.as_tuple()
+    assert isinstance(exponent, int)
+    if len(digits) > MAX_PRICE_DIGITS or exponent < -MAX_PRICE_DECIMALS:
+        raise InvalidArgument(field, f"at most {MAX_PRICE_DIGITS} digits, {MAX_PRICE_DECIMALS} after the point")
+    return abs(price)
+
+
+def check_new_version(
+    field: str, provider: str, model: str, currency: str, effective_from: dt.datetime | None,
+    prices: list[tuple[str, str, str]], note: str, replace: bool, now: dt.datetime,
+) -> NewVersion:
+    """Validate one version to create; errors name the field (field prefix + name)."""
+    model = model.strip()
+    if not model:
+        raise InvalidArgument(f"{field}model", "required", reason="REQUIRED")
+    for name, value in (("model", model), ("provider", provider)):
+        if len(value) > MAX_NAME or "\x00" in value:
+            raise InvalidArgument(f"{field}{name}", f"at most {MAX_NAME} characters, no NUL")
+    currency = (currency or "usd").lower()
+    if not _CURRENCY.match(currency):
+        raise InvalidArgument(f"{field}currency", "must be a three-letter ISO 4217 code")
+    start = effective_from or now
+    if start < EARLIEST:
+        raise InvalidArgument(f"{field}effective_from", "must be 2000-01-01 or later")
+    if len(note) > MAX_NOTE:
+        raise InvalidArgument(f"{field}note", f"at most {MAX_NOTE} characters")
+    found: dict[tuple[str, str], decimal.Decimal] = {}
+    for i, (usage_type, variant, unit_price) in enumerate(prices):
+        where = f"{field}prices[{i}]"
+        if usage_type not in USAGE_TYPES:
+            raise InvalidArgument(f"{where}.usage_type", f"unknown usage type {usage_type[:64]!r}; one of "
+                                  f"{', '.join(USAGE_TYPES)}")
+        variant = variant.strip()
+        if variant and usage_type not in VARIANT_TYPES:
+            raise InvalidArgument(f"{where}.variant", f"only {', '.join(sorted(VARIANT_TYPES))} prices have variants")
+        if len(variant) > MAX_VARIANT or "\x00" in variant:
+            raise InvalidArgument(f"{where}.variant", f"at most {MAX_VARIANT} characters")
+        if (usage_type, variant) in found:
+            raise InvalidArgument(f"{where}.usage_type", f"{usage_type} {variant!r} is priced twice")
+        found[(usage_type, variant)] = parse_price(f"{where}.unit_price", unit_price)
+    if not found and not replace:
+        raise InvalidArgument(f"{field}prices", "give at least one price (or replace=true for a version "
+                              "that stops pricing the model)", reason="REQUIRED")
+    return NewVersion(provider.strip(), model, currency, start, found, note, replace)
+
+
+def exact_in_force(book: Book, provider: str, model: str, currency: str, at: dt.datetime) -> Version | None:
+    """The version of exactly this key in force at `at` (no any-provider fallback)."""
+    best = None
+    for v in book.by_name.values():
+        if (v.provider, v.model, v.currency) == (provider, model, currency) and v.effective_from <= at:
+            if best is None or (v.effective_from, v.version_id) > (best.effective_from, best.version_id):
+                best = v
+    return best
+
+
+class PriceBook:
+    def __init__(self, pool: asyncpg.Pool, pricer: Pricer) -> None:
+        self.pool = pool
+        self.pricer = pricer
+
+    async def create(self, org_id: int, versions: list[NewVersion], actor: str) -> list[tuple[Version, bool]]:
+        """Create versions in one transaction. A version that would change nothing
+        (the version of its key in force at its effective_from has the same prices)
+        is not created: that one comes back with created=False."""
+        if len(versions) > MAX_VERSIONS_PER_CALL:
+            raise InvalidArgument("versions", f"at most {MAX_VERSIONS_PER_CALL} per call")
+        results: list[tuple[Version, bool]] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            revision = await conn.fetchval(q("lock_price_book"), org_id)
+            book = Book(revision, version_from_rows(await conn.fetch(q("price_book_versions"), [org_id])))
+            created = []
+            for new in versions:
+                current = exact_in_force(book, new.provider, new.model, new.currency, new.effective_from)
+                prices = dict(new.prices) if new.replace or current is None else {**current.prices, **new.prices}
+                if current is not None and current.prices == prices:
+                    results.append((current, False))
+                    continue
+                row = await conn.fetchrow(
+                    q("insert_price_version"), org_id, new.provider, new.model, new.currency, new.effective_from,
+                    new.note, actor,
+                )
+                ordered = sorted(prices.items())
+                await conn.execute(
+                    q("insert_prices"), org_id, row["version_id"], [t for (t, _), _ in ordered],
+                    [v for (_, v), _ in ordered], [p for _, p in ordered],
+                )
+                version = Version(row["version"], row["version_id"], new.provider, new.model, new.currency,
+                                  new.effective_from, prices, new.note, actor, row["create_time"])
+                book = Book(revision, [*book.by_name.values(), version])  # later inputs build on earlier ones
+                created.append(version)
+                results.append((version, True))
+            if created:
+                await conn.execute(q("bump_price_book"), org_id)
+        return results
+
+    async def book(self, org_id: int) -> Book:
+        await self.pricer.refresh(self.pool, [org_id])
+        return self.pricer.book(org_id)
+
+    async def get(self, org_id: int, name: str) -> Version:
+        if not _VERSION.match(name):
+            raise InvalidArgument("version", "a price version looks like pv_123")
+        version = (await self.book(org_id)).by_name.get(name)
+        if version is None:
+            raise NotFound(f"price version {name!r} not found", field="version")
+        return version
+
+    async def list(
+        self, org_id: int, *, provider: str | None = None, model: str | None = None, currency: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> list[Listed]:
+        """Versions by (provider, model, currency, effective_from, version); with `at`,
+        only those in force at that instant."""
+        book = await self.book(org_id)
+        lines: dict[tuple[str, str, str], list[Version]] = {}
+        for v in book.by_name.values():
+            if (provider is None or v.provider == provider) and (model is None or v.model == model) and (
+                currency is None or v.currency == currency
+            ):
+                lines.setdefault((v.provider, v.model, v.currency), []).append(v)
+        out: list[Listed] = []
+        for key in sorted(lines):
+            line = sorted(lines[key], key=lambda v: (v.effective_from, v.version_id))
+            starts = sorted({v.effective_from for v in line})
+            for v in line:
+                same = [w for w in line if w.effective_from == v.effective_from]
+                superseded = same[-1].name if same[-1] is not v else None
+                later = [s for s in starts if s > v.effective_from]
+                until = later[0] if later else None
+                if at is not None and (superseded or v.effective_from > at or (until is not None and until <= at)):
+                    continue
+                out.append(Listed(v, until, superseded))
+        return out

@@ -1,0 +1,3 @@
+"""The one usage query engine (rollups for settled windows, raw events for dirty ones,
+exact) and what is built on it: bucket edges in any zone, the statement per source,
+tails, etags, and the dialects' reports. May import core, storage and records."""

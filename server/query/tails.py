@@ -1,0 +1,71 @@
+"""Buckets that only had events appended since their rollup: the settled answer plus those events.
+
+A dashboard polled while usage comes in asks, again and again, for a bucket (today)
+whose windows are dirty only because events were appended to them. The engine would
+read the whole bucket each time: its rollups (a day of cube rows) and the appended
+events (its "tails", server/storage/migrations/0005_tails.sql). But the rollup part is the answer the
+bucket had when it was last settled, and that answer has a name: the etag the bucket
+would have with those append marks cleared (server/query/etags.py: the rollups of a day
+change only in a pass that also takes a new stamp). So the engine keeps that part by
+its etag here, as rows, and afterwards reads only the appended events and adds them.
+
+Exact because the sum is associative: rollups + tails, read by one statement or by two,
+is the same sum (costs are added in a context wide enough for every exact total). Only
+buckets whose dirty windows all had appends only, and are all read from rollups (not
+from raw events at an unaligned end), qualify (server/query/engine.py, QueryEngine._based).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+from server.pricing.rules import EXACT  # sums of money never round
+from server.storage.lru import SizedLRU
+
+Key = tuple[str | None, ...]
+# (events, unpriced events, counters in COUNTER_FIELDS order, input_cost, output_cost,
+# cost, last_event_at, extra counters or None): server.query.engine.Group.row
+Row = tuple
+Groups = dict[Key, Row]
+
+MAX_ROWS = 20_000  # per server process: ~15 MB of group rows
+
+
+def settled_rows(max_rows: int = MAX_ROWS) -> SizedLRU[Groups]:
+    """The groups of settled bucket answers by etag, at most max_rows groups in all."""
+    return SizedLRU(max_rows, len, largest_share=4)
+
+
+def add_groups(settled: Groups, appended: Groups) -> Groups:
+    """settled + appended, group by group (neither is changed)."""
+    total = dict(settled)
+    for key, row in appended.items():
+        before = total.get(key)
+        total[key] = row if before is None else _add(before, row)
+    return total
+
+
+def _add(a: Row, b: Row) -> Row:
+    events, unpriced, counters, input_cost, output_cost, cost, last, extra = a
+    events2, unpriced2, counters2, input_cost2, output_cost2, cost2, last2, extra2 = b
+    if extra2:
+        extra = dict(extra or {})
+        for name, value in extra2.items():
+            extra[name] = extra.get(name, 0) + value
+    return (
+        events + events2, unpriced + unpriced2, [x + y for x, y in zip(counters, counters2, strict=True)],
+        _money(input_cost, input_cost2), _money(output_cost, output_cost2), _money(cost, cost2),
+        _latest(last, last2), extra,
+    )
+
+
+def _money(a: decimal.Decimal | None, b: decimal.Decimal | None) -> decimal.Decimal | None:
+    """None: not asked for (QueryUsageRequest.metrics), in both rows alike."""
+    return None if a is None else EXACT.add(a, b)
+
+
+def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b

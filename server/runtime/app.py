@@ -1,0 +1,155 @@
+"""The gRPC server: services, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from metering.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    ingest_pb2,
+    prices_pb2,
+    prices_pb2_grpc,
+    query_pb2,
+    records_pb2,
+    records_pb2_grpc,
+)
+from server.api.admin import AdminServicer
+from server.api.context import Core
+from server.api.ingest import IngestServicer
+from server.api.interceptors import ServerInterceptor
+from server.api.prices import CostServicer, PriceServicer
+from server.api.query import QueryServicer
+from server.api.ratelimit import RateLimiter
+from server.api.ratelimit import from_env as rate_limiter_from_env
+from server.api.records import RecordsServicer
+from server.api.wire import add_service
+from server.costs.report import CostQuery
+from server.costs.reprice import Repricer
+from server.ingest.writer import EventWriter
+from server.pricing.versions import PriceBook
+from server.query.engine import QueryEngine
+from server.records.store import Records
+from server.rollups.queue import RollupEnqueuer
+from server.storage.db import create_pool
+from server.storage.migrate import migrate_dsn
+from server.tenants.auth import Authenticator
+from server.tenants.store import Tenants
+
+log = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVICE_NAMES = [
+    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    records_pb2.DESCRIPTOR.services_by_name["RecordService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+    prices_pb2.DESCRIPTOR.services_by_name["PriceService"].full_name,
+    prices_pb2.DESCRIPTOR.services_by_name["CostService"].full_name,
+]
+
+
+class MeteringServer:
+    """Owns the pool and the grpc.aio server. start() returns the bound port."""
+
+    def __init__(
+        self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10,
+        redis_url: str | None = None, queue_name: str | None = None, rollup_delay: float = 1.0,
+        rate_limiter: RateLimiter | None | bool = True,
+    ) -> None:
+        """redis_url: where to enqueue rollup jobs after each write (None: don't; the
+        worker's sweep still finds every dirty window). queue_name: default
+        $METERING_QUEUE_NAME or "metering:rollups". rollup_delay: seconds a rollup
+        job waits in the queue, so a burst of writes to one day costs one job."""
+        self.dsn = dsn
+        self.addr = addr
+        self.master_key = master_key
+        self.pool_size = pool_size
+        self.pool: asyncpg.Pool | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.ingest: IngestServicer | None = None
+        self.enqueuer = RollupEnqueuer(redis_url, queue_name, defer=rollup_delay) if redis_url else None
+        self.port = 0
+        # True: from METERING_RATE_LIMIT / METERING_RATE_BURST (default off); None/False: off.
+        self.rate_limiter = rate_limiter_from_env() if rate_limiter is True else (rate_limiter or None)
+
+    async def start(self) -> int:
+        await migrate_dsn(self.dsn)
+        self.pool = await create_pool(self.dsn, min_size=2, max_size=self.pool_size,
+                                      application_name="metering-server")
+        tenants = Tenants(self.pool)
+        await tenants.token_secret()
+        writer = EventWriter(self.pool)
+        if self.enqueuer is not None:
+            writer.after_commit = self.enqueuer.notify
+        core = Core(tenants=tenants, auth=Authenticator(tenants, self.master_key), records=Records(writer))
+        self.ingest = IngestServicer(core, writer)
+
+        self.server = grpc.aio.server(
+            interceptors=[ServerInterceptor(self.rate_limiter)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        # Ingest and query replies may be sent as bytes put together by hand (server/api/wire.py).
+        add_service(self.server, ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], self.ingest)
+        records_pb2_grpc.add_RecordServiceServicer_to_server(RecordsServicer(core), self.server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), self.server)
+        engine = QueryEngine(self.pool)
+        add_service(self.server, query_pb2.DESCRIPTOR.services_by_name["QueryService"],
+                    QueryServicer(core, engine, core.records))
+        prices_pb2_grpc.add_PriceServiceServicer_to_server(
+            PriceServicer(core, PriceBook(self.pool, writer.pricer), Repricer(writer), writer.pricer), self.server
+        )
+        prices_pb2_grpc.add_CostServiceServicer_to_server(
+            CostServicer(core, CostQuery(engine, writer.pricer)), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(self.addr)
+        await self.server.start()
+        for name in ["", *SERVICE_NAMES]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("grpc server listening on %s", self.addr.rsplit(":", 1)[0] + f":{self.port}")
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self.ingest is not None:
+            await self.ingest.committer.close()
+        if self.enqueuer is not None:
+            await self.enqueuer.close()
+        if self.pool is not None:
+            await self.pool.close()
+        log.info("grpc server stopped")
+
+
+async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10, redis_url: str | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then stop gracefully."""
+    server = MeteringServer(dsn, addr, master_key, pool_size=pool_size, redis_url=redis_url)
+    await server.start()
+    # Everything made while starting (modules, descriptors, caches) lives as long as the
+    # process: kept out of the collector's generations, full collections stop scanning it
+    # again and again (ingest allocates ~10 objects an event; the collector's share of a
+    # batched event went from ~5.5 to ~1.8 µs in-process).
+    gc.freeze()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,134 @@
+"""The `metering` command: run the service or its parts, and administer tenants.
+
+    metering up | serve | gateway | worker | migrate
+    metering orgs create NAME | orgs list
+    metering projects create --org ORG NAME | projects list --org ORG
+    metering users create --org ORG --username U --password P [--role admin|member]
+    metering keys create --org ORG [--project P] [--user U] [--role admin|member] [--name N]
+    metering keys revoke --org ORG KEY | keys list --org ORG
+    metering prices load|set|list|reprice|unpriced|costs --org ORG ...   (server/runtime/prices_cli.py)
+
+Admin verbs talk gRPC to a running service when --target (or METERING_TARGET) is
+given, authenticated with METERING_MASTER_KEY; otherwise they work directly on
+the database named by METERING_DATABASE_URL (or the embedded one in the data dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from server.core.config import ConfigError, load_settings
+
+
+def _add_org(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--org", required=True, help="organization id or name")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metering", description="Usage metering for AI APIs.")
+    parser.add_argument("--data-dir", help="where embedded Postgres/Redis live (default $METERING_DATA_DIR "
+                        "or ~/.local/share/metering)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    verbs.add_parser("up", help="migrations, gRPC server, gateway and worker in one command")
+    verbs.add_parser("serve", help="run the gRPC server")
+    verbs.add_parser("gateway", help="run the REST gateway")
+    verbs.add_parser("worker", help="run the rollup worker")
+    verbs.add_parser("migrate", help="apply database migrations")
+
+    target_help = "gRPC address of a running service (default $METERING_TARGET; unset: use the database)"
+    orgs = verbs.add_parser("orgs", help="organizations").add_subparsers(dest="action", required=True)
+    p = orgs.add_parser("create", help="create an organization")
+    p.add_argument("name")
+    p.add_argument("--target", help=target_help)
+    p = orgs.add_parser("list", help="list organizations")
+    p.add_argument("--target", help=target_help)
+
+    projects = verbs.add_parser("projects", help="projects").add_subparsers(dest="action", required=True)
+    p = projects.add_parser("create", help="create a project")
+    _add_org(p)
+    p.add_argument("name")
+    p.add_argument("--id", default="", help="project id used in events (default: the name)")
+    p.add_argument("--target", help=target_help)
+    p = projects.add_parser("list", help="list projects")
+    _add_org(p)
+    p.add_argument("--target", help=target_help)
+
+    users = verbs.add_parser("users", help="users").add_subparsers(dest="action", required=True)
+    p = users.add_parser("create", help="create a user")
+    _add_org(p)
+    p.add_argument("--username", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--role", choices=["admin", "member"], default="member")
+    p.add_argument("--id", default="", help="user id used in events (default: the username)")
+    p.add_argument("--target", help=target_help)
+    p = users.add_parser("list", help="list users")
+    _add_org(p)
+    p.add_argument("--target", help=target_help)
+
+    keys = verbs.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    p = keys.add_parser("create", help="create an API key; the key is printed once, alone on the last line")
+    _add_org(p)
+    p.add_argument("--project", default="", help="restrict the key to this project")
+    p.add_argument("--user", default="", help="bind the key to this user")
+    p.add_argument("--role", choices=["admin", "member"], default=None,
+                   help="default: the user's role with --user, else admin")
+    p.add_argument("--name", default="")
+    p.add_argument("--target", help=target_help)
+    p = keys.add_parser("revoke", help="revoke an API key")
+    _add_org(p)
+    p.add_argument("key", help="the key's id (key_...) or the key itself")
+    p.add_argument("--target", help=target_help)
+    p = keys.add_parser("list", help="list API keys")
+    _add_org(p)
+    p.add_argument("--target", help=target_help)
+
+    from server.runtime.prices_cli import add_parser as add_prices_parser
+
+    add_prices_parser(verbs, target_help)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.data_dir:
+        os.environ["METERING_DATA_DIR"] = args.data_dir
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"metering: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    if args.verb == "up":
+        from server.runtime.up import up
+
+        return up(settings)
+    if args.verb == "serve":
+        from server.runtime.up import serve
+
+        return serve(settings)
+    if args.verb in ("gateway", "worker"):
+        os.execv(sys.executable, [sys.executable, "-m", args.verb])
+    if args.verb == "migrate":
+        from server.runtime.up import migrate
+
+        return migrate(settings)
+    from server.runtime.admin_cli import run_admin
+
+    try:
+        return asyncio.run(run_admin(args, settings))
+    except ConfigError as exc:
+        print(f"metering: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

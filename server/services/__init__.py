@@ -1,1 +1,0 @@
-"""Thin gRPC servicers: proto in, core call, proto out."""

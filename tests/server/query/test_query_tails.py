@@ -1,0 +1,121 @@
+"""A bucket that only had events appended since its rollup is read as its settled answer
+(kept by etag, server/query/tails.py) plus the appended events; the statement of each
+read is written for its sources (server/query/sql.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from metering.v1 import records_pb2
+from server.core.events import COUNTER_FIELDS
+from server.core.principal import Principal
+from server.query.engine import QueryEngine, UsageResult, make_spec
+from server.query.sql import SOURCES, parameters, usage_statement
+from server.query.tails import add_groups
+from server.storage.db import create_pool
+from tests.server.query.test_query import DAY, ev, record
+from tests.server.query.test_query_etag import settle
+
+UTC = dt.UTC
+NOON = DAY + dt.timedelta(hours=12)
+
+
+def row(events: int, tokens: int, cost: str, last: dt.datetime | None, extra: dict[str, int] | None = None) -> tuple:
+    counters = [0] * len(COUNTER_FIELDS)
+    counters[0] = tokens
+    return (events, 0, counters, Decimal(0), Decimal(0), Decimal(cost), last, extra)
+
+
+def test_groups_add_exactly_and_are_left_unchanged():
+    settled = {("a",): row(2, 5, "123456789012345678.123456789012345678", NOON, {"x": 1}),
+               ("b",): row(1, 1, "0.10", None)}
+    appended = {("a",): row(1, 7, "0.000000000000000001", DAY, {"x": 2, "y": 3}),
+                ("c",): row(1, 2, "1", NOON, None)}
+    before = {key: value for key, value in settled.items()}
+    total = add_groups(settled, appended)
+    assert settled == before  # the kept rows are not changed
+    assert total[("a",)] == (3, 0, [12] + [0] * (len(COUNTER_FIELDS) - 1), Decimal(0), Decimal(0),
+                             Decimal("123456789012345678.123456789012345679"), NOON, {"x": 3, "y": 3})
+    assert total[("b",)] == settled[("b",)] and total[("c",)] == appended[("c",)]
+
+
+@pytest.fixture(scope="module")
+async def pool(database_url: str, server) -> AsyncIterator[asyncpg.Pool]:
+    """A pool set up as the server's (binary jsonb codec)."""
+    made = await create_pool(database_url, min_size=1, max_size=2)
+    yield made
+    await made.close()
+
+
+@pytest.mark.parametrize("sources", [frozenset(c) for n in range(1, len(SOURCES) + 1)
+                                     for c in itertools.combinations(SOURCES, n)], ids=lambda s: "+".join(sorted(s)))
+async def test_every_statement_prepares(pool, sources):
+    async with pool.acquire() as conn:
+        statement = await conn.prepare(usage_statement(sources))
+        assert len(statement.get_parameters()) == len(parameters(sources))
+
+
+def test_a_statement_needs_known_sources():
+    for bad in (frozenset(), frozenset({"minutes"})):
+        with pytest.raises(ValueError):
+            usage_statement(bad)
+
+
+def tokens(result: UsageResult) -> list[dict[str, tuple[int, int, Decimal, dict | None]]]:
+    return [{g.key[0]: (g.row[0], g.row[2][0], g.row[5], g.row[7]) for g in b.groups} for b in result.buckets]
+
+
+async def test_appended_events_are_added_to_the_settled_answer(stubs, new_org, db, pool):
+    org = await new_org()
+    number = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
+    admin = Principal(org_id=number, organization_id=org.organization_id, role="admin")
+    spec = make_spec(DAY, DAY + dt.timedelta(days=2), width="1d", group_by=["model"])
+    engine = QueryEngine(pool)
+
+    await record(stubs, org.auth, ev(1, NOON, model="a", input_tokens=5, cost="0.5", counters={"x": 1}),
+                 ev(2, NOON, model="b", input_tokens=7))
+    await settle(db, org.organization_id, DAY)
+    clean = await engine.aggregate(admin, spec)
+    assert clean.buckets[0].etag and len(engine.settled) == 0
+
+    # Appended (in a window already rolled up, and in another): the settled answer is kept, the events added.
+    await record(stubs, org.auth, ev(3, NOON, model="a", input_tokens=11, cost="0.25", counters={"x": 2}),
+                 ev(4, NOON + dt.timedelta(hours=3), model="c", input_tokens=1))
+    live = await engine.aggregate(admin, spec)
+    assert live.buckets[0].etag == "" and len(engine.settled) == 1
+    expected = {"a": (2, 16, Decimal("0.75"), {"x": 3}), "b": (1, 7, Decimal(0), None), "c": (1, 1, Decimal(0), None)}
+    assert tokens(live) == [expected, {}]
+    [(etag, kept)] = engine.settled._kept.items()
+    assert {key[0]: value[2][0] for key, value in kept.items()} == {"a": 5, "b": 7}  # the settled part alone
+
+    # Asked again after more appends: the kept part is used, not read again. Shown by
+    # planting a wrong value in it (the real rows are put back after).
+    await record(stubs, org.auth, ev(5, NOON, model="b", input_tokens=100))
+    real = dict(kept)
+    kept[("a",)] = row(2, 1000, "0.5", NOON, {"x": 1})
+    planted = await engine.aggregate(admin, spec)
+    assert tokens(planted)[0]["a"][1] == 1000 + 11 and tokens(planted)[0]["b"][1] == 107
+    kept.update(real)
+    expected["b"] = (2, 107, Decimal(0), None)
+    assert tokens(await engine.aggregate(admin, spec)) == [expected, {}]
+
+    # A void is a change, not an append: the bucket is read as it is (the planted value would show otherwise).
+    kept[("a",)] = row(2, 1000, "0.5", NOON, {"x": 1})
+    found = await stubs.records.ListEvents(records_pb2.ListEventsRequest(), metadata=org.auth)
+    [voided] = [e for e in found.events if e.request_id == "q-2"]
+    await stubs.records.VoidEvent(records_pb2.VoidEventRequest(event_id=voided.event_id), metadata=org.auth)
+    changed = await engine.aggregate(admin, spec)
+    del expected["b"]
+    expected["b"] = (1, 100, Decimal(0), None)
+    assert tokens(changed) == [expected, {}]
+
+    # Settled again: a new stamp, a clean bucket with an etag of its own, read as it is.
+    await settle(db, org.organization_id, DAY)
+    final = await engine.aggregate(admin, spec)
+    assert final.buckets[0].etag not in ("", clean.buckets[0].etag, etag) and tokens(final) == [expected, {}]
