@@ -20,9 +20,10 @@ from collections.abc import Sequence
 
 from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
+from server.core.money import EXACT, ZERO
 from server.core.principal import Principal
 from server.pricing.pricer import Pricer
-from server.pricing.rules import EXACT, UNPRICED, ZERO
+from server.pricing.rules import UNPRICED
 from server.query.engine import Freshness, Metrics, QueryEngine, make_spec, page_token
 
 GROUPS = ("project_id", "line_item", "api_key_id", "user_id", "model", "price_version")

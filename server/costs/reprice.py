@@ -30,9 +30,11 @@ import asyncpg
 from server.core import convert
 from server.core.errors import FailedPrecondition, InvalidArgument
 from server.core.events import COUNTER_FIELDS, TEXT_DIMENSIONS, SeriesKey
-from server.ingest.writer import EventWriter, window_start
+from server.core.money import EXACT, ZERO
+from server.core.windows import window_start
+from server.ingest.writer import EventWriter
 from server.pricing.pricer import Book, Version
-from server.pricing.rules import EXACT, ZERO, LineItem
+from server.pricing.rules import LineItem
 from server.storage.db import q
 
 CHUNK = 5_000

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import asyncpg
 
 from server.core.events import COUNTER_FIELDS, PAYLOAD_FIELDS, NewEvent
+from server.core.windows import window_at, window_number
 from server.pricing.pricer import Pricer
 from server.storage.db import q
 from server.storage.partitions import Partitions
@@ -26,7 +27,6 @@ from server.storage.series import SeriesCache
 
 # Called after a write commits with the (org_id, window_start) pairs it marked dirty.
 AfterCommit = Callable[[Iterable[tuple[int, dt.datetime]]], None]
-WINDOW = dt.timedelta(minutes=15)  # the base grain every IANA zone offset aligns to
 
 EVENT_COLUMNS = (
     "org_id", "ts", "event_id", "series_id", "request_id", "received_at", "updated_at",
@@ -108,25 +108,9 @@ class Written(NamedTuple):
     received_at: dt.datetime | None = None  # when recorded; None for a duplicate
 
 
-_WINDOW_SECONDS = int(WINDOW.total_seconds())  # divides a day: windows align with UTC days
-
-
-def window_number(ts: dt.datetime) -> int:
-    """Which 15-minute window (counted from the Unix epoch) holds ts (after 1970)."""
-    return int(ts.timestamp()) // _WINDOW_SECONDS
-
-
-def _window_at(number: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(number * _WINDOW_SECONDS, dt.UTC)
-
-
-def window_start(ts: dt.datetime) -> dt.datetime:
-    return _window_at(window_number(ts))
-
-
 def _windows(orgs: Iterable[int], numbers: Iterable[int]) -> list[tuple[int, dt.datetime]]:
     """The distinct (org, window start) pairs, sorted, of events given by org and window number."""
-    return [(org, _window_at(n)) for org, n in sorted(set(zip(orgs, numbers)))]
+    return [(org, window_at(n)) for org, n in sorted(set(zip(orgs, numbers)))]
 
 
 _org_of = operator.itemgetter(0)
@@ -242,7 +226,7 @@ class EventWriter:
             [e.unpriced for e in chosen], [e.has_payload for e in chosen],
             [o for o, _ in with_payload], [e.ts for _, e in with_payload], [e.event_id for _, e in with_payload],
             *([e.payload[i] for _, e in with_payload] for i in range(len(PAYLOAD_FIELDS))),  # type: ignore[index]
-            [o for o, _ in windows], [w for _, w in windows], [_window_at(n) for n in numbers],
+            [o for o, _ in windows], [w for _, w in windows], [window_at(n) for n in numbers],
         )
         return now, {(r[0], r[1]) for r in rows}, windows
 

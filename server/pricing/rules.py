@@ -46,11 +46,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from server.core.events import COUNTER_FIELDS
+from server.core.money import EXACT, ZERO
 
 UNPRICED = "unpriced"  # series.price_version of usage without a cost and without a price
-ZERO = decimal.Decimal(0)
 # Exact arithmetic: a result that would need rounding raises decimal.Inexact instead.
-EXACT = decimal.Context(prec=400, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
 
 
 @dataclasses.dataclass(frozen=True)

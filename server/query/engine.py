@@ -43,9 +43,10 @@ import asyncpg
 from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
+from server.core.windows import WINDOW
 from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import bucket_etags, page_etag
-from server.query.plan import WINDOW, cube_covers, plan, rolled_up
+from server.query.plan import cube_covers, plan, rolled_up
 from server.query.sql import parameters, usage_statement
 from server.query.tails import Groups, add_groups, settled_rows
 from server.storage.db import q

@@ -24,7 +24,7 @@ import json
 from collections.abc import Sequence
 
 from server.core.principal import Principal
-from server.query.plan import WINDOW
+from server.core.windows import WINDOW
 
 # Part of every etag: change it when the same rows would give a different answer.
 ETAG_VERSION = "usage-3"

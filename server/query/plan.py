@@ -16,10 +16,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-WINDOW = dt.timedelta(minutes=15)
-HOUR = dt.timedelta(hours=1)
-DAY = dt.timedelta(days=1)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+from server.core.windows import DAY, HOUR, WINDOW, ceil_to, floor_to
 
 Range = tuple[dt.datetime, dt.datetime]
 
@@ -34,15 +31,6 @@ CUBE_DIMENSIONS = frozenset({
 
 def cube_covers(fields: Iterable[str]) -> bool:
     return all(field in CUBE_DIMENSIONS for field in fields)
-
-
-def floor_to(ts: dt.datetime, step: dt.timedelta) -> dt.datetime:
-    return ts - (ts - _EPOCH) % step
-
-
-def ceil_to(ts: dt.datetime, step: dt.timedelta) -> dt.datetime:
-    floor = floor_to(ts, step)
-    return floor if floor == ts else floor + step
 
 
 @dataclasses.dataclass

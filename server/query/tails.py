@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
-from server.pricing.rules import EXACT  # sums of money never round
+from server.core.money import EXACT  # sums of money never round
 from server.storage.lru import SizedLRU
 
 Key = tuple[str | None, ...]

@@ -17,8 +17,9 @@ from server.core import convert
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
 from server.core.events import EPOCH, PAYLOAD_FIELDS, uuid_millis
 from server.core.principal import Principal
+from server.core.windows import window_start
 from server.ingest.validation import validate
-from server.ingest.writer import EventWriter, window_start
+from server.ingest.writer import EventWriter
 from server.storage.db import q
 
 DEFAULT_PAGE_SIZE = 50

@@ -22,7 +22,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 
-from server.rollups.recompute import day_start
+from server.core.windows import day_start
 
 log = logging.getLogger(__name__)
 

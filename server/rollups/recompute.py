@@ -26,13 +26,11 @@ import datetime as dt
 
 import asyncpg
 
+from server.core.windows import day_start, hour_start
 from server.rollups.cubes import GRAINS as CUBE_GRAINS
 from server.rollups.cubes import cube_statements
 from server.storage.db import q
 
-DAY = dt.timedelta(days=1)
-HOUR = dt.timedelta(hours=1)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # SQLSTATEs that mean "another pass got there first": retry from a fresh snapshot.
 RETRYABLE = frozenset({"40001", "40P01", "23505"})
 
@@ -41,14 +39,6 @@ RETRYABLE = frozenset({"40001", "40P01", "23505"})
 class RollupPass:
     windows: int  # 15-minute windows recomputed (0: nothing was dirty)
     dirty_left: bool  # dirty rows committed after our snapshot remain for this day
-
-
-def day_start(ts: dt.datetime) -> dt.datetime:
-    return ts - (ts - _EPOCH) % DAY
-
-
-def hour_start(ts: dt.datetime) -> dt.datetime:
-    return ts - (ts - _EPOCH) % HOUR
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -28,7 +28,8 @@ from google.protobuf import timestamp_pb2
 from metering.v1 import prices_pb2, prices_pb2_grpc
 from server.core.config import ConfigError
 from server.core.convert import money
-from server.pricing.rules import EXACT, USAGE_TYPES
+from server.core.money import EXACT
+from server.pricing.rules import USAGE_TYPES
 
 PRICE_DIR = pathlib.Path(__file__).resolve().parent.parent / "pricing" / "data"
 _PER = {"1K": 10**3, "1M": 10**6, "1B": 10**9}

@@ -9,7 +9,8 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.query.plan import DAY, HOUR, WINDOW, floor_to, plan
+from server.core.windows import DAY, HOUR, WINDOW, floor_to
+from server.query.plan import plan
 
 UTC = dt.UTC
 T0 = dt.datetime(2024, 3, 1, tzinfo=UTC)
