@@ -1,3 +1,4 @@
 """The one usage query engine (rollups for settled windows, raw events for dirty ones,
 exact) and what is built on it: bucket edges in any zone, the statement per source,
-tails, etags, and the dialects' reports. May import core, storage and records."""
+tails, etags, and the dialects' reports. May import core, storage, ingest (its
+validation limits) and records."""
