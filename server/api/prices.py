@@ -18,7 +18,7 @@ from server.costs.reprice import Report, Repricer, make_spec
 from server.costs.unpriced import list_unpriced
 from server.pricing.pricer import Pricer, Version
 from server.pricing.rules import USAGE_TYPES
-from server.pricing.versions import Listed, PriceBook, check_new_version
+from server.pricing.versions import Listed, PriceVersions, check_new_version
 
 _ORDER = {name: i for i, name in enumerate(USAGE_TYPES)}
 
@@ -69,7 +69,7 @@ def report_pb(r: Report) -> prices_pb2.RepricingReport:
 
 
 class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
-    def __init__(self, core: Core, book: PriceBook, repricer: Repricer, pricer: Pricer) -> None:
+    def __init__(self, core: Core, book: PriceVersions, repricer: Repricer, pricer: Pricer) -> None:
         self.core = core
         self.book = book
         self.repricer = repricer

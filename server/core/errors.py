@@ -51,8 +51,3 @@ class AlreadyExists(MeteringError):
 class FailedPrecondition(MeteringError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
-
-
-class Unavailable(MeteringError):
-    code = grpc.StatusCode.UNAVAILABLE
-    reason = "UNAVAILABLE"

@@ -27,7 +27,6 @@ from server.pricing.rules import UNPRICED
 from server.query.engine import Freshness, Metrics, QueryEngine, make_spec, page_token
 
 GROUPS = ("project_id", "line_item", "api_key_id", "user_id", "model", "price_version")
-FILTERS = ("project_id", "api_key_id", "user_id", "model")
 _PRICING_KEYS = ("model", "currency", "price_version", "labels.size", "labels.quality")
 DEFAULT_PAGE_SIZE = 7
 NO_MODEL = "(no model)"

@@ -114,7 +114,7 @@ def exact_in_force(book: Book, provider: str, model: str, currency: str, at: dt.
     return best
 
 
-class PriceBook:
+class PriceVersions:
     def __init__(self, pool: asyncpg.Pool, pricer: Pricer) -> None:
         self.pool = pool
         self.pricer = pricer

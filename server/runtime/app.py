@@ -35,7 +35,7 @@ from server.api.wire import add_service
 from server.costs.report import CostQuery
 from server.costs.reprice import Repricer
 from server.ingest.writer import EventWriter
-from server.pricing.versions import PriceBook
+from server.pricing.versions import PriceVersions
 from server.query.engine import QueryEngine
 from server.records.store import Records
 from server.rollups.queue import RollupEnqueuer
@@ -108,7 +108,7 @@ class MeteringServer:
         add_service(self.server, query_pb2.DESCRIPTOR.services_by_name["QueryService"],
                     QueryServicer(core, engine, core.records))
         prices_pb2_grpc.add_PriceServiceServicer_to_server(
-            PriceServicer(core, PriceBook(self.pool, writer.pricer), Repricer(writer), writer.pricer), self.server
+            PriceServicer(core, PriceVersions(self.pool, writer.pricer), Repricer(writer), writer.pricer), self.server
         )
         prices_pb2_grpc.add_CostServiceServicer_to_server(
             CostServicer(core, CostQuery(engine, writer.pricer)), self.server

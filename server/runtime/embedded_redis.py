@@ -25,6 +25,7 @@ from server.runtime.embedded_postgres import (
     _file_lock,
     _fits,
     _pid_alive,
+    _private_dir,
     _process_named,
     _read_pids,
     _wait_gone,

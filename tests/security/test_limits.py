@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -70,9 +69,15 @@ def test_rate_limit_configuration() -> None:
 
 # --- a rate-limited server ------------------------------------------------------------------------
 
+# The limited server's clock: the real one (streams are paced in real time) plus a skew a test
+# moves forward instead of sleeping.
+SKEW = [0.0]
+
+
 @pytest.fixture(scope="module")
 async def limited(database_url: str, server: MeteringServer) -> AsyncIterator[MeteringServer]:
-    srv = MeteringServer(database_url, "127.0.0.1:0", MASTER_KEY, rate_limiter=RateLimiter(RATE, BURST))
+    limiter = RateLimiter(RATE, BURST, clock=lambda: time.monotonic() + SKEW[0])
+    srv = MeteringServer(database_url, "127.0.0.1:0", MASTER_KEY, rate_limiter=limiter)
     await srv.start()
     yield srv
     await srv.stop(grace=1)
@@ -113,7 +118,7 @@ async def test_batch_counts_events_then_resource_exhausted_with_retry_info(
     assert await written(db, prefix) == BURST  # the refused event was not written
     # another key has its own bucket
     assert (await limited_ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=ev()), metadata=other.auth)).event_id
-    await asyncio.sleep(delay + 0.02)
+    SKEW[0] += delay + 0.001  # the retry delay passes
     ok = await limited_ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=ev(f"{prefix}-x")), metadata=org.auth)
     assert ok.outcome == ingest_pb2.OUTCOME_RECORDED
 

@@ -171,6 +171,25 @@ async def test_redis_start_attach_stop_restart(tmp_path: Path) -> None:
         third.stop()
 
 
+async def test_redis_under_a_data_dir_too_long_for_its_socket(tmp_path: Path) -> None:
+    """A data dir whose socket path does not fit AF_UNIX (108 bytes): the socket goes to a private
+    dir under the temp dir (this path once crashed with a NameError)."""
+    deep = tmp_path.resolve() / ("d" * 60) / ("e" * 60)
+    server = EmbeddedRedis(deep)
+    url = server.start()
+    try:
+        sock = Path(url.removeprefix("unix://"))
+        assert sock.parent != deep / "redis" and len(str(sock).encode()) <= 107
+        assert sock.parent.stat().st_mode & 0o777 == 0o700
+        client = aredis.from_url(url)
+        try:
+            assert await client.ping()
+        finally:
+            await client.aclose()
+    finally:
+        server.stop()
+
+
 _REDIS_CHILD = """
 import sys, time, redis
 from pathlib import Path
