@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -14,6 +15,9 @@ from server.tenants.store import Tenants
 
 ORG_HEADER = "x-metering-organization"
 
+# The servicer context of any call (requests and replies are typed by each method).
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
 
 @dataclasses.dataclass
 class Core:
@@ -22,14 +26,14 @@ class Core:
     records: Records
 
 
-def metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
+def metadata(context: Context, name: str) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == name:
             return value if isinstance(value, str) else value.decode()
     return None
 
 
-async def caller(core: Core, context: grpc.aio.ServicerContext) -> Principal:
+async def caller(core: Core, context: Context) -> Principal:
     """The authenticated principal; the master key may act in another organization
     named by the x-metering-organization header."""
     principal = await core.auth.authenticate(metadata(context, "authorization"))

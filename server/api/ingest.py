@@ -6,13 +6,13 @@ import asyncio
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-import grpc
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 from server.api import wire
-from server.api.context import Core, caller
+from server.api.context import Context, Core, caller
 from server.core.convert import timestamp
 from server.core.errors import InvalidArgument, MeteringError
 from server.core.events import NewEvent
@@ -34,7 +34,7 @@ def _rejected(index: int, event: event_pb2.UsageEvent, error: MeteringError) -> 
     )
 
 
-def _outcome(written: Written) -> dict:
+def _outcome(written: Written) -> dict[str, Any]:
     """The fields a recorded or duplicate result shares, unary or batched. A duplicate has no
     received_at: its original's is read with GetEvent."""
     return {
@@ -110,14 +110,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         return Validator(principal, dt.datetime.now(dt.UTC), self.series_memo)(event)
 
     async def RecordEvent(
-        self, request: ingest_pb2.RecordEventRequest, context: grpc.aio.ServicerContext
+        self, request: ingest_pb2.RecordEventRequest, context: Context
     ) -> ingest_pb2.RecordEventResponse:
         principal = await caller(self.core, context)
         new = self._validate(request.event, principal)
         written = await self.committer.submit((principal.org_id, new))
         return _response(written)
 
-    async def RecordEvents(self, request: ingest_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext) -> bytes:
+    async def RecordEvents(self, request: ingest_pb2.RecordEventsRequest, context: Context) -> bytes:
         """Sent encoded (batch_response)."""
         principal = await caller(self.core, context)
         if len(request.events) > MAX_BATCH:
@@ -137,7 +137,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         return batch_response(count, indexes, written, rejected)
 
     async def StreamEvents(
-        self, request_iterator: AsyncIterator[ingest_pb2.StreamEventsRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[ingest_pb2.StreamEventsRequest], context: Context
     ) -> AsyncIterator[ingest_pb2.StreamEventsResponse]:
         principal = await caller(self.core, context)
         pending: asyncio.Queue[tuple[int, asyncio.Future[ingest_pb2.ItemResult]] | None] = asyncio.Queue(STREAM_WINDOW)

@@ -8,7 +8,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import grpc
@@ -16,6 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from server.api.context import Context
 from server.api.ratelimit import RateLimited, RateLimiter
 from server.core.errors import MeteringError
 
@@ -38,7 +39,8 @@ def _status(
     code: grpc.StatusCode, message: str, reason: str, field: str | None = None, description: str | None = None
 ) -> grpc.Status:
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata={"field": field} if field else {}))
+    metadata = {"field": field} if field else {}
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
     details = [info]
     if field is not None and code == grpc.StatusCode.INVALID_ARGUMENT:
         bad = any_pb2.Any()
@@ -48,7 +50,8 @@ def _status(
             )]
         ))
         details.append(bad)
-    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=details))
+    status: grpc.Status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=details))
+    return status
 
 
 def _rate_limited(exc: RateLimited) -> grpc.Status:
@@ -58,8 +61,9 @@ def _rate_limited(exc: RateLimited) -> grpc.Status:
     delay = error_details_pb2.RetryInfo()
     delay.retry_delay.FromNanoseconds(max(1, int(exc.retry_after * 1e9)))
     retry.Pack(delay)
-    return rpc_status.to_status(status_pb2.Status(
+    status: grpc.Status = rpc_status.to_status(status_pb2.Status(
         code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message=str(exc), details=[info, retry]))
+    return status
 
 
 def to_status(exc: BaseException) -> grpc.Status:
@@ -86,23 +90,26 @@ def _cost(request: Any) -> int:
     return max(1, len(events)) if events is not None and not isinstance(events, (str, bytes)) else 1
 
 
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, limiter: RateLimiter | None = None) -> None:
         self.limiter = limiter
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = details.method
-        meta = dict(details.invocation_metadata or ())
+        method = handler_call_details.method
+        meta = {k: v if isinstance(v, str) else v.decode() for k, v in handler_call_details.invocation_metadata or ()}
         rid = meta.get("x-request-id", "-")
         auth = meta.get("authorization") if self.limiter is not None else None
-        limit = (self.limiter, auth) if isinstance(auth, str) and auth else None
+        limit = (self.limiter, auth) if self.limiter is not None and auth else None
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _unary(handler.unary_unary, method, rid, limit),
@@ -124,7 +131,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-def _log(method: str, rid: str, code: str, started: float, context: grpc.aio.ServicerContext) -> None:
+def _log(method: str, rid: str, code: str, started: float, context: Context) -> None:
     if log.isEnabledFor(logging.INFO):  # context.peer() is a call into grpc: not for a line nobody keeps
         log.info("rpc %s %s %.1fms peer=%s request_id=%s", method, code, (time.perf_counter() - started) * 1000,
                  context.peer(), rid)
@@ -133,7 +140,7 @@ def _log(method: str, rid: str, code: str, started: float, context: grpc.aio.Ser
 def _unary(
     behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
 ) -> Callable[..., Any]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(request: Any, context: Context) -> Any:
         request_id.set(rid)
         started = time.perf_counter()
         try:
@@ -164,7 +171,7 @@ async def _paced(requests: Any, limiter: RateLimiter, auth: str) -> Any:
 def _streaming(
     behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
 ) -> Callable[..., Any]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(request: Any, context: Context) -> Any:
         request_id.set(rid)
         started = time.perf_counter()
         try:

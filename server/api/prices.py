@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import grpc
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import prices_pb2, prices_pb2_grpc
-from server.api.context import Core, caller, in_organization
+from server.api.context import Context, Core, caller, in_organization
 from server.api.query import freshness_pb
 from server.core import convert
 from server.core.errors import InvalidArgument, PermissionDenied
@@ -75,17 +74,17 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         self.repricer = repricer
         self.pricer = pricer
 
-    async def _admin(self, context: grpc.aio.ServicerContext, organization: str = "") -> Principal:
+    async def _admin(self, context: Context, organization: str = "") -> Principal:
         principal = await caller(self.core, context)
         if not principal.is_admin or principal.project_id is not None:
             raise PermissionDenied("managing prices needs an organization admin's credentials")
         return await in_organization(self.core, principal, organization)
 
-    async def _reader(self, context: grpc.aio.ServicerContext, organization: str = "") -> Principal:
+    async def _reader(self, context: Context, organization: str = "") -> Principal:
         return await in_organization(self.core, await caller(self.core, context), organization)
 
     async def CreatePriceVersions(
-        self, request: prices_pb2.CreatePriceVersionsRequest, context: grpc.aio.ServicerContext
+        self, request: prices_pb2.CreatePriceVersionsRequest, context: Context
     ) -> prices_pb2.CreatePriceVersionsResponse:
         p = await self._admin(context, request.organization)
         if not request.versions:
@@ -106,7 +105,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         ])
 
     async def ListPriceVersions(
-        self, request: prices_pb2.ListPriceVersionsRequest, context: grpc.aio.ServicerContext
+        self, request: prices_pb2.ListPriceVersionsRequest, context: Context
     ) -> prices_pb2.ListPriceVersionsResponse:
         p = await self._reader(context, request.organization)
         found = await self.book.list(
@@ -117,7 +116,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
             versions=[version_pb(x.version, p.organization_id, x) for x in found])
 
     async def GetPriceVersion(
-        self, request: prices_pb2.GetPriceVersionRequest, context: grpc.aio.ServicerContext
+        self, request: prices_pb2.GetPriceVersionRequest, context: Context
     ) -> prices_pb2.PriceVersion:
         p = await self._reader(context, request.organization)
         version = await self.book.get(p.org_id, request.version)
@@ -126,7 +125,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         return version_pb(version, p.organization_id, listed)
 
     async def PreviewRepricing(
-        self, request: prices_pb2.PreviewRepricingRequest, context: grpc.aio.ServicerContext
+        self, request: prices_pb2.PreviewRepricingRequest, context: Context
     ) -> prices_pb2.RepricingReport:
         p = await self._admin(context, request.organization)
         spec = make_spec(_time(request.start_time, request.HasField("start_time")),
@@ -135,7 +134,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         return report_pb(await self.repricer.preview(p.org_id, spec))
 
     async def ApplyRepricing(
-        self, request: prices_pb2.ApplyRepricingRequest, context: grpc.aio.ServicerContext
+        self, request: prices_pb2.ApplyRepricingRequest, context: Context
     ) -> prices_pb2.RepricingReport:
         p = await self._admin(context, request.organization)
         spec = make_spec(_time(request.start_time, request.HasField("start_time")),
@@ -145,7 +144,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         return report_pb(report)
 
     async def ListUnpricedEvents(
-        self, request: prices_pb2.ListUnpricedEventsRequest, context: grpc.aio.ServicerContext
+        self, request: prices_pb2.ListUnpricedEventsRequest, context: Context
     ) -> prices_pb2.ListUnpricedEventsResponse:
         p = await caller(self.core, context)
         found = await list_unpriced(
@@ -165,7 +164,7 @@ class CostServicer(prices_pb2_grpc.CostServiceServicer):
         self.query = query
 
     async def GetCosts(
-        self, request: prices_pb2.GetCostsRequest, context: grpc.aio.ServicerContext
+        self, request: prices_pb2.GetCostsRequest, context: Context
     ) -> prices_pb2.GetCostsResponse:
         p = await caller(self.core, context)
         found = await self.query.costs(

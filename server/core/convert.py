@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
+import asyncpg
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import admin_pb2, event_pb2
 from server.core.events import COUNTER_FIELDS, PAYLOAD_FIELDS, TEXT_DIMENSIONS
+
+# A stored row: an asyncpg record, or any mapping of column names (tests, repricing).
+Row: TypeAlias = "Mapping[str, Any] | asyncpg.Record"
 
 ROLE_TO_PROTO = {"admin": admin_pb2.ROLE_ADMIN, "member": admin_pb2.ROLE_MEMBER}
 ROLE_FROM_PROTO = {admin_pb2.ROLE_UNSPECIFIED: "", admin_pb2.ROLE_ADMIN: "admin", admin_pb2.ROLE_MEMBER: "member"}
@@ -36,7 +40,7 @@ def money(value: decimal.Decimal) -> str:
     return text or "0"
 
 
-def event(row: Mapping[str, Any], organization_id: str) -> event_pb2.UsageEvent:
+def event(row: Row, organization_id: str) -> event_pb2.UsageEvent:
     msg = event_pb2.UsageEvent(
         event_id=str(row["event_id"]),
         request_id=row["request_id"],
@@ -68,25 +72,27 @@ def event(row: Mapping[str, Any], organization_id: str) -> event_pb2.UsageEvent:
     return msg
 
 
-def organization(row: Mapping[str, Any]) -> admin_pb2.Organization:
-    return admin_pb2.Organization(organization_id=row["id"], name=row["name"], create_time=timestamp(row["create_time"]))
+def organization(row: Row) -> admin_pb2.Organization:
+    return admin_pb2.Organization(
+        organization_id=row["id"], name=row["name"], create_time=timestamp(row["create_time"]),
+    )
 
 
-def project(row: Mapping[str, Any], organization_id: str) -> admin_pb2.Project:
+def project(row: Row, organization_id: str) -> admin_pb2.Project:
     return admin_pb2.Project(
         organization_id=organization_id, project_id=row["project_id"], name=row["name"],
         create_time=timestamp(row["create_time"]),
     )
 
 
-def user(row: Mapping[str, Any], organization_id: str) -> admin_pb2.User:
+def user(row: Row, organization_id: str) -> admin_pb2.User:
     return admin_pb2.User(
         organization_id=organization_id, user_id=row["user_id"], username=row["username"],
         role=ROLE_TO_PROTO[row["role"]], create_time=timestamp(row["create_time"]),
     )
 
 
-def api_key(row: Mapping[str, Any], organization_id: str) -> admin_pb2.ApiKey:
+def api_key(row: Row, organization_id: str) -> admin_pb2.ApiKey:
     msg = admin_pb2.ApiKey(
         api_key_id=row["api_key_id"], organization_id=organization_id, project_id=row["project_id"] or "",
         user_id=row["user_id"] or "", role=ROLE_TO_PROTO[row["role"]], name=row["name"], prefix=row["prefix"],

@@ -122,7 +122,7 @@ class CostQuery:
                     version = book.by_name.get(version_name)
                     if version is None:
                         raise RuntimeError(f"price version {version_name} of stored usage is not in the price book")
-                    labels = {n: key[f"labels.{n}"] for n in ("size", "quality") if key[f"labels.{n}"] is not None}
+                    labels = {n: v for n in ("size", "quality") if (v := key[f"labels.{n}"]) is not None}
                     counters = [m.counters[name] for name in COUNTER_FIELDS]
                     items = [
                         _Item(f"{model}, {li.label}", li.quantity, li.unit, li.amount)

@@ -215,7 +215,7 @@ class Repricer:
         return report
 
     async def _write(
-        self, conn: asyncpg.Connection, org_id: int, changes: list[_Change], actor: str, reason: str
+        self, conn: asyncpg.pool.PoolConnectionProxy, org_id: int, changes: list[_Change], actor: str, reason: str
     ) -> None:
         keys = {}
         for c in changes:

@@ -91,8 +91,8 @@ class Book:
         key = (provider, model, currency)
         found = self._memo.get(key)
         if found is None:
-            found = [line for line in (self._line(p, model, currency) for p in self._providers(provider, model, currency))
-                     if line is not None]
+            lines = (self._line(p, model, currency) for p in self._providers(provider, model, currency))
+            found = [line for line in lines if line is not None]
             if len(self._memo) > 100_000:
                 self._memo.clear()
             self._memo[key] = found

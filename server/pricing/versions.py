@@ -140,6 +140,7 @@ class PriceVersions:
                     q("insert_price_version"), org_id, new.provider, new.model, new.currency, new.effective_from,
                     new.note, actor,
                 )
+                assert row is not None  # insert ... returning always returns the row
                 ordered = sorted(prices.items())
                 await conn.execute(
                     q("insert_prices"), org_id, row["version_id"], [t for (t, _), _ in ordered],

@@ -22,7 +22,9 @@ from server.core.convert import ROLE_TO_PROTO
 
 
 @contextlib.asynccontextmanager
-async def _channel(args: argparse.Namespace, settings: Settings) -> AsyncIterator[tuple[grpc.aio.Channel, tuple[tuple[str, str], ...]]]:
+async def _channel(
+    args: argparse.Namespace, settings: Settings,
+) -> AsyncIterator[tuple[grpc.aio.Channel, tuple[tuple[str, str], ...]]]:
     target = getattr(args, "target", None) or os.environ.get("METERING_TARGET")
     if target:
         from server.runtime.up import master_key
@@ -49,7 +51,7 @@ async def _channel(args: argparse.Namespace, settings: Settings) -> AsyncIterato
             await server.stop(grace=1)
 
 
-def _role(name: str | None) -> int:
+def _role(name: str | None) -> admin_pb2.Role:
     return ROLE_TO_PROTO[name] if name else admin_pb2.ROLE_UNSPECIFIED
 
 
@@ -70,7 +72,9 @@ async def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _call(stub: admin_pb2_grpc.AdminServiceStub, auth: tuple[tuple[str, str], ...], args: argparse.Namespace) -> list[str]:
+async def _call(
+    stub: admin_pb2_grpc.AdminServiceStub, auth: tuple[tuple[str, str], ...], args: argparse.Namespace,
+) -> list[str]:
     verb, action = args.verb, args.action
     if (verb, action) == ("orgs", "create"):
         org = await stub.CreateOrganization(admin_pb2.CreateOrganizationRequest(name=args.name), metadata=auth)
@@ -91,7 +95,8 @@ async def _call(stub: admin_pb2_grpc.AdminServiceStub, auth: tuple[tuple[str, st
             organization=args.org, username=args.username, password=args.password, role=_role(args.role),
             user_id=args.id,
         ), metadata=auth)
-        return [f"user_id={user.user_id} username={user.username} role={args.role} organization_id={user.organization_id}"]
+        return [f"user_id={user.user_id} username={user.username} role={args.role} "
+                f"organization_id={user.organization_id}"]
     if (verb, action) == ("users", "list"):
         resp = await stub.ListUsers(admin_pb2.ListUsersRequest(organization=args.org), metadata=auth)
         return [f"{u.user_id}\t{u.username}\t{admin_pb2.Role.Name(u.role)}" for u in resp.users]
@@ -107,7 +112,8 @@ async def _call(stub: admin_pb2_grpc.AdminServiceStub, auth: tuple[tuple[str, st
             resp.key,
         ]
     if (verb, action) == ("keys", "revoke"):
-        k = await stub.RevokeApiKey(admin_pb2.RevokeApiKeyRequest(organization=args.org, api_key_id=args.key), metadata=auth)
+        revoke = admin_pb2.RevokeApiKeyRequest(organization=args.org, api_key_id=args.key)
+        k = await stub.RevokeApiKey(revoke, metadata=auth)
         return [f"revoked api_key_id={k.api_key_id}"]
     if (verb, action) == ("keys", "list"):
         resp = await stub.ListApiKeys(admin_pb2.ListApiKeysRequest(organization=args.org), metadata=auth)

@@ -229,7 +229,7 @@ class EmbeddedPostgres:
             pg_logger.setLevel(logging.WARNING)  # it logs every command line at INFO
 
         pgdata = self.pgdata.resolve()
-        cls = pgserver.PostgresServer
+        cls = pgserver.PostgresServer  # type: ignore[attr-defined]  # pgserver does not declare __all__
         if pgdata in cls._instances:  # already running in this process
             _pg_refs[pgdata] = _pg_refs.get(pgdata, 0) + 1
             return cls._instances[pgdata]
@@ -238,7 +238,7 @@ class EmbeddedPostgres:
                 self._prune_handle_pids(pgdata)
                 self._drop_stale_lock_files(pgdata)
         try:
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]  # as above
         except Exception as exc:
             broken = cls._instances.pop(pgdata, None)
             if broken is not None:

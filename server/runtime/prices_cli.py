@@ -97,7 +97,7 @@ def add_parser(verbs: Any, target_help: str) -> None:
         dest="action", required=True)
 
     def common(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = prices.add_parser(name, help=help_text)
+        p: argparse.ArgumentParser = prices.add_parser(name, help=help_text)
         p.add_argument("--org", required=True, help="organization id or name")
         p.add_argument("--target", help=target_help)
         return p
@@ -210,12 +210,12 @@ async def call(channel: grpc.aio.Channel, auth: Auth, args: argparse.Namespace) 
         return _report(applied)
     scoped = (*auth, ("x-metering-organization", org))
     if args.action == "unpriced":
-        req = prices_pb2.ListUnpricedEventsRequest(page_size=args.limit)
+        unpriced = prices_pb2.ListUnpricedEventsRequest(page_size=args.limit)
         if args.start:
-            req.start_time.CopyFrom(parse_time(args.start))
+            unpriced.start_time.CopyFrom(parse_time(args.start))
         if args.end:
-            req.end_time.CopyFrom(parse_time(args.end))
-        resp = await stub.ListUnpricedEvents(req, metadata=scoped)
+            unpriced.end_time.CopyFrom(parse_time(args.end))
+        resp = await stub.ListUnpricedEvents(unpriced, metadata=scoped)
         return [f"{e.event.timestamp.ToDatetime(dt.UTC).isoformat()}\t{e.event.event_id}\t{e.event.model or '-'}"
                 f"\t{e.reason}" for e in resp.events]
     if args.action == "costs":

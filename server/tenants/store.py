@@ -111,6 +111,7 @@ class Tenants:
             q("insert_api_key"), org_id, "key_" + credentials.random_text(16), prefix, digest,
             project_id or None, user_id or None, role, name,
         )
+        assert row is not None  # insert ... returning always returns the row
         return row, key
 
     async def list_api_keys(self, org_id: int) -> list[asyncpg.Record]:
