@@ -5,46 +5,34 @@ the grain's per-series rollups summed over the series that share the cube
 dimensions (server.query.plan.CUBE_DIMENSIONS), each row keyed by a representative
 series: the least series id of the window with the row's cube dimensions. Run in the
 rollup pass's transaction, after the grain's rollups were recomputed. One template
-for both grains: only the table names differ.
+for both grains: only the table names differ. The columns and their sums are the
+rollups' (server/rollups/statements.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
-from server.core.events import COUNTER_FIELDS
+from server.rollups.statements import Statements, column_list, delete_windows, sums_of_rollups
 
 GRAINS = ("1h", "1d")
-_COLUMNS = ("events", "unpriced_events", *COUNTER_FIELDS)
 # The window of a rollup row and its cube dimensions: rows with equal values share a representative.
 _PARTITION = ("r.window_start, s.kind, s.project_id, s.model, s.provider, s.endpoint, s.api_name, s.service_tier, "
               "s.batch, s.status, s.currency, s.price_version")
 
 
-@dataclasses.dataclass(frozen=True)
-class CubeStatements:
-    delete: str  # $1 org, $2 window starts: the cube rows of those windows, both tables
-    insert: str  # $1 org, $2 window starts: the cubes summed from the grain's rollups
-    insert_counters: str  # the same for the extra counters
-
-
 @functools.cache
-def cube_statements(grain: str) -> CubeStatements:
+def cube_statements(grain: str) -> Statements:
+    """delete: the cube rows of some windows, both tables; insert: the cubes summed from the
+    grain's rollups of those windows; insert_counters: the same for the extra counters."""
     if grain not in GRAINS:
         raise ValueError(f"grain: one of {GRAINS}")
     rollups, counters = f"rollups_{grain}", f"rollup_counters_{grain}"
     cubes, cube_counters = f"cubes_{grain}", f"cube_counters_{grain}"
     windows = "r.org_id = $1 and r.window_start = any($2::timestamptz[])"
-    columns = ", ".join((*_COLUMNS, "input_cost", "output_cost", "cost", "last_event_at"))
-    sums = ", ".join((*(f"metering_sum(r.{c})" for c in _COLUMNS), "sum(r.input_cost)", "sum(r.output_cost)",
-                      "sum(r.cost)", "max(r.last_event_at)"))
-    return CubeStatements(
-        delete=f"""
-with counters as (
-    delete from {cube_counters} where org_id = $1 and window_start = any($2::timestamptz[])
-)
-delete from {cubes} where org_id = $1 and window_start = any($2::timestamptz[])""",
+    columns, sums = column_list(), sums_of_rollups()
+    return Statements(
+        delete=delete_windows(cubes, cube_counters),
         # One pass over the rollups: each row learns its representative from a window
         # function and is summed into it. No self-join, so no plan can turn it into
         # windows x series x series (a fresh table's statistics once made it 1.9 s for

@@ -29,6 +29,7 @@ import asyncpg
 from server.core.windows import day_start, hour_start
 from server.rollups.cubes import GRAINS as CUBE_GRAINS
 from server.rollups.cubes import cube_statements
+from server.rollups.statements import rollup_statements
 from server.storage.db import q
 
 # SQLSTATEs that mean "another pass got there first": retry from a fresh snapshot.
@@ -57,14 +58,12 @@ async def recompute_day(pool: asyncpg.Pool, org_id: int, day: dt.datetime) -> Ro
                 return RollupPass(0, False)
             windows = sorted({r["window_start"] for r in dirty})
             hours = sorted({hour_start(w) for w in windows})
-            for grain, starts in (("15m", windows), ("1h", hours), ("1d", [day])):
-                await conn.execute(q(f"rollup_delete_{grain}"), org_id, starts)
-                await conn.execute(q(f"rollup_insert_{grain}"), org_id, starts)
-                await conn.execute(q(f"rollup_insert_counters_{grain}"), org_id, starts)
+            for grain, starts in (("15m", windows), ("1h", hours), ("1d", [day])):  # finest first
+                statements: tuple[str, ...] = rollup_statements(grain).in_order()
                 if grain in CUBE_GRAINS:  # the cubes sum the rows just written, in the same snapshot
-                    cubes = cube_statements(grain)
-                    for statement in (cubes.delete, cubes.insert, cubes.insert_counters):
-                        await conn.execute(statement, org_id, starts)
+                    statements += cube_statements(grain).in_order()
+                for statement in statements:
+                    await conn.execute(statement, org_id, starts)
             await conn.execute(q("rollup_delete_dirty"), [r["id"] for r in dirty])
             await conn.execute(q("rollup_stamp_hours"), org_id, hours)
         left = await conn.fetchval(q("rollup_dirty_left"), org_id, day)

@@ -1,4 +1,4 @@
-"""Connection pools and the named SQL queries kept in server/sql/*.sql."""
+"""Connection pools and the named SQL queries kept in server/storage/sql/*.sql."""
 
 from __future__ import annotations
 
