@@ -9,7 +9,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
-import grpc_tools
+import grpc_tools  # type: ignore[import-untyped]  # grpcio-tools ships no stubs or py.typed
 from grpc_tools import protoc
 
 PROTOS = pathlib.Path(__file__).resolve().parent
@@ -33,9 +33,8 @@ def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
     args += [f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", *sources]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    package = out_dir / "metering"
-    for init in (package / "__init__.py", package / "v1" / "__init__.py"):
-        init.write_text('"""Generated from protos/metering/v1 by protos/generate.py. Do not edit."""\n')
+    package = out_dir / "metering" / "v1"  # metering/ itself also holds hand-written shared helpers
+    (package / "__init__.py").write_text('"""Generated from protos/metering/v1 by protos/generate.py. Do not edit."""\n')
     return sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in {".py", ".pyi"})
 
 
