@@ -1,9 +1,9 @@
 """The Starlette application: one shared grpc.aio channel from the lifespan, the
 native routes generated from the protos, the REST dialects, /openapi.json and /docs.
 
-Errors: every route renders failures in its dialect's shape. Errors raised outside
-an endpoint (404 and 405 from routing, 413 from the body limit, 500) are rendered
-by the matched route's `render_error`, else by the dialect owning the path prefix.
+Errors: every route renders failures in its dialect's shape (gateway.http.errors.renders_errors).
+Errors raised outside an endpoint (404 and 405 from routing, 413 from the body limit, 500) are
+rendered by the matched route's or endpoint's renderer, else by the dialect owning the path prefix.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,7 +29,7 @@ from gateway.dialects.openai import costs as openai_costs
 from gateway.dialects.openai import usage as openai_usage
 from gateway.http import openapi
 from gateway.http.body_limit import BodyLimitMiddleware
-from gateway.http.errors import GatewayError
+from gateway.http.errors import GatewayError, Renderer, renderer_of
 from gateway.http.request_id import RequestIdMiddleware
 from gateway.http.retry_after import RetryAfterMiddleware
 from gateway.native import routes as native
@@ -41,7 +41,6 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's own limit (server/runtime/app.py)
 TITLE = "Metering REST gateway"
 VERSION = "1"
-Renderer = Callable[[GatewayError], Response]
 # Paths with no matching route get the error shape of the dialect owning their prefix (longest first).
 PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
     (native.PREFIX, native.render_error),
@@ -81,9 +80,9 @@ async def docs(request: Request) -> HTMLResponse:
 
 def _renderer(request: Request) -> Renderer:
     for matched in (request.scope.get("route"), request.scope.get("endpoint")):
-        render = getattr(matched, "render_error", None)
-        if callable(render):
-            return render  # type: ignore[no-any-return]
+        render = renderer_of(matched)
+        if render is not None:
+            return render
     path = request.url.path
     for prefix, render in sorted(PREFIX_RENDERERS, key=lambda p: -len(p[0])):
         if path.startswith(prefix):

@@ -1,45 +1,22 @@
-"""What the compatible dialects share besides the error table: endpoints that render
-their failures in the dialect's shape, handles on QueryService methods, and calls
-made with credentials that did not come in the Authorization header (QueryLake
-carries them in the JSON body)."""
+"""What the compatible dialects share besides the error table: handles on QueryService
+methods, and calls made with credentials that did not come in the Authorization header
+(QueryLake carries them in the JSON body). Their endpoints render failures with
+gateway.http.errors.renders_errors and their own renderer."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.protobuf import message as pb_message
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.requests import HTTPConnection
 
 from gateway.http.errors import GatewayError
-from gateway.upstream.client import deadline, metadata, upstream
+from gateway.upstream.client import deadline, invoke, metadata, upstream
 from metering.v1 import query_pb2
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 QUERY_SERVICE = query_pb2.DESCRIPTOR.services_by_name["QueryService"]
-
-
-def renders_errors(render: Callable[[GatewayError], Response]) -> Callable[[Endpoint], Endpoint]:
-    """Endpoint decorator: a GatewayError becomes `render(err)`. The endpoint also carries
-    `render_error`, which the app uses for errors raised outside it (405, 413, 500)."""
-
-    def wrap(endpoint: Endpoint) -> Endpoint:
-        async def handler(request: Request) -> Response:
-            try:
-                return await endpoint(request)
-            except GatewayError as err:
-                return render(err)
-
-        handler.__name__ = endpoint.__name__
-        handler.__qualname__ = endpoint.__qualname__
-        handler.__doc__ = endpoint.__doc__
-        handler.__dict__.update(endpoint.__dict__)
-        handler.render_error = render  # type: ignore[attr-defined]
-        return handler
-
-    return wrap
 
 
 def query_method(conn: HTTPConnection, name: str) -> Any:
@@ -58,7 +35,4 @@ async def call(conn: HTTPConnection, method: Callable[..., Any], request: pb_mes
         raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "malformed credentials")
     pairs = [pair for pair in metadata(conn) if pair[0] != "authorization"]
     pairs.append(("authorization", f"Bearer {bearer}"))
-    try:
-        return await method(request, metadata=tuple(pairs), timeout=deadline(conn, upstream(conn).timeout))
-    except grpc.aio.AioRpcError as err:
-        raise GatewayError.from_rpc(err) from None
+    return await invoke(method, request, tuple(pairs), deadline(conn, upstream(conn).timeout))

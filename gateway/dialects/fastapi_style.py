@@ -3,21 +3,26 @@ servers were FastAPI apps (usage log, token usage):
 
     422 {"detail": [{"type": ..., "loc": ["body", "units_used"], "msg": ..., "input": ...}]}
     4xx/5xx {"detail": "message"}
+
+Their endpoints use gateway.http.errors.renders_errors with a renderer built on
+`render_error`; a request FastAPI would refuse raises `RequestInvalid`, a GatewayError
+that `render_error` answers as the 422.
 """
 
 from __future__ import annotations
 
 import decimal
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import grpc
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.http.errors import GatewayError
+from gateway.http.json_body import loads
 from gateway.http.json_response import JSONResponse
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,11 +42,11 @@ class HTTPValidationError(BaseModel):
     detail: list[ValidationErrorItem]
 
 
-class RequestInvalid(Exception):
+class RequestInvalid(GatewayError):
     """FastAPI's RequestValidationError: rendered as 422 with the list of errors."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__(errors)
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, "request validation failed", http_status=422)
         self.errors = errors
 
 
@@ -52,18 +57,22 @@ def validation_response(errors: list[dict[str, Any]]) -> Response:
 def render_error(
     err: GatewayError,
     *,
+    location: str = "body",
     field_names: Mapping[str, str] | None = None,
     messages: Mapping[grpc.StatusCode, str] | None = None,
 ) -> Response:
-    """A failed call as FastAPI would answer it. INVALID_ARGUMENT naming a field becomes a 422
-    whose `loc` is the dialect's name for that field (`field_names`: proto field -> dialect field);
-    `messages` replaces the server's message for some codes (e.g. NOT_FOUND -> "Usage record not found")."""
+    """A failed call as FastAPI would answer it. With `field_names` (proto field -> dialect field),
+    INVALID_ARGUMENT naming a field becomes a 422 whose `loc` is [`location`, the dialect's name for
+    that field]; `messages` replaces the server's message for some codes (e.g. NOT_FOUND -> "Usage
+    record not found")."""
+    if isinstance(err, RequestInvalid):
+        return validation_response(err.errors)
     violations = err.field_violations() if err.code == grpc.StatusCode.INVALID_ARGUMENT else []
     if violations and field_names is not None:
         return validation_response([
             {
                 "type": "value_error",
-                "loc": ["body", field_names.get(v.field, v.field)] if v.field else ["body"],
+                "loc": [location, field_names.get(v.field, v.field)] if v.field else [location],
                 "msg": _without_prefix(v.description or err.message, v.field),
                 "input": None,
             }
@@ -90,11 +99,19 @@ def pydantic_errors(exc: ValidationError, where: str) -> list[dict[str, Any]]:
     return out
 
 
+def validated(model: type[M], data: Any, where: str) -> M:
+    """`data` as `model`; RequestInvalid (`loc` under `where`) if it is not one."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise RequestInvalid(pydantic_errors(err, where)) from None
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
     """The JSON body as `model`. JSON numbers with a fraction are read as exact Decimals."""
     raw = await request.body()
     try:
-        data = json.loads(raw or b"null", parse_float=decimal.Decimal, parse_constant=_reject_constant)
+        data = loads(raw or b"null", exact=True)
     except ValueError as err:
         position = getattr(err, "pos", 0)
         raise RequestInvalid([{
@@ -103,59 +120,28 @@ async def parse_body(request: Request, model: type[M]) -> M:
         }]) from None
     if data is None:
         raise RequestInvalid([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise RequestInvalid(pydantic_errors(err, "body")) from None
+    return validated(model, data, "body")
 
 
-def parse_query(request: Request, model: type[M]) -> M:
-    """Query parameters as `model`: a list-typed field takes every value, any other the last."""
+def query_values(params: QueryParams, model: type[BaseModel]) -> dict[str, Any]:
+    """The query parameters naming `model`'s fields: a list-typed field takes every value, any other the last."""
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
-        values = request.query_params.getlist(name)
+        values = params.getlist(name)
         if values:
             origin = getattr(field.annotation, "__origin__", None)
             data[name] = values if origin in (list, tuple, set) else values[-1]
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise RequestInvalid(pydantic_errors(err, "query")) from None
+    return data
 
 
-def handles_errors(
-    render: Callable[[GatewayError], Response],
-) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
-    """Endpoint decorator: a GatewayError becomes `render(err)`, RequestInvalid a 422. The endpoint
-    also carries `render_error`, which the app uses for errors raised outside it (413, 500)."""
-
-    def wrap(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def handler(request: Request) -> Response:
-            try:
-                response: Response = await endpoint(request)
-            except RequestInvalid as err:
-                return validation_response(err.errors)
-            except GatewayError as err:
-                return render(err)
-            return response
-
-        handler.__name__ = endpoint.__name__
-        handler.__qualname__ = endpoint.__qualname__
-        handler.__doc__ = endpoint.__doc__
-        handler.__dict__.update(endpoint.__dict__)
-        handler.render_error = render  # type: ignore[attr-defined]
-        return handler
-
-    return wrap
+def parse_query(request: Request, model: type[M]) -> M:
+    """Query parameters as `model` (see query_values)."""
+    return validated(model, query_values(request.query_params, model), "query")
 
 
 def _without_prefix(message: str, field: str) -> str:
     """The server writes "cost: must be >= 0"; the dialect's loc already names the field."""
     return message[len(field) + 2:] if field and message.startswith(field + ": ") else message
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _jsonable(value: Any) -> Any:

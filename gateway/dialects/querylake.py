@@ -22,7 +22,6 @@ end_timestamp], only those with usage, each as
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any, Literal
 
@@ -33,8 +32,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.dialects.common import call, query_method, renders_errors
-from gateway.http.errors import GatewayError, invalid_argument
+from gateway.dialects.common import call, query_method
+from gateway.http.errors import GatewayError, invalid_argument, renders_errors
+from gateway.http.json_body import loads
 from gateway.http.json_response import JSONResponse
 from gateway.http.openapi import Doc, documented
 from gateway.upstream.client import upstream
@@ -129,8 +129,8 @@ async def arguments(request: Request) -> dict[str, Any]:
 
 def _object(raw: str | bytes, where: str) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
+        data = loads(raw)
+    except ValueError:
         raise invalid_argument("", f"{where} is not valid JSON") from None
     if not isinstance(data, dict):
         raise invalid_argument("", f"{where} must be a JSON object")

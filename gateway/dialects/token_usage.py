@@ -22,9 +22,8 @@ import enum
 import re
 from typing import Any
 
-import grpc
 from google.protobuf import timestamp_pb2
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,12 +33,11 @@ from gateway.dialects.fastapi_style import (
     ErrorDetail,
     HTTPValidationError,
     RequestInvalid,
-    handles_errors,
-    pydantic_errors,
-    validation_response,
+    query_values,
+    validated,
 )
 from gateway.dialects.fastapi_style import render_error as fastapi_error
-from gateway.http.errors import GatewayError
+from gateway.http.errors import GatewayError, renders_errors
 from gateway.http.json_response import JSONResponse
 from gateway.http.openapi import Doc, documented
 from gateway.upstream.client import upstream
@@ -53,14 +51,15 @@ DAY = dt.timedelta(days=1)
 _SPACED_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)$")
 
 
-class TokenUsageScope(str, enum.Enum):
+class TokenUsageScope(enum.StrEnum):
     RULE_TYPE = "rule_type"
     TASK = "task"
 
 
 class TokenUsageQuery(BaseModel):
     start_time: dt.datetime | None = Field(
-        None, description="Inclusive start date in ISO8601 string format. Defaults to the beginning of the current day.")
+        None,
+        description="Inclusive start date in ISO8601 string format. Defaults to the beginning of the current day.")
     end_time: dt.datetime | None = Field(
         None, description="Exclusive end date in ISO8601 string format. Defaults to the end of the current day.")
     group_by: list[TokenUsageScope] = Field(
@@ -84,29 +83,15 @@ class TokenUsageResponse(BaseModel):
 
 def render_error(err: GatewayError) -> Response:
     """The server's field violations become a 422 naming the query parameter."""
-    violations = err.field_violations() if err.code == grpc.StatusCode.INVALID_ARGUMENT else []
-    if violations:
-        return validation_response([
-            {"type": "value_error", "loc": ["query", v.field] if v.field else ["query"],
-             "msg": v.description or err.message, "input": None}
-            for v in violations
-        ])
-    return fastapi_error(err)
+    return fastapi_error(err, location="query", field_names={})
 
 
 def parse(request: Request) -> TokenUsageQuery:
-    data: dict[str, Any] = {}
+    data = query_values(request.query_params, TokenUsageQuery)
     for name in ("start_time", "end_time"):
-        values = request.query_params.getlist(name)
-        if values:
-            data[name] = _SPACED_OFFSET.sub(r"\1+\2", values[-1])
-    groups = request.query_params.getlist("group_by")
-    if groups:
-        data["group_by"] = groups
-    try:
-        return TokenUsageQuery.model_validate(data)
-    except ValidationError as err:
-        raise RequestInvalid(pydantic_errors(err, "query")) from None
+        if name in data:
+            data[name] = _SPACED_OFFSET.sub(r"\1+\2", data[name])
+    return validated(TokenUsageQuery, data, "query")
 
 
 def _utc(value: dt.datetime, name: str) -> dt.datetime:
@@ -135,7 +120,7 @@ def row(usage: query_pb2.TokenUsage) -> dict[str, Any]:
                 response=list[TokenUsageResponse],
                 errors={401: ("Missing or invalid credentials", ErrorDetail),
                         422: ("Validation Error", HTTPValidationError)}))
-@handles_errors(render_error)
+@renders_errors(render_error)
 async def get_token_usage(request: Request) -> Response:
     query = parse(request)
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -19,7 +19,7 @@ goes to the gateway's IngestBatcher, which coalesces concurrent requests of the 
 RecordEvents calls (gateway/upstream/ingest_batcher.py), and the reply is built from the request, the
 item's result (event id, received_at) and the caller's cached identity (gateway/upstream/identities.py)
 instead of being read back. Only a duplicate (an Idempotency-Key seen before) reads the original
-record with GetEvent. Replies are rendered with orjson, decimals kept exact.
+record with GetEvent. Replies are rendered with orjson (json_response.fast_json), decimals kept exact.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import decimal
 from typing import Annotated, Any
 
 import grpc
-import orjson
 from google.protobuf import field_mask_pb2
 from pydantic import BaseModel, Field
 from starlette.requests import Request
@@ -39,13 +38,12 @@ from gateway.dialects.fastapi_style import (
     ErrorDetail,
     HTTPValidationError,
     RequestInvalid,
-    handles_errors,
     parse_body,
     parse_query,
 )
 from gateway.dialects.fastapi_style import render_error as fastapi_error
-from gateway.http.errors import GatewayError
-from gateway.http.json_response import decimal_number
+from gateway.http.errors import GatewayError, renders_errors
+from gateway.http.json_response import fast_json
 from gateway.http.openapi import Doc, documented
 from gateway.upstream.client import deadline, metadata, upstream
 from gateway.upstream.ingest_batcher import rejected_error
@@ -147,18 +145,8 @@ def _as_stored(cost: str) -> decimal.Decimal:
     return value if value else decimal.Decimal(0)
 
 
-def _json(content: Any) -> Response:
-    return Response(orjson.dumps(content, default=_exact), media_type="application/json")
-
-
-def _exact(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal):  # every digit, as a JSON number (gateway/http/json_response.py)
-        return orjson.Fragment(decimal_number(value).encode())
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 @documented(Doc("Log usage manually", tags=(TAG,), body=UsageCreate, response=UsageRecord, errors=ERRORS))
-@handles_errors(render_error)
+@renders_errors(render_error)
 async def create_usage(request: Request) -> Response:
     body = await parse_body(request, UsageCreate)
     cost = _money(body.cost_usd)
@@ -173,12 +161,13 @@ async def create_usage(request: Request) -> Response:
         raise rejected_error(result)  # 422 naming the seed's field, or 403 (a field outside the key's scope)
     if result.outcome != ingest_pb2.OUTCOME_RECORDED or not result.HasField("received_at"):
         # A duplicate: the reply is the original record, whatever this request's body says.
-        stored = await up.call(request, up.stubs.records.GetEvent, records_pb2.GetEventRequest(event_id=result.event_id))
-        return _json(record(stored))
+        stored = await up.call(request, up.stubs.records.GetEvent,
+                               records_pb2.GetEventRequest(event_id=result.event_id))
+        return fast_json(record(stored))
     # Recorded: what was just stored is this body plus what the server filled in: user_id and, when
     # api_key_used is omitted, api_key_id, both the caller's own (DESIGN §2; server/ingest/validation.py).
     me = await up.identities.of(meta)
-    return _json(_record(
+    return fast_json(_record(
         result.event_id, me.user_id, body.api_name, body.endpoint, body.units_used, _as_stored(cost),
         body.api_key_used or me.api_key_id, True, result.received_at.ToJsonString(),
     ))
@@ -186,14 +175,14 @@ async def create_usage(request: Request) -> Response:
 
 @documented(Doc("All usage logs the caller may see, newest first", tags=(TAG,), query=Page,
                 response=list[UsageRecord], errors=ERRORS))
-@handles_errors(render_error)
+@renders_errors(render_error)
 async def list_usage(request: Request) -> Response:
     return await _list(request, parse_query(request, Page), [])
 
 
 @documented(Doc("Usage logs of one user (admin or self)", tags=(TAG,), query=Page, response=list[UsageRecord],
                 errors={**ERRORS, 403: ("Neither an admin nor this user", ErrorDetail)}))
-@handles_errors(render_error)
+@renders_errors(render_error)
 async def user_usage(request: Request) -> Response:
     user_id = request.path_params["user_id"]
     page = parse_query(request, Page)
@@ -206,28 +195,28 @@ async def user_usage(request: Request) -> Response:
 
 async def _list(request: Request, page: Page, user_ids: list[str]) -> Response:
     if page.limit == 0:
-        return _json([])
+        return fast_json([])
     up = upstream(request)
     reply = await up.call(request, up.stubs.records.ListEvents, records_pb2.ListEventsRequest(
         kinds=[KIND], user_ids=user_ids, skip=page.skip, page_size=page.limit,
     ))
-    return _json([record(e) for e in reply.events])
+    return fast_json([record(e) for e in reply.events])
 
 
 @documented(Doc("One usage record", tags=(TAG,), response=UsageRecord,
                 errors={**ERRORS, 404: ("No such record visible to the caller", ErrorDetail)}))
-@handles_errors(_by_id_error)
+@renders_errors(_by_id_error)
 async def get_usage(request: Request) -> Response:
     up = upstream(request)
     event = await up.call(request, up.stubs.records.GetEvent,
                           records_pb2.GetEventRequest(event_id=request.path_params["usage_id"]))
-    return _json(record(event))
+    return fast_json(record(event))
 
 
 @documented(Doc("Adjust a usage record (admin): refunds, billing corrections", tags=(TAG,), body=UsageUpdate,
                 response=UsageRecord, errors={**ERRORS, 403: ("Not an admin", ErrorDetail),
                                                404: ("No such record", ErrorDetail)}))
-@handles_errors(_by_id_error)
+@renders_errors(_by_id_error)
 async def update_usage(request: Request) -> Response:
     body = await parse_body(request, UsageUpdate)
     present = [name for name in TO_PROTO if name in body.model_fields_set]
@@ -248,14 +237,14 @@ async def update_usage(request: Request) -> Response:
         event=patch, update_mask=field_mask_pb2.FieldMask(paths=[TO_PROTO[n] for n in present]),
         reason=f"PUT /usage/{patch.event_id}",
     ))
-    return _json(record(event))
+    return fast_json(record(event))
 
 
 @documented(Doc("Delete (void) a usage record (admin)", tags=(TAG,), response=UsageRecord,
                 description="The record is voided, not erased: it stops counting in every total and is no longer "
                             "listed, and the reply is the record as it is now, with status_active false.",
                 errors={**ERRORS, 403: ("Not an admin", ErrorDetail), 404: ("No such record", ErrorDetail)}))
-@handles_errors(_by_id_error)
+@renders_errors(_by_id_error)
 async def delete_usage(request: Request) -> Response:
     """Voids the record (VoidEvent). Reply: the voided record (`status_active: false`), so a client
     sees what was removed from the totals; deleting an already voided record answers the same."""
@@ -263,7 +252,7 @@ async def delete_usage(request: Request) -> Response:
     usage_id = request.path_params["usage_id"]
     event = await up.call(request, up.stubs.records.VoidEvent,
                           records_pb2.VoidEventRequest(event_id=usage_id, reason=f"DELETE /usage/{usage_id}"))
-    return _json(record(event))
+    return fast_json(record(event))
 
 
 def routes() -> list[Route]:

@@ -1,19 +1,26 @@
-"""The one place gRPC statuses become HTTP statuses, and the error every route raises.
+"""The one place gRPC statuses become HTTP statuses, the error every route raises, and
+the one way a route renders it.
 
 Every failure inside the gateway, whether the server's (a gRPC status) or the
-gateway's own (a bad query parameter, a body that is not JSON), is a
-`GatewayError`: a gRPC code, a message and the `google.rpc.Status` details.
-Each dialect renders it in its own shape; the HTTP status always comes from
-`HTTP_STATUS`, the table grpc-gateway uses (runtime.HTTPStatusFromCode).
+gateway's own (a bad query parameter, a body that is not JSON, a request the
+dialect's validation refuses), is a `GatewayError`: a gRPC code, a message and the
+`google.rpc.Status` details. Each dialect renders it in its own shape with its
+`Renderer`, set on its endpoints with `renders_errors`; the HTTP status comes from
+`HTTP_STATUS`, the table grpc-gateway uses (runtime.HTTPStatusFromCode), unless the
+error names its own (405, 413, FastAPI's 422).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
+from starlette.requests import Request
+from starlette.responses import Response
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -48,9 +55,10 @@ _CODE_FOR_HTTP = {
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
+
 class GatewayError(Exception):
     """A failed call, in gRPC terms. `http_status` overrides the table only for
-    failures with no gRPC equivalent (405 routing, 413 body limit)."""
+    failures with no gRPC equivalent (405 routing, 413 body limit, FastAPI's 422)."""
 
     def __init__(
         self,
@@ -124,3 +132,34 @@ def _rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
             return status
     return None
 
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Renderer = Callable[[GatewayError], Response]  # a dialect's error shape
+RENDER_ERROR = "render_error"  # the attribute naming an endpoint's Renderer
+
+
+def renders_errors(render: Renderer) -> Callable[[Endpoint], Endpoint]:
+    """Endpoint decorator, the one every dialect's endpoints (native routes included) use: a
+    GatewayError raised by the endpoint becomes `render(err)`, the dialect's error shape. The
+    endpoint also carries its renderer as `render_error` (see `renderer_of`), which the app uses for
+    errors raised outside it (404 and 405 from routing, 413 from the body limit, 500)."""
+
+    def wrap(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def handler(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except GatewayError as err:
+                return render(err)
+
+        handler.__dict__[RENDER_ERROR] = render
+        return handler
+
+    return wrap
+
+
+def renderer_of(endpoint: object) -> Renderer | None:
+    """The Renderer an endpoint (or route) was given with `renders_errors`, if any."""
+    render = getattr(endpoint, RENDER_ERROR, None)
+    return render if callable(render) else None

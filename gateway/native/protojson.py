@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 from google.protobuf import descriptor as pb_descriptor
-from google.protobuf import json_format
+from google.protobuf import duration_pb2, field_mask_pb2, json_format, timestamp_pb2, wrappers_pb2
 from google.protobuf import message as pb_message
 
 from gateway.http.errors import invalid_argument
@@ -29,8 +29,10 @@ INT_RANGES = {
     FD.CPPTYPE_INT64: (-(2**63), 2**63 - 1),
     FD.CPPTYPE_UINT64: (0, 2**64 - 1),
 }
-WRAPPERS = frozenset(f"google.protobuf.{n}Value" for n in
-                     ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes"))
+WRAPPER_TYPES = (wrappers_pb2.DoubleValue, wrappers_pb2.FloatValue, wrappers_pb2.Int64Value, wrappers_pb2.UInt64Value,
+                 wrappers_pb2.Int32Value, wrappers_pb2.UInt32Value, wrappers_pb2.BoolValue, wrappers_pb2.StringValue,
+                 wrappers_pb2.BytesValue)
+WRAPPERS = frozenset(t.DESCRIPTOR.full_name for t in WRAPPER_TYPES)
 INT64_WRAPPERS = frozenset({"google.protobuf.Int64Value", "google.protobuf.UInt64Value"})
 # Well-known types written as one JSON value (a string, a number); they are leaves, not objects.
 SCALAR_WKT = WRAPPERS | {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
@@ -39,13 +41,26 @@ _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _MAP_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(.*)\]$")
 
 
-def is_map(field: FD) -> bool:
-    return field.message_type is not None and field.message_type.GetOptions().map_entry
+def descriptor_of(msg: pb_message.Message | type[pb_message.Message]) -> pb_descriptor.Descriptor:
+    """A message's descriptor. The stubs type `DESCRIPTOR` as this or upb's own Descriptor class;
+    at run time upb's are instances of descriptor.Descriptor too (its metaclass says so)."""
+    desc = msg.DESCRIPTOR
+    if not isinstance(desc, pb_descriptor.Descriptor):
+        raise TypeError(f"{type(desc).__name__} is not a message descriptor")
+    return desc
+
+
+def map_value(field: FD) -> FD | None:
+    """The value field of a map field's entries; None for a field that is not a map."""
+    entry = field.message_type
+    if entry is None or not entry.GetOptions().map_entry:
+        return None
+    return entry.fields_by_name["value"]
 
 
 def to_json(msg: pb_message.Message) -> dict[str, Any]:
     data = json_format.MessageToDict(msg, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
-    _fix_message(data, msg.DESCRIPTOR)
+    _fix_message(data, descriptor_of(msg))
     return dict(data)
 
 
@@ -60,8 +75,8 @@ def _fix_message(data: dict[str, Any], desc: pb_descriptor.Descriptor) -> None:
                 fixed[field.name] = None  # EmitUnpopulated: an unset message is null
             continue
         value = data[field.name]
-        if is_map(field):
-            inner = field.message_type.fields_by_name["value"]
+        inner = map_value(field)
+        if inner is not None:
             fixed[field.name] = {k: _fix_value(v, inner) for k, v in value.items()}
         elif field.is_repeated:
             fixed[field.name] = [_fix_value(v, field) for v in value]
@@ -85,8 +100,9 @@ def _fix_value(value: Any, field: FD) -> Any:
 
 def parse_body(data: Any, msg: pb_message.Message, prefix: str = "") -> None:
     """Merges a decoded JSON body into `msg`; a bad body is INVALID_ARGUMENT."""
-    if msg.DESCRIPTOR.full_name not in SCALAR_WKT and not isinstance(data, dict):
-        raise invalid_argument(prefix, f"expected a JSON object for {msg.DESCRIPTOR.name}")
+    desc = descriptor_of(msg)
+    if desc.full_name not in SCALAR_WKT and not isinstance(data, dict):
+        raise invalid_argument(prefix, f"expected a JSON object for {desc.name}")
     try:
         json_format.ParseDict(data, msg, ignore_unknown_fields=False)
     except json_format.ParseError as err:
@@ -104,7 +120,7 @@ def set_path(msg: pb_message.Message, key: str, values: list[str], *, ignore_unk
         found = _MAP_KEY.match(part) if last else None
         if found is not None:
             part, map_key = found.group(1), found.group(2)
-        field = _lookup(target.DESCRIPTOR, part)
+        field = _lookup(descriptor_of(target), part)
         if field is None:
             if ignore_unknown:
                 return  # grpc-gateway ignores query parameters that name no field
@@ -114,12 +130,12 @@ def set_path(msg: pb_message.Message, key: str, values: list[str], *, ignore_unk
                 raise invalid_argument(key, f"{field.name} is not a message field")
             target = getattr(target, field.name)
             continue
+        inner = map_value(field)
         if map_key is not None:
-            if not is_map(field):
+            if inner is None:
                 raise invalid_argument(key, f"{field.name} is not a map")
-            inner = field.message_type.fields_by_name["value"]
             getattr(target, field.name)[map_key] = _scalar(inner, _one(key, values), key)
-        elif is_map(field):
+        elif inner is not None:
             raise invalid_argument(key, f"set map entries as {field.name}[key]=value")
         elif field.is_repeated:
             if field.message_type is not None and field.message_type.full_name not in SCALAR_WKT:
@@ -152,16 +168,18 @@ def _lookup(desc: pb_descriptor.Descriptor, name: str) -> FD | None:
 
 
 def _set_wkt(target: pb_message.Message, value: str, key: str) -> None:
-    name = target.DESCRIPTOR.full_name
+    desc = descriptor_of(target)
     try:
-        if name in WRAPPERS:
-            target.value = _scalar(target.DESCRIPTOR.fields_by_name["value"], value, key)  # type: ignore[attr-defined]
-        elif name == "google.protobuf.FieldMask":
-            target.paths.extend(p.strip() for p in value.split(",") if p.strip())  # type: ignore[attr-defined]
+        if isinstance(target, WRAPPER_TYPES):
+            target.value = _scalar(desc.fields_by_name["value"], value, key)
+        elif isinstance(target, field_mask_pb2.FieldMask):
+            target.paths.extend(p.strip() for p in value.split(",") if p.strip())
+        elif isinstance(target, (timestamp_pb2.Timestamp, duration_pb2.Duration)):
+            target.FromJsonString(value)
         else:
-            target.FromJsonString(value)  # type: ignore[attr-defined]
+            raise TypeError(f"{desc.full_name} is not a well-known type written as one JSON value")
     except ValueError as err:
-        raise invalid_argument(key, f"invalid {target.DESCRIPTOR.name} {value[:64]!r}: {err}") from None
+        raise invalid_argument(key, f"invalid {desc.name} {value[:64]!r}: {err}") from None
 
 
 def _scalar(field: FD, value: str, key: str) -> Any:
@@ -181,13 +199,14 @@ def _scalar(field: FD, value: str, key: str) -> Any:
             if value in _FALSE:
                 return False
             raise ValueError("expected true or false")
-        if cpp == FD.CPPTYPE_ENUM:
-            by_name = field.enum_type.values_by_name.get(value)
+        enum = field.enum_type
+        if enum is not None:  # cpp_type CPPTYPE_ENUM
+            by_name = enum.values_by_name.get(value)
             if by_name is not None:
                 return by_name.number
             number = int(value)
-            if number not in field.enum_type.values_by_number:
-                raise ValueError(f"one of {', '.join(field.enum_type.values_by_name)}")
+            if number not in enum.values_by_number:
+                raise ValueError(f"one of {', '.join(enum.values_by_name)}")
             return number
         if field.type == FD.TYPE_BYTES:
             return _bytes(value)

@@ -16,7 +16,6 @@ ignored, as grpc-gateway does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,7 +29,8 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from gateway.http import openapi
-from gateway.http.errors import GatewayError, invalid_argument
+from gateway.http.errors import Endpoint, GatewayError, invalid_argument, renders_errors
+from gateway.http.json_body import loads
 from gateway.http.json_response import JSONResponse
 from gateway.native import protojson
 from gateway.native.httprule import Binding, bindings
@@ -65,11 +65,8 @@ class NativeRoute(BaseRoute):
         field_names = {f.split(".", 1)[0] for f in binding.template.variables}
         # Query parameters never set the body or a path variable (grpc-gateway's filter).
         self._not_from_query = field_names | ({binding.body} if binding.body else set())
-        mask = binding.method.input_type.fields_by_name.get(UPDATE_MASK)
-        self._auto_mask = (
-            binding.http_method == "PATCH" and binding.body not in ("", "*") and mask is not None
-            and mask.message_type is not None and mask.message_type.full_name == "google.protobuf.FieldMask"
-        )
+        self._mask_body = _auto_mask_body(binding)
+        self.endpoint: Endpoint = renders_errors(render_error)(self.answer)
 
     def __repr__(self) -> str:
         return f"NativeRoute({self.binding.http_method} {self.path} -> {self.binding.rpc_path})"
@@ -91,21 +88,15 @@ class NativeRoute(BaseRoute):
             path = path.replace("{" + field + "}", str(value))
         return URLPath(path=path, protocol="http")
 
-    @staticmethod
-    def render_error(err: GatewayError) -> Response:
-        return render_error(err)
-
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != self.binding.http_method:
             response = render_error(GatewayError.from_http(405, "Method Not Allowed", {"Allow": self.allowed}))
         else:
-            try:
-                response = await self.endpoint(Request(scope, receive))
-            except GatewayError as err:
-                response = render_error(err)
+            response = await self.endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
-    async def endpoint(self, request: Request) -> Response:
+    async def answer(self, request: Request) -> Response:
+        """The call the binding names, from this request; `endpoint` is this rendering its failures."""
         binding = self.binding
         message: pb_message.Message = binding.input_type()
         body: Any = None
@@ -114,15 +105,14 @@ class NativeRoute(BaseRoute):
             if body is not None:
                 target = message if binding.body == "*" else getattr(message, binding.body)
                 protojson.parse_body(body, target, "" if binding.body == "*" else binding.body)
-        for field, value in request.path_params.items():
-            protojson.set_path(message, field, [value], ignore_unknown=False)
+        for path, value in request.path_params.items():
+            protojson.set_path(message, path, [value], ignore_unknown=False)
         if binding.body != "*":
             for key, values in protojson.group_params(request.query_params.multi_items()).items():
                 if key.split(".", 1)[0].split("[", 1)[0] not in self._not_from_query:
                     protojson.set_path(message, key, values, ignore_unknown=True)
-        if self._auto_mask and not getattr(message, UPDATE_MASK).paths:
-            body_type = binding.method.input_type.fields_by_name[binding.body].message_type
-            getattr(message, UPDATE_MASK).paths.extend(protojson.field_mask_paths(body, body_type))
+        if self._mask_body is not None and not getattr(message, UPDATE_MASK).paths:
+            getattr(message, UPDATE_MASK).paths.extend(protojson.field_mask_paths(body, self._mask_body))
         up = upstream(request)
         reply = await up.call(request, up.unary(binding.rpc_path, binding.output_type), message)
         if binding.response_body:
@@ -165,10 +155,16 @@ class NativeRoute(BaseRoute):
             },
         }
         if binding.body:
-            body_type = input_type if binding.body == "*" else input_type.fields_by_name[binding.body].message_type
+            body_field = input_type.fields_by_name.get(binding.body)  # None: "*", the whole request
+            if body_field is None:
+                body_schema = spec.message_schema(input_type)
+            elif body_field.message_type is not None:
+                body_schema = spec.message_schema(body_field.message_type)
+            else:
+                body_schema = spec.field_schema(body_field)
             op["requestBody"] = {
                 "required": binding.body != "*",
-                "content": {"application/json": {"schema": spec.message_schema(body_type)}},
+                "content": {"application/json": {"schema": body_schema}},
             }
         spec.add(doc_path, binding.http_method, op)
 
@@ -181,18 +177,25 @@ def routes(services: Iterable[pb_descriptor.ServiceDescriptor] = SERVICES) -> li
     return [NativeRoute(b, sorted(set(methods_by_template[b.template.regex.pattern]))) for b in found]
 
 
+def _auto_mask_body(binding: Binding) -> pb_descriptor.Descriptor | None:
+    """The body's message type where a PATCH without update_mask gets one listing the body's fields."""
+    if binding.http_method != "PATCH" or binding.body in ("", "*"):
+        return None
+    fields = binding.method.input_type.fields_by_name
+    mask = fields.get(UPDATE_MASK)
+    if mask is None or mask.message_type is None or mask.message_type.full_name != "google.protobuf.FieldMask":
+        return None
+    return fields[binding.body].message_type
+
+
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         return None
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as err:
+        return loads(raw)
+    except ValueError as err:
         raise invalid_argument("", f"request body is not valid JSON: {err}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _route_path(scope: Scope) -> str:
@@ -204,7 +207,10 @@ def _route_path(scope: Scope) -> str:
 def _path_schema(spec: openapi.Spec, desc: pb_descriptor.Descriptor, path: str) -> dict[str, Any]:
     *parents, last = path.split(".")
     for part in parents:
-        desc = desc.fields_by_name[part].message_type
+        nested = desc.fields_by_name[part].message_type
+        if nested is None:  # httprule refuses such a binding
+            raise ValueError(f"path variable {path!r}: {part!r} is not a message")
+        desc = nested
     return spec.field_schema(desc.fields_by_name[last])
 
 

@@ -58,19 +58,13 @@ class Upstream:
     async def _record_events(
         self, meta: Metadata, timeout: float, events: Sequence[event_pb2.UsageEvent]
     ) -> ingest_pb2.RecordEventsResponse:
-        try:
-            reply: ingest_pb2.RecordEventsResponse = await self.stubs.ingest.RecordEvents(
-                ingest_pb2.RecordEventsRequest(events=events), metadata=meta, timeout=timeout)
-        except grpc.aio.AioRpcError as err:
-            raise GatewayError.from_rpc(err) from None
+        reply: ingest_pb2.RecordEventsResponse = await invoke(
+            self.stubs.ingest.RecordEvents, ingest_pb2.RecordEventsRequest(events=events), meta, timeout)
         return reply
 
     async def _whoami(self, meta: Metadata) -> admin_pb2.Principal:
-        try:
-            reply: admin_pb2.Principal = await self.stubs.admin.WhoAmI(
-                admin_pb2.WhoAmIRequest(), metadata=meta, timeout=self.timeout)
-        except grpc.aio.AioRpcError as err:
-            raise GatewayError.from_rpc(err) from None
+        reply: admin_pb2.Principal = await invoke(self.stubs.admin.WhoAmI, admin_pb2.WhoAmIRequest(), meta,
+                                                  self.timeout)
         return reply
 
     def unary(self, path: str, reply_type: type[pb_message.Message]) -> Any:
@@ -86,10 +80,16 @@ class Upstream:
     async def call(self, conn: HTTPConnection, method: Callable[..., Any], request: pb_message.Message) -> Any:
         """Calls `method` (a stub attribute or `unary(...)`) with the caller's metadata and
         a deadline; a failed call raises GatewayError."""
-        try:
-            return await method(request, metadata=metadata(conn), timeout=deadline(conn, self.timeout))
-        except grpc.aio.AioRpcError as err:
-            raise GatewayError.from_rpc(err) from None
+        return await invoke(method, request, metadata(conn), deadline(conn, self.timeout))
+
+
+async def invoke(method: Callable[..., Any], request: pb_message.Message, meta: Metadata, timeout: float) -> Any:
+    """The one way the gateway calls the server: `method` with this metadata and timeout (seconds);
+    a failed call raises GatewayError."""
+    try:
+        return await method(request, metadata=meta, timeout=timeout)
+    except grpc.aio.AioRpcError as err:
+        raise GatewayError.from_rpc(err) from None
 
 
 def upstream(conn: HTTPConnection) -> Upstream:
@@ -97,7 +97,7 @@ def upstream(conn: HTTPConnection) -> Upstream:
     return found
 
 
-def metadata(conn: HTTPConnection) -> tuple[tuple[str, str], ...]:
+def metadata(conn: HTTPConnection) -> Metadata:
     """gRPC metadata for a call made on behalf of this HTTP request."""
     pairs = [("x-request-id", request_id_of(conn))]
     for name, value in conn.headers.items():

@@ -195,7 +195,9 @@ def rejected_error(result: ingest_pb2.ItemResult) -> GatewayError:
     """A rejected item as the error the unary RecordEvent would have failed with: its code (422 or
     403 in the REST dialects), message, ErrorInfo and, for bad input, the BadRequest naming the field
     (which the dialects turn into their own field names), built as server/api/interceptors.py does."""
-    code = _CODES.get(result.code, grpc.StatusCode.INVALID_ARGUMENT) if result.code else grpc.StatusCode.INVALID_ARGUMENT
+    code = grpc.StatusCode.INVALID_ARGUMENT  # also for an item rejected without a code (0 would be OK)
+    if result.code:
+        code = _CODES.get(result.code, code)
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=result.reason, domain=ERROR_DOMAIN,
                                           metadata={"field": result.field} if result.field else {}))

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.dialects.common import call, renders_errors
+from gateway.dialects.common import call
 from gateway.dialects.openai.common import (
     ERRORS,
     TAG,
@@ -40,7 +40,7 @@ from gateway.dialects.openai.common import (
     validate,
     window,
 )
-from gateway.http.errors import GatewayError
+from gateway.http.errors import GatewayError, renders_errors
 from gateway.http.json_response import JSONResponse
 from gateway.http.openapi import Doc, documented
 from gateway.upstream.client import upstream

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.dialects.common import Endpoint, call, query_method, renders_errors
+from gateway.dialects.common import call, query_method
 from gateway.dialects.openai.common import (
     ERRORS,
     TAG,
@@ -41,6 +41,8 @@ from gateway.dialects.openai.common import (
     validate,
     window,
 )
+from gateway.http.errors import Endpoint, renders_errors
+from gateway.http.json_response import fast_json
 from gateway.http.openapi import Doc, documented
 from gateway.upstream.client import metadata, upstream
 from metering.v1 import query_pb2
@@ -141,7 +143,8 @@ def query_model(endpoint: UsageEndpoint) -> type[BaseModel]:
         allowed = ARRAY_FILTERS[name][1]
         item: Any = Literal[allowed] if allowed else str
         fields[name] = (list[item], Field(default_factory=list, description=FILTER_DOCS[name]))
-    fields["group_by"] = (list[Literal[endpoint.keys]], Field(  # type: ignore[valid-type]
+    key: Any = Literal[endpoint.keys]
+    fields["group_by"] = (list[key], Field(
         default_factory=list, description="Group the usage data by these fields, in any combination."))
     return create_model(f"Usage{endpoint.camel}Query", __config__=ConfigDict(extra="forbid"), **fields)
 
@@ -153,7 +156,18 @@ def result_model(endpoint: UsageEndpoint) -> type[BaseModel]:
     return create_model(f"Usage{endpoint.camel}Result", **fields)
 
 
-def query_request(endpoint: UsageEndpoint, args: BaseModel, win: Window) -> query_pb2.QueryUsageRequest:
+class UsageArguments(Protocol):
+    """What every endpoint's query model (query_model) holds besides its filters, read by name."""
+
+    start_time: int
+    end_time: int | None
+    bucket_width: str
+    limit: int | None
+    page: str | None
+    group_by: list[str]
+
+
+def query_request(endpoint: UsageEndpoint, args: UsageArguments, win: Window) -> query_pb2.QueryUsageRequest:
     filters = [query_pb2.Filter(field="kind", values=[endpoint.kind])]
     for name in endpoint.filters:
         value = getattr(args, name)
@@ -162,7 +176,7 @@ def query_request(endpoint: UsageEndpoint, args: BaseModel, win: Window) -> quer
                 filters.append(query_pb2.Filter(field="batch", values=["true" if value else "false"]))
         elif value:
             filters.append(query_pb2.Filter(field=ARRAY_FILTERS[name][0], values=list(dict.fromkeys(value))))
-    grouped = list(dict.fromkeys(getattr(args, "group_by")))
+    grouped = list(dict.fromkeys(args.group_by))
     return query_pb2.QueryUsageRequest(
         start_time=win.start_stamp(), end_time=win.end_stamp(), width=win.width, time_zone="UTC",
         filters=filters, group_by=[KEY_FIELDS[key] for key in grouped], page_token=win.token,
@@ -224,7 +238,7 @@ def results(endpoint: UsageEndpoint, grouped: set[str]) -> Callable[[query_pb2.U
 
     def result(group: query_pb2.UsageGroup) -> dict[str, Any]:
         out: dict[str, Any] = {"object": endpoint.result}
-        out.update(zip(names, read(group.metrics)))
+        out.update(zip(names, read(group.metrics), strict=True))
         found = group.key
         for key, field, is_batch in keys:
             value = found.get(field) if field is not None else None
@@ -234,22 +248,14 @@ def results(endpoint: UsageEndpoint, grouped: set[str]) -> Callable[[query_pb2.U
     return result
 
 
-def render(content: dict[str, Any]) -> Response:
-    """orjson: a page holds only strings, integers, booleans and nulls (no decimals), and a
-    grouped month can hold ~10,000 results, where the generic exact-decimal encoder
-    (gateway/http/json_response.py) would spend most of the request."""
-    return Response(orjson.dumps(content), media_type="application/json")
-
-
 def endpoint_for(endpoint: UsageEndpoint) -> Endpoint:
     model = query_model(endpoint)
     arrays = frozenset(name for name in endpoint.filters if name != "batch") | {"group_by"}
 
     async def usage(request: Request) -> Response:
-        args = validate(model, query_arguments(request.query_params, arrays))
-        win = window(args.start_time, args.end_time, args.bucket_width, args.limit, args.page,  # type: ignore[attr-defined]
-                     USAGE_LIMITS)
-        result = results(endpoint, set(getattr(args, "group_by")))
+        args = cast(UsageArguments, validate(model, query_arguments(request.query_params, arrays)))
+        win = window(args.start_time, args.end_time, args.bucket_width, args.limit, args.page, USAGE_LIMITS)
+        result = results(endpoint, set(args.group_by))
 
         def one(b: query_pb2.UsageBucket) -> dict[str, Any]:
             return bucket(b.start_time.seconds, b.end_time.seconds, [result(g) for g in b.groups])
@@ -260,7 +266,11 @@ def endpoint_for(endpoint: UsageEndpoint) -> Endpoint:
         else:
             buckets, next_token = await collect(request, message, win.limit)
             body = orjson.dumps([one(b) for b in buckets])
-        return render(page(orjson.Fragment(body), win, next_token))
+        # orjson (fast_json): a grouped month can hold ~10,000 results, where the generic encoder would
+        # spend most of the request; the buckets, rendered already, go in as they are.
+        content = page([], win, next_token)
+        content["data"] = orjson.Fragment(body)
+        return fast_json(content)
 
     usage.__name__ = usage.__qualname__ = f"usage_{endpoint.name}"
     usage.__doc__ = endpoint.summary
