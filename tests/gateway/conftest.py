@@ -1,14 +1,19 @@
 """Tenants for the gateway tests: an organization with an admin user and two members,
-each with an API key bound to the user."""
+each with an API key bound to the user; and the gateway served over real HTTP (`live_gateway`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+import uvicorn
 
+from gateway.app import create_app
 from metering.v1 import admin_pb2
+from server.runtime.app import MeteringServer
 from server.tenants.credentials import random_text
 from tests.conftest import MASTER, Org, Stubs
 
@@ -48,7 +53,7 @@ def new_tenant(stubs: Stubs, new_org: Callable[[], Awaitable[Org]]) -> Callable[
     async def make() -> Tenant:
         org = await new_org()
 
-        async def person(prefix: str, role: int) -> Person:
+        async def person(prefix: str, role: admin_pb2.Role) -> Person:
             name = f"{prefix}-{random_text(8).lower()}"
             user = await stubs.admin.CreateUser(admin_pb2.CreateUserRequest(
                 organization=org.organization_id, username=name, password=PASSWORD, role=role,
@@ -66,3 +71,28 @@ def new_tenant(stubs: Stubs, new_org: Callable[[], Awaitable[Org]]) -> Callable[
         )
 
     return make
+
+
+class LoopbackServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the test runner keeps its own signal handlers
+        yield
+
+
+@pytest.fixture(scope="module")
+async def live_gateway(server: MeteringServer) -> AsyncIterator[str]:
+    """The gateway's base URL, served by uvicorn on an ephemeral loopback port in front of the test
+    gRPC server, for clients that need a real HTTP server (the official openai SDK, urllib)."""
+    config = uvicorn.Config(create_app(f"127.0.0.1:{server.port}"), host="127.0.0.1", port=0, log_config=None,
+                            access_log=False, lifespan="on")
+    srv = LoopbackServer(config)
+    task = asyncio.create_task(srv.serve())
+    while not srv.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.01)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    await task

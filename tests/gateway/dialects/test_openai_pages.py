@@ -74,7 +74,7 @@ async def test_pages_cover_the_range_exactly_once(request, http, tenant):
     edges = [b["start_time"] for b in buckets] + [buckets[-1]["end_time"]]
     assert edges[0] == start and edges[-1] == end
     assert [b["end_time"] for b in buckets] == edges[1:]  # no gap, no overlap, nothing twice
-    assert all(lo < hi for lo, hi in zip(edges, edges[1:]))
+    assert all(lo < hi for lo, hi in zip(edges, edges[1:], strict=False))
     assert all(edge % step == 0 for edge in edges[1:-1])  # UTC-aligned inside the range
     assert len(pages) == -(-len(buckets) // limit)
     for b in buckets:

@@ -13,7 +13,6 @@ from gateway.dialects.openai.usage import ENDPOINTS
 from metering.v1 import admin_pb2
 from server.tenants.credentials import random_text
 from tests.conftest import MASTER, bearer
-from tests.gateway.live import live_gateway  # noqa: F401
 from tests.gateway.usage_events import UTC, event, record, unix
 
 DAY = dt.datetime(2024, 4, 1, tzinfo=UTC)

@@ -5,6 +5,7 @@ the error envelope."""
 import datetime as dt
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -113,7 +114,7 @@ async def test_the_seed_calls_with_every_parameter(http, new_tenant, stubs):
     assert set(seed_params) == set(SEED_ENDPOINTS)
     for name, names in seed_params.items():
         e = BY_NAME[name]
-        query = []
+        query: list[tuple[str, Any]] = []
         for param in names:
             value = list(e.keys) if param == "group_by" else values[param]
             query.extend((param, v) for v in (value if isinstance(value, list) else [value]))

@@ -10,7 +10,6 @@ import urllib.request
 from metering.v1 import admin_pb2
 from tests.conftest import bearer
 from tests.gateway.conftest import PASSWORD
-from tests.gateway.live import live_gateway  # noqa: F401
 from tests.gateway.usage_events import UTC, event, record, unix
 
 SEED_URL = "http://localhost:8000/api/get_usage_tally"
@@ -224,9 +223,14 @@ async def test_errors_are_success_false(http, new_tenant):
         assert reply.status_code == status, (body, reply.text)
         assert set(reply.json()) == {"success", "error"} and reply.json()["success"] is False
         assert reply.json()["error"]
-    for raw in (b"{not json", b"[1, 2]"):
+    # NaN is not JSON (RFC 8259), as in the other dialects; it was read as a float here.
+    nan = b'{"window": "day", "start_timestamp": 1722470400, "note": NaN}'
+    for raw in (b"{not json", b"[1, 2]", nan, b"[" * 5000 + b"]" * 5000):
         reply = await http.post("/api/get_usage_tally", content=raw)
         assert reply.status_code == 400 and reply.json()["success"] is False
+        assert reply.json()["error"] == "the request body is not valid JSON" or raw == b"[1, 2]"
+    in_parameters = await http.get("/api/get_usage_tally", params={"parameters": nan.decode()})
+    assert in_parameters.status_code == 400 and in_parameters.json()["error"] == "'parameters' is not valid JSON"
     unknown = await http.get("/api/no_such_function")
     assert unknown.status_code == 404 and unknown.json()["success"] is False
     wrong_method = await http.delete("/api/get_usage_tally")

@@ -2,8 +2,15 @@
 the ISO 8601 variants, the default day, grouping, and FastAPI's errors."""
 
 import datetime as dt
+import json
 import urllib.parse
 
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2
+
+from gateway.dialects.token_usage import render_error
+from gateway.http.errors import GatewayError
 from tests.gateway.usage_events import UTC, event, record
 
 URL = "/api/v2/usage/tokens"
@@ -91,7 +98,7 @@ async def test_iso_8601_variants_mean_the_same_instant(http, new_tenant, stubs):
         ("2024-05-14T01:30:00", "2024-05-14T03:30:00"),  # naive: UTC
         ("2024-05-14 01:30:00", "2024-05-14 03:30:00"),
     ]
-    expected = None
+    expected: list[dict] = []
     for start, end in variants:
         reply = await http.get(URL, params={"start_time": start, "end_time": end}, headers=t.admin.headers)
         assert reply.status_code == 200, (start, reply.text)
@@ -159,6 +166,18 @@ async def test_validation_errors_are_fastapi_422s(http, new_tenant):
 
     ancient = await http.get(URL, params={"start_time": "0001-01-01T00:00:00+01:00"}, headers=t.admin.headers)
     assert ancient.status_code == 422 and ancient.json()["detail"][0]["loc"] == ["query", "start_time"]
+
+
+def test_server_field_violations_are_422s_naming_the_parameter():
+    """As in the usage log: the `loc` names the parameter, so `msg` does not repeat it (the server's
+    message "start_time: ..." stands in for a violation without a description)."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[
+        error_details_pb2.BadRequest.FieldViolation(field="start_time", reason="INVALID_VALUE")]))
+    reply = render_error(GatewayError(grpc.StatusCode.INVALID_ARGUMENT, "start_time: out of range", [detail]))
+    assert reply.status_code == 422
+    assert json.loads(bytes(reply.body)) == {"detail": [
+        {"type": "value_error", "loc": ["query", "start_time"], "msg": "out of range", "input": None}]}
 
 
 async def test_auth_errors(http):

@@ -59,7 +59,7 @@ async def curl(http, command, **substitutions):
             method = "POST" if method == "GET" else method
         else:
             url = arg
-    assert url.startswith(SEED_HOST)
+    assert url is not None and url.startswith(SEED_HOST)
     return await http.request(method, url[len(SEED_HOST):], headers=headers, content=data)
 
 
@@ -206,6 +206,9 @@ async def test_malformed_bodies(http, new_tenant):
     nan = await http.post("/usage", content=b'{"api_name": "a", "endpoint": "e", "units_used": 1, "cost_usd": NaN}',
                           headers=t.member.headers)
     assert nan.status_code == 422
+    # Nested deeper than the JSON decoder goes: malformed JSON, as in every dialect (this was a 500).
+    deep = await http.post("/usage", content=b"[" * 5000 + b"]" * 5000, headers=t.member.headers)
+    assert deep.status_code == 422 and deep.json()["detail"][0]["type"] == "json_invalid"
     empty_put = await http.put("/usage/whatever", json={}, headers=t.admin.headers)
     assert empty_put.status_code == 422
 

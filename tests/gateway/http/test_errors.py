@@ -1,8 +1,12 @@
 import grpc
+import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
-from gateway.http.errors import HTTP_STATUS, GatewayError, invalid_argument
+from gateway.http.errors import HTTP_STATUS, GatewayError, invalid_argument, renderer_of, renders_errors
+from gateway.http.openapi import Doc, documented
 
 # grpc-gateway's runtime.HTTPStatusFromCode, by code number.
 GRPC_GATEWAY = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 16: 401, 8: 429,
@@ -42,3 +46,40 @@ def test_unknown_detail_types_are_passed_through():
     details = GatewayError(grpc.StatusCode.INTERNAL, "x", [unknown, info]).details_json()
     assert details[0] == {"@type": "type.googleapis.com/acme.Nope", "value": "01"}
     assert details[1]["reason"] == "R"
+
+
+def _request(query: bytes = b"") -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": query, "headers": []})
+
+
+async def test_renders_errors_turns_gateway_errors_into_the_dialects_shape():
+    def render(err: GatewayError) -> Response:
+        return PlainTextResponse(f"{err.code.name}: {err.message}", status_code=err.http_status)
+
+    @renders_errors(render)
+    async def endpoint(request: Request) -> Response:
+        """What it does."""
+        failure = request.query_params.get("fail")
+        if failure == "gateway":
+            raise invalid_argument("page_size", "not a number")
+        if failure == "bug":
+            raise RuntimeError("a bug")  # not the dialect's to render: the app's 500 handler's
+        return PlainTextResponse("fine")
+
+    assert (endpoint.__name__, endpoint.__doc__) == ("endpoint", "What it does.")
+    assert renderer_of(endpoint) is render and renderer_of(render) is None
+    assert (await endpoint(_request())).body == b"fine"
+    failed = await endpoint(_request(b"fail=gateway"))
+    assert (failed.status_code, failed.body) == (400, b"INVALID_ARGUMENT: page_size: not a number")
+    with pytest.raises(RuntimeError):
+        await endpoint(_request(b"fail=bug"))
+
+
+def test_renders_errors_keeps_the_openapi_doc():
+    doc = Doc("documented")
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse("")
+
+    wrapped = renders_errors(lambda err: PlainTextResponse(""))(documented(doc)(endpoint))
+    assert getattr(wrapped, "openapi_doc", None) is doc

@@ -15,7 +15,7 @@ def served_routes():
         if isinstance(route, NativeRoute):
             found |= {(m, route.path) for m in route.methods}
         elif isinstance(route, Route):
-            found |= {(m, route.path_format) for m in route.methods - {"HEAD"}}
+            found |= {(m, route.path_format) for m in (route.methods or set()) - {"HEAD"}}
     return found
 
 

@@ -70,6 +70,9 @@ async def test_gateway_side_errors_have_the_same_shape(http, new_tenant):
 
     not_json = await http.post("/v1/events", content=b"{nope", headers=t.admin.headers)
     assert not_json.status_code == 400 and not_json.json()["code"] == 3
+    for raw in (b'{"kind": "completions", "input_tokens": NaN}', b"[" * 5000 + b"]" * 5000):  # not JSON either
+        refused = await http.post("/v1/events", content=raw, headers=t.admin.headers)
+        assert refused.status_code == 400 and "not valid JSON" in refused.json()["message"]
 
     bad_query = await http.get("/v1/events", params={"page_size": "lots"}, headers=t.admin.headers)
     assert bad_query.status_code == 400

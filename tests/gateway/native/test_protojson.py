@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from gateway.http.errors import GatewayError
-from gateway.native.protojson import field_mask_paths, parse_body, set_path, to_json
+from gateway.native.protojson import descriptor_of, field_mask_paths, parse_body, set_path, to_json
 from metering.v1 import admin_pb2, event_pb2, records_pb2
 
 
@@ -77,4 +77,4 @@ def test_bad_body_is_invalid_argument():
 
 def test_field_mask_from_body():
     body = {"units_used": 0, "cost": "0", "labels": {"a": "b"}, "unknown": 1}
-    assert field_mask_paths(body, event_pb2.UsageEvent.DESCRIPTOR) == ["units_used", "cost", "labels"]
+    assert field_mask_paths(body, descriptor_of(event_pb2.UsageEvent)) == ["units_used", "cost", "labels"]

@@ -36,7 +36,7 @@ async def test_unchanged_buckets_are_served_from_the_cache_and_changed_ones_neve
     await record(stubs, t.admin.key, event("completions", DAY + dt.timedelta(hours=2), model="m", input_tokens=3))
     params = {"start_time": unix(DAY), "bucket_width": "1d", "limit": 2, "group_by": "model"}
     async with gateway_client() as http:
-        answers: AnswerCache = http._transport.app.state.upstream.answers  # type: ignore[attr-defined]
+        answers: AnswerCache = http._transport.app.state.upstream.answers
 
         async def get(headers=t.org_admin, **extra):
             reply = await http.get(PATH, params={**params, **extra}, headers=headers)

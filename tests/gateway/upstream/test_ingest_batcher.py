@@ -102,6 +102,7 @@ async def test_mixed_batch_answers_each_request_on_its_own(server, db, stubs, ne
         elif status == 403:
             assert set(reply.json()) == {"detail"} and "api_key_id" in reply.json()["detail"]
         else:
+            assert loc is not None
             error = reply.json()["detail"][0]
             assert error["loc"] == loc, reply.text
             assert isinstance(error["msg"], str) and not error["msg"].startswith(loc[1])
