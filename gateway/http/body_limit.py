@@ -8,16 +8,15 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.http.middleware import HTTPMiddleware
 
-class BodyLimitMiddleware:
+
+class BodyLimitMiddleware(HTTPMiddleware):
     def __init__(self, app: ASGIApp, max_body_size: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_size = max_body_size
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length", "")
         too_large = HTTPException(413, f"request body larger than {self.max_body_size} bytes")
         if declared.isdigit() and int(declared) > self.max_body_size:

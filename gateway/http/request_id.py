@@ -8,7 +8,9 @@ import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.http.middleware import HTTPMiddleware
 
 HEADER = "x-request-id"
 SCOPE_KEY = "metering.request_id"
@@ -24,16 +26,10 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(HTTPMiddleware):
     """Pure ASGI, so it sees every response, errors and 404s included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = HTTPConnection(scope).headers.get(HEADER, "").strip()
         rid = given if _VALID.match(given) else new_request_id()
         scope[SCOPE_KEY] = rid

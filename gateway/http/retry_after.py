@@ -12,7 +12,9 @@ import math
 import re
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.http.middleware import HTTPMiddleware
 
 _DELAY = re.compile(r'"retry_?[dD]elay"\s*:\s*"(\d+(?:\.\d+)?)s"')
 MAX_BUFFERED = 64 * 1024
@@ -25,14 +27,8 @@ def retry_after_seconds(body: bytes, default: int = 1) -> int:
     return max(1, math.ceil(float(match.group(1))))
 
 
-class RetryAfterMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RetryAfterMiddleware(HTTPMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         held: list[Message] = []
 
         async def wrapped(message: Message) -> None:

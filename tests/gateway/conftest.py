@@ -48,6 +48,15 @@ class Tenant:
         return auth(self.org.admin_key)
 
 
+async def module_org(stubs: Stubs, prefix: str) -> Org:
+    """An organization with an admin key, for a module-scoped fixture (new_org makes one per test)."""
+    org = await stubs.admin.CreateOrganization(
+        admin_pb2.CreateOrganizationRequest(name=f"{prefix}-{random_text(8)}"), metadata=MASTER)
+    key = await stubs.admin.CreateApiKey(
+        admin_pb2.CreateApiKeyRequest(organization=org.organization_id, name="admin"), metadata=MASTER)
+    return Org(org.organization_id, org.name, key.key)
+
+
 @pytest.fixture
 def new_tenant(stubs: Stubs, new_org: Callable[[], Awaitable[Org]]) -> Callable[[], Awaitable[Tenant]]:
     async def make() -> Tenant:

@@ -8,10 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metering.v1 import admin_pb2
-from server.tenants.credentials import random_text
-from tests.conftest import MASTER
-from tests.gateway.conftest import auth
+from tests.gateway.conftest import auth, module_org
 from tests.gateway.usage_events import UTC, event, record, unix
 
 BASE = unix(dt.datetime(2024, 2, 10, tzinfo=UTC))
@@ -25,18 +22,15 @@ MAX_PAGES = 12
 @pytest.fixture(scope="module")
 async def tenant(stubs):
     """An organization with events at known instants: (headers, {unix time: input_tokens})."""
-    org = await stubs.admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name="pages-" + random_text(8)),
-                                               metadata=MASTER)
-    key = await stubs.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(organization=org.organization_id, name="a"),
-                                         metadata=MASTER)
+    key = (await module_org(stubs, "pages")).admin_key
     rng = random.Random(20240210)
     times = sorted({BASE + rng.randrange(SPAN) for _ in range(80)} | {BASE, BASE + 3600, BASE + 86400 - 1})
     tokens = {t: i + 1 for i, t in enumerate(times)}
-    await record(stubs, key.key, *[
+    await record(stubs, key, *[
         event("completions", dt.datetime.fromtimestamp(t, UTC), model=f"m{t % 3}", input_tokens=n)
         for t, n in tokens.items()
     ])
-    return auth(key.key), tokens
+    return auth(key), tokens
 
 
 @st.composite

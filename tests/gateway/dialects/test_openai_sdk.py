@@ -11,8 +11,8 @@ import pytest
 from gateway.dialects.openai.costs import cost_rpc
 from gateway.dialects.openai.usage import ENDPOINTS
 from metering.v1 import admin_pb2
-from server.tenants.credentials import random_text
 from tests.conftest import MASTER, bearer
+from tests.gateway.conftest import module_org
 from tests.gateway.usage_events import UTC, event, record, unix
 
 DAY = dt.datetime(2024, 4, 1, tzinfo=UTC)
@@ -31,10 +31,8 @@ SDK_TYPES = {
 @pytest.fixture(scope="module")
 async def org(stubs):
     """An organization with a project and, for every endpoint, one event a day for DAYS days."""
-    made = await stubs.admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name="sdk-" + random_text(8)),
-                                                metadata=MASTER)
-    key = await stubs.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(organization=made.organization_id, name="a"),
-                                         metadata=MASTER)
+    made = await module_org(stubs, "sdk")
+    key = made.admin_key
     project = await stubs.admin.CreateProject(
         admin_pb2.CreateProjectRequest(organization=made.organization_id, name="sdk"), metadata=MASTER)
     events = []
@@ -48,9 +46,9 @@ async def org(stubs):
                         "context_level": "medium"},
                 **counters,
             ))
-    await record(stubs, key.key, *events)
-    key_id = (await stubs.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=bearer(key.key))).api_key_id
-    return key.key, project.project_id, key_id
+    await record(stubs, key, *events)
+    key_id = (await stubs.admin.WhoAmI(admin_pb2.WhoAmIRequest(), metadata=bearer(key))).api_key_id
+    return key, project.project_id, key_id
 
 
 def client(url, key):
