@@ -17,16 +17,19 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from server.core.events import COUNTER_FIELDS, PAYLOAD_FIELDS, NewEvent
 from server.core.windows import window_at, window_number
 from server.pricing.pricer import Pricer
-from server.storage.db import q
+from server.storage.db import Parameters, q
 from server.storage.partitions import Partitions
 from server.storage.series import SeriesCache
 
 # Called after a write commits with the (org_id, window_start) pairs it marked dirty.
 AfterCommit = Callable[[Iterable[tuple[int, dt.datetime]]], None]
+# The candidates' (org_id, request_id, event_id, ts) as four columns: request_keys' columns.
+Keys = tuple[list[int], list[str], list[uuid.UUID], list[dt.datetime]]
 
 EVENT_COLUMNS = (
     "org_id", "ts", "event_id", "series_id", "request_id", "received_at", "updated_at",
@@ -41,49 +44,72 @@ _ALWAYS_COUNTED = COUNTER_FIELDS.index("num_model_requests")  # its column defau
 SMALL_BATCH = 64  # up to this many events are written by one statement; more by COPY
 
 
-_OPTIONAL = ("counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload")
-# The event attribute of each optional column (its default: null, or false for the flags).
-_OPTIONAL_ATTRIBUTES = dict(zip(_OPTIONAL, (
-    "extra_counters", "input_cost", "output_cost", "cost", "price_version", "unpriced", "has_payload")))
+# The optional columns: the event attribute of each (its default: null, or false for the flags) and its type.
+_OPTIONAL = {
+    "counters": ("extra_counters", "jsonb"),
+    "input_cost": ("input_cost", "numeric"),
+    "output_cost": ("output_cost", "numeric"),
+    "cost": ("cost", "numeric"),
+    "price_version": ("price_version", "text"),
+    "unpriced": ("unpriced", "boolean"),
+    "has_payload": ("has_payload", "boolean"),
+}
+_OPTIONAL_ATTRIBUTES = {name: attribute for name, (attribute, _) in _OPTIONAL.items()}
+_OPTIONAL_VALUES = {name: operator.attrgetter(attribute) for name, attribute in _OPTIONAL_ATTRIBUTES.items()}
+_ALL_OPTIONAL_VALUES = operator.attrgetter(*_OPTIONAL_ATTRIBUTES.values())  # an event's, in _OPTIONAL order
 
 
-def _set_columns(events: list[NewEvent]) -> tuple[list[str], Callable[[NewEvent], tuple]]:
+def _set_columns(events: list[NewEvent]) -> tuple[list[str], Callable[[NewEvent], tuple[object, ...]]]:
     """The optional columns some event sets (not null, not false), and a function giving an
     event's values of them as a tuple (one C call an event)."""
-    names = [name for name, attribute in _OPTIONAL_ATTRIBUTES.items()
-             if any(v is not None and v is not False for v in map(operator.attrgetter(attribute), events))]
+    names = [name for name, get in _OPTIONAL_VALUES.items()
+             if any(v is not None and v is not False for v in map(get, events))]
     if not names:
         return names, lambda e: ()
     get = operator.attrgetter(*(_OPTIONAL_ATTRIBUTES[name] for name in names))
     return names, (lambda e: (get(e),)) if len(names) == 1 else get
 
 
+# The parameters of the one-statement write, one array per column (a value per candidate event,
+# payload or window), by name; the events' counters and optional columns go by their column names.
+_PAYLOAD_PARAMETERS = tuple(f"payload_{name}" for name in PAYLOAD_COLUMNS)
+_NO_PAYLOADS = ((),) * len(PAYLOAD_COLUMNS)
+_WRITE_PARAMETERS = Parameters((
+    ("org_id", "integer[]"), ("request_id", "text[]"), ("event_id", "uuid[]"), ("ts", "timestamptz[]"),
+    ("received_at", "timestamptz"),  # one value: the write's time, also its updated_at
+    ("series_id", "bigint[]"),
+    *((name, "bigint[]") for name in COUNTER_FIELDS),
+    *((name, f"{kind}[]") for name, (_, kind) in _OPTIONAL.items()),
+    *zip(_PAYLOAD_PARAMETERS, ("integer[]", "timestamptz[]", "uuid[]", *(["text[]"] * len(PAYLOAD_FIELDS))),
+         strict=True),
+    ("mark_org_id", "integer[]"), ("mark_window_start", "timestamptz[]"),  # the distinct windows to mark
+    ("window_start", "timestamptz[]"),  # each event's window
+))
+
+
 def _write_small_statement() -> str:
     """The one-statement write of _write_small, generated from the column lists."""
-    n = len(COUNTER_FIELDS)
-    counter_params = ", ".join(f"${7 + i}::bigint[]" for i in range(n))
-    tail = 7 + n  # extra counters, input/output/cost, price_version, unpriced, has_payload
-    payload_params = ", ".join(f"${tail + 10 + i}::text[]" for i in range(len(PAYLOAD_FIELDS)))
-    dirty = tail + 10 + len(PAYLOAD_FIELDS)
+    n = _WRITE_PARAMETERS
     event_columns = ", ".join(EVENT_COLUMNS)
-    values = ", ".join(("e.org_id", "e.ts", "e.event_id", "e.series_id", "e.request_id", "$5", "$5",
+    values = ", ".join(("e.org_id", "e.ts", "e.event_id", "e.series_id", "e.request_id",
+                        n.bare("received_at"), n.bare("received_at"),
                         *(f"e.{c}" for c in (*COUNTER_FIELDS, *_OPTIONAL)), "d.id"))
+    per_event = ", ".join(n[name] for name in (*COUNTER_FIELDS, *_OPTIONAL))
     return f"""
         with claimed as (
             insert into request_keys (org_id, request_id, event_id, ts)
-            select * from unnest($1::integer[], $2::text[], $3::uuid[], $4::timestamptz[])
+            select * from unnest({n["org_id"]}, {n["request_id"]}, {n["event_id"]}, {n["ts"]})
             on conflict (org_id, request_id) do nothing
             returning org_id, request_id, event_id
         ), dirty as (
             insert into dirty_windows (org_id, window_start, appends)
-            select o, w, true from unnest(${dirty}::integer[], ${dirty + 1}::timestamptz[]) as m(o, w)
+            select o, w, true from unnest({n["mark_org_id"]}, {n["mark_window_start"]}) as m(o, w)
             returning id, org_id, window_start
         ), written as (
             insert into events ({event_columns})
             select {values}
-            from unnest($1::integer[], $4::timestamptz[], $3::uuid[], $6::bigint[], $2::text[], {counter_params},
-                        ${tail}::jsonb[], ${tail + 1}::numeric[], ${tail + 2}::numeric[], ${tail + 3}::numeric[],
-                        ${tail + 4}::text[], ${tail + 5}::boolean[], ${tail + 6}::boolean[], ${dirty + 2}::timestamptz[])
+            from unnest({n["org_id"]}, {n["ts"]}, {n["event_id"]}, {n["series_id"]}, {n["request_id"]}, {per_event},
+                        {n["window_start"]})
                  as e(org_id, ts, event_id, series_id, request_id, {", ".join((*COUNTER_FIELDS, *_OPTIONAL))},
                       window_start)
             join claimed c on c.org_id = e.org_id and c.request_id = e.request_id
@@ -91,8 +117,8 @@ def _write_small_statement() -> str:
             join dirty d on d.org_id = e.org_id and d.window_start = e.window_start
         ), payloads as (
             insert into event_payloads ({", ".join(PAYLOAD_COLUMNS)})
-            select p.* from unnest(${tail + 7}::integer[], ${tail + 8}::timestamptz[], ${tail + 9}::uuid[],
-                                   {payload_params}) as p({", ".join(PAYLOAD_COLUMNS)})
+            select p.* from unnest({", ".join(n[name] for name in _PAYLOAD_PARAMETERS)})
+                 as p({", ".join(PAYLOAD_COLUMNS)})
             join claimed c on c.event_id = p.event_id
         )
         select org_id, request_id from claimed"""
@@ -110,7 +136,7 @@ class Written(NamedTuple):
 
 def _windows(orgs: Iterable[int], numbers: Iterable[int]) -> list[tuple[int, dt.datetime]]:
     """The distinct (org, window start) pairs, sorted, of events given by org and window number."""
-    return [(org, window_at(n)) for org, n in sorted(set(zip(orgs, numbers)))]
+    return [(org, window_at(n)) for org, n in sorted(set(zip(orgs, numbers, strict=True)))]
 
 
 _org_of = operator.itemgetter(0)
@@ -127,7 +153,7 @@ def _claim_order(items: Sequence[tuple[int, NewEvent]]) -> list[int]:
         # tuples (measured: 52 against 475 ns an event for 1,000).
         request_ids = [e.request_id for _, e in items]
         # inserted last to first: each request id keeps the index of its first item
-        first = dict(zip(reversed(request_ids), range(len(request_ids) - 1, -1, -1)))
+        first = dict(zip(reversed(request_ids), range(len(request_ids) - 1, -1, -1), strict=True))
         return [first[rid] for rid in sorted(first)]
     found: dict[tuple[int, str], int] = {}
     for i, (org, event) in enumerate(items):
@@ -153,8 +179,8 @@ class EventWriter:
         await self.partitions.ensure(self.pool, [e.ts for e in chosen])
         series_ids = await self.series.ids_of(self.pool, items)  # of each item
 
-        keys = ([items[i][0] for i in order], [e.request_id for e in chosen],
-                [e.event_id for e in chosen], [e.ts for e in chosen])
+        keys: Keys = ([items[i][0] for i in order], [e.request_id for e in chosen],
+                      [e.event_id for e in chosen], [e.ts for e in chosen])
         existing: dict[tuple[int, str], uuid.UUID] = {}
         claimed: set[tuple[int, str]] | None = None  # None: every candidate's key
         async with self.pool.acquire() as conn:
@@ -163,7 +189,8 @@ class EventWriter:
             else:
                 try:  # optimistic: no key of the batch is taken (retries are rare), COPY them all
                     async with conn.transaction():
-                        await conn.copy_records_to_table("request_keys", records=zip(*keys), columns=KEY_COLUMNS)
+                        await conn.copy_records_to_table(
+                            "request_keys", records=zip(*keys, strict=True), columns=KEY_COLUMNS)
                         now = dt.datetime.now(dt.UTC)
                         windows = await self._copy(conn, keys[0], chosen, [series_ids[i] for i in order], now)
                 except asyncpg.UniqueViolationError:  # some are (committed, or we waited): claim one by one
@@ -176,7 +203,7 @@ class EventWriter:
                             [series_ids[i] for i in fresh], now) if fresh else []
             if claimed is not None and len(claimed) < len(order):
                 # duplicates: their keys are committed, read the originals
-                taken = [key for key in zip(keys[0], keys[1]) if key not in claimed]
+                taken = [key for key in zip(keys[0], keys[1], strict=True) if key not in claimed]
                 rows = await conn.fetch(q("find_request_keys"), [o for o, _ in taken], [r for _, r in taken])
                 existing = {(r["org_id"], r["request_id"]): r["event_id"] for r in rows}
         if windows and self.after_commit is not None:
@@ -196,42 +223,43 @@ class EventWriter:
                 results.append(Written(False, original, event.request_id))
         return results
 
-    async def _claim(self, conn: asyncpg.Connection, keys: tuple[list, ...]) -> set[tuple[int, str]]:
+    async def _claim(self, conn: PoolConnectionProxy, keys: Keys) -> set[tuple[int, str]]:
         """Claims the keys; returns those claimed. Usually all are: then the command
         tag says so and no row comes back to decode (1,000 rows of a batch, ~7%
         of the server's work). Otherwise ask which keys now carry our event ids."""
         status = await conn.execute(q("claim_request_keys"), *keys)
         if int(status.rsplit(" ", 1)[1]) == len(keys[0]):
-            return set(zip(keys[0], keys[1]))
+            return set(zip(keys[0], keys[1], strict=True))
         rows = await conn.fetch(q("claimed_request_keys"), keys[0], keys[1], keys[2])
         return {(r[0], r[1]) for r in rows}
 
     async def _write_small(
-        self, conn: asyncpg.Connection, keys: tuple[list, ...], chosen: list[NewEvent], series_ids: list[int]
+        self, conn: PoolConnectionProxy, keys: Keys, chosen: list[NewEvent], series_ids: list[int]
     ) -> tuple[dt.datetime, set[tuple[int, str]], list[tuple[int, dt.datetime]]]:
         """A few events (group commit of single events, small batches): the claim,
         the events, their payloads and dirty marks in one statement, one round trip
         instead of five (BEGIN, claim, COPY, mark, COMMIT). Windows are marked for
         every candidate; a duplicate's mark only costs a recompute."""
-        orgs, _, _, stamps = keys
+        orgs, request_ids, event_ids, stamps = keys
         now = dt.datetime.now(dt.UTC)
-        with_payload = [(org, e) for org, e in zip(orgs, chosen, strict=True) if e.payload is not None]
+        payloads = [(org, e.ts, e.event_id, *e.payload)
+                    for org, e in zip(orgs, chosen, strict=True) if e.payload is not None]
         numbers = [window_number(ts) for ts in stamps]
         windows = _windows(orgs, numbers)
-        counters = list(zip(*(e.counters for e in chosen)))
-        rows = await conn.fetch(
-            _WRITE_SMALL, *keys, now, series_ids,
-            *counters, [e.extra_counters for e in chosen], [e.input_cost for e in chosen],
-            [e.output_cost for e in chosen], [e.cost for e in chosen], [e.price_version for e in chosen],
-            [e.unpriced for e in chosen], [e.has_payload for e in chosen],
-            [o for o, _ in with_payload], [e.ts for _, e in with_payload], [e.event_id for _, e in with_payload],
-            *([e.payload[i] for _, e in with_payload] for i in range(len(PAYLOAD_FIELDS))),  # type: ignore[index]
-            [o for o, _ in windows], [w for _, w in windows], [window_at(n) for n in numbers],
-        )
+        values: dict[str, object] = {
+            "org_id": orgs, "request_id": request_ids, "event_id": event_ids, "ts": stamps,
+            "received_at": now, "series_id": series_ids,
+            "mark_org_id": [o for o, _ in windows], "mark_window_start": [w for _, w in windows],
+            "window_start": [window_at(n) for n in numbers],
+        }  # and by column name: the counters, the optional columns, the payloads' columns
+        values.update(zip(COUNTER_FIELDS, zip(*(e.counters for e in chosen), strict=True), strict=True))
+        values.update(zip(_OPTIONAL, zip(*map(_ALL_OPTIONAL_VALUES, chosen), strict=True), strict=True))
+        values.update(zip(_PAYLOAD_PARAMETERS, zip(*payloads, strict=True) if payloads else _NO_PAYLOADS, strict=True))
+        rows = await conn.fetch(_WRITE_SMALL, *_WRITE_PARAMETERS.arguments(values))
         return now, {(r[0], r[1]) for r in rows}, windows
 
     async def _copy(
-        self, conn: asyncpg.Connection, orgs: list[int], events: list[NewEvent], series_ids: list[int],
+        self, conn: PoolConnectionProxy, orgs: list[int], events: list[NewEvent], series_ids: list[int],
         now: dt.datetime,
     ) -> list[tuple[int, dt.datetime]]:
         """COPY the events (of orgs, with series_ids) with their dirty marks."""
@@ -239,7 +267,7 @@ class EventWriter:
         # defaults (0, null, false), and each column left out saves encoding here and
         # parsing in Postgres (a completions batch sets 3-5 of the 21 counters, and
         # usually none of the extra counters, split costs, payloads or price versions).
-        by_column = zip(*(e.counters for e in events))
+        by_column = zip(*(e.counters for e in events), strict=True)
         used = [i for i, column in enumerate(by_column) if i == _ALWAYS_COUNTED or any(column)]
         pick = operator.itemgetter(*used)  # used has >= 2 entries or is just _ALWAYS_COUNTED
         single = len(used) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import pathlib
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -31,6 +33,41 @@ def queries() -> dict[str, str]:
 
 def q(name: str) -> str:
     return queries()[name]
+
+
+class Parameters:
+    """The parameters of a statement built in Python, by name: numbered $1, $2, ... in the
+    order declared, so a statement refers to each by name (adding one cannot shift the
+    others), and arguments() puts the values in that same order."""
+
+    def __init__(self, declared: Iterable[tuple[str, str]]) -> None:
+        """declared: (name, Postgres type) pairs, in argument order."""
+        self.declared = tuple(declared)
+        self.names = tuple(name for name, _ in self.declared)
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"parameters declared twice: {sorted({n for n in self.names if self.names.count(n) > 1})}")
+        self._number = {name: i for i, name in enumerate(self.names, start=1)}
+        self._type = dict(self.declared)
+        self._pick = operator.itemgetter(*self.names) if len(self.names) > 1 else None
+
+    def __getitem__(self, name: str) -> str:
+        """The placeholder with its type: `$n::type`."""
+        return f"${self._number[name]}::{self._type[name]}"
+
+    def bare(self, name: str) -> str:
+        """The placeholder alone, `$n`: Postgres infers its type from where it is used."""
+        return f"${self._number[name]}"
+
+    def arguments(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The values in placeholder order; `values` holds exactly the declared names."""
+        if len(values) != len(self.names):
+            raise ValueError(f"expected the values of {len(self.names)} parameters, got {len(values)}: "
+                             f"missing {sorted(set(self.names) - set(values))}, "
+                             f"unknown {sorted(set(values) - set(self.names))}")
+        if self._pick is None:
+            return tuple(values[name] for name in self.names)
+        picked: tuple[Any, ...] = self._pick(values)  # raises KeyError for a name not given
+        return picked
 
 
 def _jsonb_encode(value: Any) -> bytes:

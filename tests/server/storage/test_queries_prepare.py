@@ -1,6 +1,6 @@
 """Every named query of server/storage/sql/*.sql, and every statement generated in Python from
-the column lists (the rollups', the cubes'), prepares against the migrated schema, so a typo or
-a column renamed by a migration fails here rather than in production."""
+the column lists (the rollups', the cubes', the ingest write), prepares against the migrated
+schema, so a typo or a column renamed by a migration fails here rather than in production."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import asyncpg
 import pytest
 from asyncpg.prepared_stmt import PreparedStatement
 
+from server.ingest import writer
 from server.rollups.cubes import GRAINS as CUBE_GRAINS
 from server.rollups.cubes import cube_statements
 from server.rollups.statements import GRAINS, rollup_statements
-from server.storage.db import init_connection, queries
+from server.storage.db import Parameters, init_connection, queries
 
 NAMES = sorted(queries())
 _KINDS = ("delete", "insert", "insert_counters")
@@ -79,6 +80,18 @@ async def test_generated_statement_prepares(conn, name):
     statement = await prepared(conn, GENERATED[name])
     # what recompute_day binds: the organization number and the window starts
     assert [t.name for t in statement.get_parameters()] == ["int4", "timestamptz[]"]
+
+
+async def test_the_ingest_write_prepares_with_its_named_parameters(conn):
+    """Each named parameter of the one-statement write is the placeholder of its number and
+    declared type, and every declared one is used (server/ingest/writer.py)."""
+    declared: Parameters = writer._WRITE_PARAMETERS
+    statement = await prepared(conn, writer._WRITE_SMALL)
+    types = await conn.fetchval(
+        "select array_agg(t::regtype::oid order by i) from unnest($1::text[]) with ordinality as u(t, i)",
+        [kind for _, kind in declared.declared])
+    assert [t.oid for t in statement.get_parameters()] == types
+    assert len(types) == len(declared.names) == placeholders(writer._WRITE_SMALL)
 
 
 @pytest.mark.parametrize(("broken", "error"), [
