@@ -11,7 +11,6 @@ import grpc
 from metering.v1 import (
     event_pb2,
     ingest_pb2,
-    ingest_pb2_grpc,
     query_pb2,
     query_pb2_grpc,
     records_pb2,
@@ -68,7 +67,7 @@ class AsyncMeteringClient:
         )
         self._channel_options = tuple(channel_options)
         self._channel: grpc.aio.Channel | None = None
-        self._ingest: ingest_pb2_grpc.IngestServiceStub | None = None
+        self._sender: channels.AsyncSender | None = None
         self._metadata = channels.metadata(self.settings)
         self.journal = Journal(self.options.journal_path or default_path(self.settings.api_key), self.settings.api_key)
         self._ledger = Ledger(self.journal, on_failure)
@@ -91,12 +90,9 @@ class AsyncMeteringClient:
         return self._metadata
 
     async def _send(self, events: Sequence[event_pb2.UsageEvent], timeout: float) -> ingest_pb2.RecordEventsResponse:
-        if self._ingest is None:
-            self._ingest = ingest_pb2_grpc.IngestServiceStub(self.channel)  # type: ignore[no-untyped-call]
-        return await self._ingest.RecordEvents(  # type: ignore[no-any-return]
-            ingest_pb2.RecordEventsRequest(events=events), timeout=timeout, metadata=self._metadata,
-            wait_for_ready=True,
-        )
+        if self._sender is None:  # the channel is made on first use, inside the running loop
+            self._sender = channels.aio_sender(self.channel, self._metadata)
+        return await self._sender(events, timeout)
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -150,15 +146,8 @@ class AsyncMeteringClient:
             self._batcher.journal_unacked()
             if self.journal.size() > 0:
                 channel = channels.sync_channel(self.settings, self._channel_options)
-                stub = ingest_pb2_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
-
-                def send(events: Sequence[event_pb2.UsageEvent], timeout: float) -> ingest_pb2.RecordEventsResponse:
-                    return stub.RecordEvents(  # type: ignore[no-any-return]
-                        ingest_pb2.RecordEventsRequest(events=events), timeout=timeout, metadata=self._metadata,
-                        wait_for_ready=True,
-                    )
-
                 try:
+                    send = channels.sender(channel, self._metadata)
                     Batcher(send, self.journal, self._ledger, self.options, start=False).replay_now(
                         self.options.exit_timeout
                     )
@@ -183,30 +172,34 @@ class AsyncMeteringClient:
 
     async def get_event(self, *, request_id: str = "", event_id: str = "",
                         timeout: float = READ_TIMEOUT) -> event_pb2.UsageEvent:
-        stub = records_pb2_grpc.RecordServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        stub = records_pb2_grpc.RecordServiceStub(self.channel)
         try:
-            return await stub.GetEvent(  # type: ignore[no-any-return]
+            event: event_pb2.UsageEvent = await stub.GetEvent(
                 records_pb2.GetEventRequest(request_id=request_id, event_id=event_id),
                 timeout=timeout, metadata=self._metadata,
             )
+            return event
         except grpc.RpcError as error:
             raise api_error(error) from None
 
     async def query_usage(self, request: query_pb2.QueryUsageRequest, *, timeout: float = READ_TIMEOUT
                           ) -> query_pb2.QueryUsageResponse:
-        stub = query_pb2_grpc.QueryServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        stub = query_pb2_grpc.QueryServiceStub(self.channel)
         try:
-            return await stub.QueryUsage(request, timeout=timeout, metadata=self._metadata)  # type: ignore[no-any-return]
+            response: query_pb2.QueryUsageResponse = await stub.QueryUsage(request, timeout=timeout,
+                                                                           metadata=self._metadata)
+            return response
         except grpc.RpcError as error:
             raise api_error(error) from None
 
     async def get_client_usage(self, client_id: str, *, recent_limit: int = 10, timeout: float = READ_TIMEOUT
                                ) -> query_pb2.ClientUsage:
-        stub = query_pb2_grpc.QueryServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        stub = query_pb2_grpc.QueryServiceStub(self.channel)
         try:
-            return await stub.GetClientUsage(  # type: ignore[no-any-return]
+            usage: query_pb2.ClientUsage = await stub.GetClientUsage(
                 query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent_limit),
                 timeout=timeout, metadata=self._metadata,
             )
+            return usage
         except grpc.RpcError as error:
             raise api_error(error) from None

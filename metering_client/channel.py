@@ -1,13 +1,18 @@
-"""gRPC channels and call metadata for the SDK (sync and asyncio)."""
+"""gRPC channels, call metadata and the RecordEvents call the batchers send with (sync and asyncio)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
+from metering.v1 import event_pb2, ingest_pb2, ingest_pb2_grpc
 from metering_client.config import Settings
+
+Metadata = tuple[tuple[str, str], ...]
+Sender = Callable[[Sequence[event_pb2.UsageEvent], float], ingest_pb2.RecordEventsResponse]
+AsyncSender = Callable[[Sequence[event_pb2.UsageEvent], float], Awaitable[ingest_pb2.RecordEventsResponse]]
 
 VERSION = "0.1.0"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -42,5 +47,27 @@ def aio_channel(settings: Settings, extra: Sequence[tuple[str, Any]] = ()) -> gr
     return grpc.aio.insecure_channel(settings.target, options=_options(extra))
 
 
-def metadata(settings: Settings) -> tuple[tuple[str, str], ...]:
+def metadata(settings: Settings) -> Metadata:
     return (("authorization", f"Bearer {settings.api_key}"),)
+
+
+def sender(channel: grpc.Channel, call_metadata: Metadata) -> Sender:
+    """IngestService.RecordEvents over a sync channel, waiting for the channel to be ready."""
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+
+    def send(events: Sequence[event_pb2.UsageEvent], timeout: float) -> ingest_pb2.RecordEventsResponse:
+        response: ingest_pb2.RecordEventsResponse = stub.RecordEvents(
+            ingest_pb2.RecordEventsRequest(events=events), timeout=timeout, metadata=call_metadata, wait_for_ready=True)
+        return response
+    return send
+
+
+def aio_sender(channel: grpc.aio.Channel, call_metadata: Metadata) -> AsyncSender:
+    """IngestService.RecordEvents over a grpc.aio channel, waiting for the channel to be ready."""
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+
+    async def send(events: Sequence[event_pb2.UsageEvent], timeout: float) -> ingest_pb2.RecordEventsResponse:
+        response: ingest_pb2.RecordEventsResponse = await stub.RecordEvents(
+            ingest_pb2.RecordEventsRequest(events=events), timeout=timeout, metadata=call_metadata, wait_for_ready=True)
+        return response
+    return send

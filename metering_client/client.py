@@ -11,8 +11,6 @@ import grpc
 
 from metering.v1 import (
     event_pb2,
-    ingest_pb2,
-    ingest_pb2_grpc,
     query_pb2,
     query_pb2_grpc,
     records_pb2,
@@ -85,12 +83,12 @@ class MeteringClient:
         )
         self._channel = channels.sync_channel(self.settings, channel_options)
         self._metadata = channels.metadata(self.settings)
-        self._ingest = ingest_pb2_grpc.IngestServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._records = records_pb2_grpc.RecordServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._query = query_pb2_grpc.QueryServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._records = records_pb2_grpc.RecordServiceStub(self._channel)
+        self._query = query_pb2_grpc.QueryServiceStub(self._channel)
         self.journal = Journal(self.options.journal_path or default_path(self.settings.api_key), self.settings.api_key)
         self._ledger = Ledger(self.journal, on_failure)
-        self._batcher = Batcher(self._send, self.journal, self._ledger, self.options)
+        send = channels.sender(self._channel, self._metadata)
+        self._batcher = Batcher(send, self.journal, self._ledger, self.options)
         self._closed = False
         lifecycle.register(self, self._close_at_exit)
 
@@ -106,12 +104,6 @@ class MeteringClient:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Call metadata carrying the credentials."""
         return self._metadata
-
-    def _send(self, events: Sequence[event_pb2.UsageEvent], timeout: float) -> ingest_pb2.RecordEventsResponse:
-        return self._ingest.RecordEvents(  # type: ignore[no-any-return]
-            ingest_pb2.RecordEventsRequest(events=events), timeout=timeout, metadata=self._metadata,
-            wait_for_ready=True,
-        )
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -185,13 +177,15 @@ class MeteringClient:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def get_event(self, *, request_id: str = "", event_id: str = "", timeout: float = READ_TIMEOUT) -> event_pb2.UsageEvent:
+    def get_event(self, *, request_id: str = "", event_id: str = "",
+                  timeout: float = READ_TIMEOUT) -> event_pb2.UsageEvent:
         """One stored event (with its payload), by request_id or event_id. Raises NotFoundError."""
         try:
-            return self._records.GetEvent(  # type: ignore[no-any-return]
+            event: event_pb2.UsageEvent = self._records.GetEvent(
                 records_pb2.GetEventRequest(request_id=request_id, event_id=event_id),
                 timeout=timeout, metadata=self._metadata,
             )
+            return event
         except grpc.RpcError as error:
             raise api_error(error) from None
 
@@ -199,7 +193,9 @@ class MeteringClient:
                     ) -> query_pb2.QueryUsageResponse:
         """QueryService.QueryUsage: usage in time buckets, filtered and grouped (one page)."""
         try:
-            return self._query.QueryUsage(request, timeout=timeout, metadata=self._metadata)  # type: ignore[no-any-return]
+            response: query_pb2.QueryUsageResponse = self._query.QueryUsage(request, timeout=timeout,
+                                                                            metadata=self._metadata)
+            return response
         except grpc.RpcError as error:
             raise api_error(error) from None
 
@@ -207,10 +203,11 @@ class MeteringClient:
                          ) -> query_pb2.ClientUsage:
         """QueryService.GetClientUsage: one client's totals, per-model usage and recent requests."""
         try:
-            return self._query.GetClientUsage(  # type: ignore[no-any-return]
+            usage: query_pb2.ClientUsage = self._query.GetClientUsage(
                 query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent_limit),
                 timeout=timeout, metadata=self._metadata,
             )
+            return usage
         except grpc.RpcError as error:
             raise api_error(error) from None
 

@@ -1,4 +1,6 @@
-"""What the sync and async batchers share: options, the ledger of outcomes, retry policy, chunking."""
+"""The values of delivery: options, the ledger of outcomes, retry policy, chunking, each event's result.
+
+The delivery itself (batching, retries, the journal, replay) is batching.py, which both batchers run."""
 
 from __future__ import annotations
 
@@ -96,6 +98,12 @@ def item_result(proto: ingest_pb2.ItemResult) -> ItemResult:
 
 def journaled(event: event_pb2.UsageEvent) -> ItemResult:
     return ItemResult(request_id=event.request_id, outcome=Outcome.JOURNALED)
+
+
+def undeliverable(event: event_pb2.UsageEvent) -> ItemResult:
+    """Neither the server nor the journal would take it, and there is no time left to wait for either."""
+    return ItemResult(request_id=event.request_id, outcome=Outcome.REJECTED, field="event", reason="UNDELIVERABLE",
+                      message="server unreachable and journal unwritable")
 
 
 def too_large(event: event_pb2.UsageEvent, size: int) -> ItemResult | None:

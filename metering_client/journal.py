@@ -38,7 +38,7 @@ from metering.v1 import event_pb2
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: single-process use only
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # typeshed has no optional-module form for fcntl
 
 log = logging.getLogger(__name__)
 ENV_JOURNAL_DIR = "METERING_JOURNAL_DIR"

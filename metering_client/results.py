@@ -7,7 +7,7 @@ import enum
 from typing import cast
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2
 
 from metering.v1 import event_pb2
 

@@ -109,10 +109,6 @@ def client_usage_data(reply: query_pb2.ClientUsage) -> ClientUsageData:
     )
 
 
-def client_usage_request(client_id: str, recent: int = RECENT_REQUESTS) -> query_pb2.GetClientUsageRequest:
-    return query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent)
-
-
 def stats_request(now: dt.datetime | None = None) -> query_pb2.QueryUsageRequest:
     """All usage visible to the caller, ever: one bucket grouped by client, model, provider, status."""
     request = query_pb2.QueryUsageRequest(width="all", group_by=STATS_GROUP_BY)

@@ -44,7 +44,7 @@ async def test_async_tracker_seed_examples(target, new_org):
             input_tokens=10, output_tokens=20, input_cost=0.0001, output_cost=0.0002, status="success",
         )
         details = await tracker.get_request_details("123")
-        assert (details.model_name, details.total_cost) == ("gpt-4", pytest.approx(0.0003))
+        assert details.model_name == "gpt-4" and details.total_cost == pytest.approx(0.0003)
         data = await tracker.get_client_usage_data()
         assert (data.total_requests, data.models_used[0].model_name) == (1, "gpt-4")
         stats = await tracker.get_usage_stats()

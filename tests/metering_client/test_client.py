@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from metering_client import (
 from metering_client.events import INPUT_FIELDS
 from tests.metering_client.conftest import event_counts
 
-ALL_FIELDS = {
+ALL_FIELDS: dict[str, Any] = {  # record()'s keyword arguments
     "request_id": "all-fields", "timestamp": dt.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC),
     "project_id": "p1", "user_id": "u1", "api_key_id": "k1", "client_id": "c1", "kind": "audio_speeches",
     "model": "tts-1", "provider": "openai", "endpoint": "/v1/audio/speech", "api_name": "speech",

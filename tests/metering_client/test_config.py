@@ -29,7 +29,8 @@ def test_seed_style_config_objects():
         metering_target: str
         client_id: str
 
-    cfg = Request(api_key="sk-provider", metering_api_key="mk_metering", metering_target="m:1", client_id="app")
+    cfg = Request(api_key=SecretStr("sk-provider"), metering_api_key=SecretStr("mk_metering"), metering_target="m:1",
+                  client_id="app")
     settings = resolve(config=cfg)
     assert (settings.api_key, settings.target, settings.client_id) == ("mk_metering", "m:1", "app")
 

@@ -19,7 +19,7 @@ def replay_all(journal: Journal, batch: int = 100) -> list[str]:
     seen: list[str] = []
     with journal.lease() as mine:
         assert mine
-        acked, kept = 0, []
+        acked, kept = 0, list[bytes]()
         for chunk in journal.chunks(journal.snapshot(), batch, 1 << 20):
             seen += [e.request_id for e in chunk.events]
             journal.dead_letter(chunk.unreadable)

@@ -27,7 +27,8 @@ async def test_record_over_tls(server, new_org, db, tmp_path):
     )
     cert, key = (tmp_path / "cert.pem").read_bytes(), (tmp_path / "key.pem").read_bytes()
     tls_server = grpc.aio.server(interceptors=[ServerInterceptor()])
-    add_service(tls_server, ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], server.ingest)  # the real ingest path
+    service = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"]
+    add_service(tls_server, service, server.ingest)  # the real ingest path
     port = tls_server.add_secure_port("localhost:0", grpc.ssl_server_credentials([(key, cert)]))
     await tls_server.start()
     org = await new_org()

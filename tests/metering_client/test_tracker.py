@@ -139,7 +139,7 @@ async def test_tracker_error_request_and_payloads(target, new_org):
     def run() -> tuple[ClientUsageData, RequestDetails]:
         with UsageClass(config=None, target=target, api_key=org.admin_key) as tracker:
             tracker.log_request("r-err", "gpt-4o", "openai", "bot", "u1", '{"temperature": 0}', "raw req",
-                                '{"messages": []}', '{"error": "boom"}', "raw resp", 7, 0, "0.0000007", 0, "error",
+                                '{"messages": []}', '{"error": "boom"}', "raw resp", 7, 0, 7e-7, 0, "error",
                                 error_message="upstream 500", labels={"task": "t1"})
             return tracker.get_client_usage_data("bot"), tracker.get_request_details("r-err")
 
@@ -147,7 +147,9 @@ async def test_tracker_error_request_and_payloads(target, new_org):
     assert (data.total_requests, data.failed_requests, data.successful_requests) == (1, 1, 0)
     assert data.recent_requests[0].error_message == "upstream 500"
     assert details.error_message == "upstream 500" and details.status == "error"
-    assert (details.config_json, details.request_raw, details.response_raw) == ('{"temperature": 0}', "raw req", "raw resp")
+    assert (details.config_json, details.request_raw, details.response_raw) == (
+        '{"temperature": 0}', "raw req", "raw resp",
+    )
     assert details.input_cost == pytest.approx(7e-7)
 
 
@@ -163,7 +165,7 @@ async def test_construction_styles(target, new_org, monkeypatch):
     def run() -> None:
         with UsageTracker(Request()) as tracker:
             assert tracker.client_id == "cfg_app"
-            tracker.log_request("c1", "m", "p", None, "", "", "", "", "", "", 1, 1, 0, 0, "success")
+            tracker.log_request("c1", "m", "p", "", "", "", "", "", "", "", 1, 1, 0, 0, "success")
             assert tracker.get_client_usage_data().total_requests == 1  # client_id defaulted from the config
 
         shared = MeteringClient(target, org.admin_key)
