@@ -21,7 +21,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"metering worker: {exc}", file=sys.stderr)
         return 2
-    run_worker(settings)  # type: ignore[arg-type]
+    run_worker(settings)
     return 0
 
 

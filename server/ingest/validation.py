@@ -9,7 +9,6 @@ import operator
 import os
 import random
 import re
-import uuid
 
 from metering.v1 import event_pb2
 from server.core.errors import InvalidArgument, PermissionDenied
@@ -27,10 +26,10 @@ from server.core.events import (
 )
 from server.core.principal import Principal
 
-# Limits (README "Limits").
+# Limits (docs/guarantees.md, "Limits").
 MAX_ID_LENGTH = 256
 MAX_LABELS = 64
-MAX_LABEL_KEY = 64
+MAX_NAME = 64  # of a label or an extra counter
 MAX_LABEL_VALUE = 1024
 MAX_EXTRA_COUNTERS = 64
 MAX_PAYLOAD_FIELD = 1 << 20  # 1 MiB per payload field
@@ -49,6 +48,7 @@ _has_field = event_pb2.UsageEvent.HasField
 _repeat = itertools.repeat
 # The raw wire values a series is made of (labels aside): the memo key of Validator.
 _get_series_raw = operator.attrgetter("kind", "status", "currency", "batch", *TEXT_DIMENSIONS)
+RawSeries = tuple[object, ...]  # those values, paired with the sorted labels when there are any
 _MEMO_LIMIT = 50_000  # series per caller
 _MILLISECOND = dt.timedelta(milliseconds=1)
 _SECONDS: dict[int, dt.datetime] = {}  # Unix seconds -> datetime, see _timestamp
@@ -57,7 +57,7 @@ _SECONDS: dict[int, dt.datetime] = {}  # Unix seconds -> datetime, see _timestam
 _random = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 _NUM_MODEL_REQUESTS = COUNTER_FIELDS.index("num_model_requests")
-_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+_NAME = re.compile(rf"^[A-Za-z0-9_.:/-]{{1,{MAX_NAME}}}$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 # Plain non-negative decimals of at most 20 + 18 digits: finite, >= 0, exponent >= -18, <= 38
 # digits, no sign (so no -0): what _money checks, decided by the text alone.
@@ -161,7 +161,7 @@ def _series(event: event_pb2.UsageEvent, principal: Principal) -> SeriesKey:
         raise InvalidArgument("labels", f"at most {MAX_LABELS} entries")
     for key, value in event.labels.items():
         if not _NAME.match(key):
-            raise InvalidArgument(f"labels.{key[:64]}", "name must be 1-64 of [A-Za-z0-9_.:/-]")
+            raise InvalidArgument(f"labels.{key[:MAX_NAME]}", f"name must be 1-{MAX_NAME} of [A-Za-z0-9_.:/-]")
         if len(value) > MAX_LABEL_VALUE:
             raise InvalidArgument(f"labels.{key}", f"longer than {MAX_LABEL_VALUE} characters")
         if "\x00" in value:
@@ -181,7 +181,7 @@ def _extra_counters(event: event_pb2.UsageEvent) -> dict[str, int]:
         raise InvalidArgument("counters", f"at most {MAX_EXTRA_COUNTERS} entries")
     for key, value in event.counters.items():
         if not _NAME.match(key):
-            raise InvalidArgument(f"counters.{key[:64]}", "name must be 1-64 of [A-Za-z0-9_.:/-]")
+            raise InvalidArgument(f"counters.{key[:MAX_NAME]}", f"name must be 1-{MAX_NAME} of [A-Za-z0-9_.:/-]")
         if key in COUNTER_FIELDS:
             raise InvalidArgument(f"counters.{key}", "is a fixed counter; use the field instead")
         if value < 0:
@@ -203,10 +203,10 @@ class SeriesMemo:
     a bounded set of (project, user, model, ...) combinations."""
 
     def __init__(self, max_callers: int = 1024) -> None:
-        self._by_caller: dict[Principal, dict[tuple, SeriesKey]] = {}
+        self._by_caller: dict[Principal, dict[RawSeries, SeriesKey]] = {}
         self._max_callers = max_callers
 
-    def for_caller(self, principal: Principal) -> dict[tuple, SeriesKey]:
+    def for_caller(self, principal: Principal) -> dict[RawSeries, SeriesKey]:
         memo = self._by_caller.get(principal)
         if memo is None:
             if len(self._by_caller) >= self._max_callers:
@@ -233,7 +233,7 @@ class Validator:
 
     def __call__(self, event: event_pb2.UsageEvent) -> NewEvent:
         """Raises InvalidArgument (or PermissionDenied) naming the field."""
-        raw: tuple = _get_series_raw(event)
+        raw: RawSeries = _get_series_raw(event)
         if event.labels:
             raw = (raw, tuple(sorted(event.labels.items())))
         series = self._series.get(raw)
@@ -271,10 +271,3 @@ class Validator:
 def validate(event: event_pb2.UsageEvent, principal: Principal, now: dt.datetime) -> NewEvent:
     """One event (see Validator); raises InvalidArgument (or PermissionDenied) naming the field."""
     return Validator(principal, now)(event)
-
-
-def parse_event_id(value: str, field: str = "event_id") -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(field, "not a valid event id") from None

@@ -10,10 +10,6 @@ import asyncpg
 from server.storage.db import q
 
 
-def month_of(ts: dt.datetime) -> dt.datetime:
-    return ts.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 class Partitions:
     def __init__(self) -> None:
         self._known: set[dt.datetime] = set()
