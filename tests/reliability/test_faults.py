@@ -8,19 +8,20 @@ from collections.abc import Iterator
 import pytest
 
 from bench import stress
+from bench.stress_processes import PrivateRedis
 from server.runtime.app import MeteringServer
 
 
 @pytest.fixture
-def private_redis() -> Iterator[stress.PrivateRedis]:
-    redis = stress.PrivateRedis()
+def private_redis() -> Iterator[PrivateRedis]:
+    redis = PrivateRedis()
     redis.start()
     yield redis
     redis.stop()
 
 
 async def test_worker_sigkilled_during_rollups_under_ingest(
-    database_url: str, server: MeteringServer, private_redis: stress.PrivateRedis,
+    database_url: str, server: MeteringServer, private_redis: PrivateRedis,
 ) -> None:
     result = await stress.worker_kills(database_url, private_redis.url, kills=3, up=(0.4, 0.9), batch=100)
     assert result["events"] == result["acked_events"] > 0

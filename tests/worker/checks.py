@@ -13,9 +13,13 @@ from google.protobuf import timestamp_pb2
 from metering.v1 import event_pb2, query_pb2
 from server.core.events import COUNTER_FIELDS
 
-GRAINS = {"rollups_15m": dt.timedelta(minutes=15), "rollups_1h": dt.timedelta(hours=1), "rollups_1d": dt.timedelta(days=1)}
+GRAINS = {
+    "rollups_15m": dt.timedelta(minutes=15), "rollups_1h": dt.timedelta(hours=1), "rollups_1d": dt.timedelta(days=1),
+}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_METRICS = ("events", "unpriced_events", *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "last_event_at")
+_METRICS = (
+    "events", "unpriced_events", *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "last_event_at",
+)
 
 
 def stamp(value: dt.datetime) -> timestamp_pb2.Timestamp:

@@ -40,7 +40,9 @@ def worker_env(database_url: str, redis_url: str, queue: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-async def rollup_server(database_url: str, redis_url: str, queue: str, server: MeteringServer) -> AsyncIterator[MeteringServer]:
+async def rollup_server(
+    database_url: str, redis_url: str, queue: str, server: MeteringServer
+) -> AsyncIterator[MeteringServer]:
     srv = MeteringServer(database_url, "127.0.0.1:0", MASTER_KEY, redis_url=redis_url, queue_name=queue, rollup_delay=0)
     await srv.start()
     yield srv

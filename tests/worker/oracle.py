@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from metering.v1 import query_pb2
 from server.core.events import COUNTER_FIELDS
@@ -83,7 +83,7 @@ def empty_metrics() -> dict:
 
 def aggregate(
     events: Iterable[Stored], start: dt.datetime, end: dt.datetime, width: str, zone: str,
-    group_by: Sequence[str], filters: dict[str, Sequence[str]],
+    group_by: Sequence[str], filters: Mapping[str, Sequence[str]],
 ) -> list[tuple[dt.datetime, dt.datetime, dict[Key, dict]]]:
     edges = boundaries(start, end, width, zone)
     buckets: list[dict[Key, dict]] = [{} for _ in edges[:-1]]

@@ -199,7 +199,7 @@ def model_of(e: event_pb2.UsageEvent, key_id: str) -> oracle.Stored:
     output_cost = decimal.Decimal(e.output_cost) if e.HasField("output_cost") else None
     cost = decimal.Decimal(e.cost) if e.HasField("cost") else None
     if cost is None and (input_cost is not None or output_cost is not None):
-        cost = (input_cost or 0) + (output_cost or 0)
+        cost = (input_cost or decimal.Decimal(0)) + (output_cost or decimal.Decimal(0))
     return oracle.Stored(
         ts=e.timestamp.ToDatetime(UTC), dims=dims, labels=dict(e.labels), counters=counters,
         extra=dict(e.counters) or None, input_cost=input_cost, output_cost=output_cost, cost=cost,

@@ -63,7 +63,8 @@ async def test_recompute_replaces_and_is_idempotent(stubs, new_org, db):
     await stubs.records.VoidEvent(records_pb2.VoidEventRequest(event_id=ids[3]), metadata=org.auth)
     patch = usage(10, DAY, event_id=ids[10], input_tokens=999_999)  # another window than ids[3]
     await stubs.records.UpdateEvent(
-        records_pb2.UpdateEventRequest(event=patch, update_mask={"paths": ["input_tokens", "labels"]}), metadata=org.auth,
+        records_pb2.UpdateEventRequest(event=patch, update_mask={"paths": ["input_tokens", "labels"]}),
+        metadata=org.auth,
     )
     assert await dirty_count(db, number) == 2
     assert (await recompute_day(db, number, DAY)).windows == 2

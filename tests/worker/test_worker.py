@@ -48,7 +48,8 @@ async def query(stubs, org, **fields) -> query_pb2.QueryUsageResponse:
 
 async def record(stubs, org, events) -> None:
     for i in range(0, len(events), 500):
-        resp = await stubs.ingest.RecordEvents(ingest_pb2.RecordEventsRequest(events=events[i:i + 500]), metadata=org.auth)
+        resp = await stubs.ingest.RecordEvents(
+            ingest_pb2.RecordEventsRequest(events=events[i:i + 500]), metadata=org.auth)
         assert resp.recorded == len(events[i:i + 500])
 
 
@@ -119,7 +120,9 @@ async def _wait_for(predicate, timeout: float = 30.0, what: str = "condition") -
         await asyncio.sleep(0.05)
 
 
-async def test_worker_killed_mid_job_then_restarted(rstubs, rollup_org, rollup_server, worker_env, database_url, redis_url, queue, db):
+async def test_worker_killed_mid_job_then_restarted(
+    rstubs, rollup_org, rollup_server, worker_env, database_url, redis_url, queue, db
+):
     org = await rollup_org()
     number = await org_number(db, org.organization_id)
     await record(rstubs, org, spread(120, days=1))
@@ -227,6 +230,7 @@ async def test_redis_down_while_ingesting_then_the_sweep_catches_up(
             resp = await ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=usage(9, START)), metadata=org.auth)
             assert resp.outcome == ingest_pb2.OUTCOME_RECORDED
             assert time.monotonic() - started < 5  # acknowledgements never waited for Redis
+        assert down.enqueuer is not None  # a server given a Redis URL enqueues rollups
         await down.enqueuer.flush()
         assert down.enqueuer.failures > 0
         assert any("rollup enqueue failed" in r.message for r in caplog.records)

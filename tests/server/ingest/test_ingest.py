@@ -216,7 +216,7 @@ async def test_stream_acks_each_item_after_commit(stubs, new_org, db):
     assert len(stored) == 3 + 47
     assert "s-2020" not in stored
     assert stored["s-1001"] == by_seq[2030].event_id
-    for seq, r in recorded.items():
+    for r in recorded.values():
         assert stored[r.request_id] == r.event_id
 
 
@@ -405,7 +405,8 @@ async def test_payload_is_stored_apart(stubs, new_org, db):
         ({"input_cost": "12345678901234567890.123456789012345678", "output_cost": "1"},
          {"cost": "12345678901234567891.123456789012345678", "input_cost": "12345678901234567890.123456789012345678",
           "output_cost": "1"}),
-        ({"input_cost": "1", "output_cost": "2", "cost": "2.5"}, {"cost": "2.5", "input_cost": "1", "output_cost": "2"}),
+        ({"input_cost": "1", "output_cost": "2", "cost": "2.5"},
+         {"cost": "2.5", "input_cost": "1", "output_cost": "2"}),
         ({"cost": "0"}, {"cost": "0", "input_cost": None, "output_cost": None}),
     ],
     ids=["micro", "sum-of-parts", "18-places", "38-digits", "38-digit-sum", "explicit-total", "zero"],

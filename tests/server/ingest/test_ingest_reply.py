@@ -29,9 +29,8 @@ def test_batch_response_equals_the_messages_built_field_by_field():
 
     reply = ingest_pb2.RecordEventsResponse.FromString(batch_response(count, indexes, written, rejected))
 
-    results = [rejected.get(i) for i in range(count)]
-    for i, w in zip(indexes, written, strict=True):
-        results[i] = _written(i, w)
+    by_index = dict(zip(indexes, written, strict=True))
+    results = [rejected[i] if i in rejected else _written(i, by_index[i]) for i in range(count)]
     recorded = sum(w.recorded for w in written)
     expected = ingest_pb2.RecordEventsResponse(
         results=results, recorded=recorded, duplicates=len(written) - recorded, rejected=2)
@@ -40,4 +39,5 @@ def test_batch_response_equals_the_messages_built_field_by_field():
 
 
 def test_empty_batch_response():
-    assert ingest_pb2.RecordEventsResponse.FromString(batch_response(0, [], [], {})) == ingest_pb2.RecordEventsResponse()
+    reply = ingest_pb2.RecordEventsResponse.FromString(batch_response(0, [], [], {}))
+    assert reply == ingest_pb2.RecordEventsResponse()

@@ -109,7 +109,8 @@ async def test_rejected_with_field(stubs, new_org, db, event, field, reason):
         await stubs.ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=event), metadata=org.auth)
     err = caught.value
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field in err.details()
+    message = err.details()
+    assert message is not None and field in message
     status = rich_status(err)
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     infos, bad = details(status)

@@ -64,7 +64,8 @@ async def test_migrations_on_an_empty_database(scratch):
         expected = [f"{n:04d}_{name}" for n, name, _ in available()]
         assert applied == expected and applied[0] == "0001_core"
 
-        tables = {r["tablename"] for r in await conn.fetch("select tablename from pg_tables where schemaname = 'public'")}
+        public = await conn.fetch("select tablename from pg_tables where schemaname = 'public'")
+        tables = {r["tablename"] for r in public}
         assert TABLES <= tables
         partitioned = {r["relname"] for r in await conn.fetch("select relname from pg_class where relkind = 'p'")}
         assert {"events", "event_payloads"} <= partitioned
