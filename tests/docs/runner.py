@@ -41,6 +41,9 @@ _PYTEST = re.compile(rf"^{_ENV_PREFIX}(?:\./dev test|(?:\.venv/bin/)?(?:python -
 _BENCH = re.compile(rf"^{_ENV_PREFIX}(?:\.venv/bin/)?python -m bench(?:\.\w+)?(?=\s|$)")
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+
+
 class ExampleFailed(AssertionError):
     pass
 
@@ -60,6 +63,7 @@ def page_env(base: Mapping[str, str], *, database_url: str, redis_url: str, grpc
         "METERING_DATA_DIR": str(scratch / "data"),
         "METERING_JOURNAL_DIR": str(scratch / "journal"),
         "METERING_LOG_LEVEL": "WARNING",
+        "PWD": str(ROOT),  # where the blocks start (a block may cd; the next ones start there)
         "TMPDIR": str(scratch),
         "PYTHONDONTWRITEBYTECODE": "1",
     })
@@ -70,7 +74,7 @@ def page_env(base: Mapping[str, str], *, database_url: str, redis_url: str, grpc
 def check_form(command: str) -> str:
     """The cheap form of one command of a `check` block: pytest runs only collect (and fail
     when nothing is selected), benchmarks only parse their options."""
-    command = re.sub(r"\s+#[^'\"]*$", "", command.strip())  # a trailing comment
+    command = shlex.join(shlex.split(command, comments=True))  # without its comment, whatever it holds
     if _PYTEST.match(command):
         return command + " --collect-only -q"
     if _BENCH.match(command):
@@ -105,7 +109,7 @@ def _ready(url: str) -> bool:
                 return False
             return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
+        with _DIRECT.open(url, timeout=1) as reply:
             return bool(reply.status == 200)
     except OSError:
         return False
@@ -204,7 +208,9 @@ class PageRun:
             time.sleep(0.1)
 
     def stop_all(self) -> None:
-        """SIGINT to each background group (Ctrl-C, as the docs say), then kill what is left."""
+        """SIGINT to each background group (Ctrl-C, as the docs say), then kill what is left:
+        a command that does not stop with everything it started fails the page."""
+        stubborn = []
         while self.background:
             proc, log = self.background.pop()
             descendants = _descendants(proc.pid)
@@ -220,7 +226,9 @@ class PageRun:
                 with contextlib.suppress(psutil.Error):
                     leftover.kill()
             if alive:
-                raise ExampleFailed(f"{log.name}: {len(alive)} processes ignored Ctrl-C\n{log.read_text()}")
+                stubborn.append(f"{log.name}: {len(alive)} processes ignored Ctrl-C\n{log.read_text()}")
+        if stubborn:
+            raise ExampleFailed("\n".join(stubborn))
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

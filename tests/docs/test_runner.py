@@ -84,7 +84,8 @@ def test_missing_programs_skip_the_block(tmp_path):
 
 @pytest.mark.parametrize("command, form", [
     ("./dev test", "./dev test --collect-only -q"),
-    ("./dev test tests/server -k ingest   # some", "./dev test tests/server -k ingest --collect-only -q"),
+    ("./dev test tests/server -k ingest   # the server's", "./dev test tests/server -k ingest --collect-only -q"),
+    ('pytest tests -k "a or b"', "pytest tests -k 'a or b' --collect-only -q"),
     ("METERING_HYPOTHESIS_EXAMPLES=2000 .venv/bin/python -m pytest tests/worker",
      "METERING_HYPOTHESIS_EXAMPLES=2000 .venv/bin/python -m pytest tests/worker --collect-only -q"),
     (".venv/bin/python -m bench --quick", ".venv/bin/python -m bench --quick --help"),
@@ -102,7 +103,8 @@ def test_check_blocks_hold_only_tests_and_benchmarks():
 def test_a_check_block_that_selects_nothing_fails(tmp_path):
     (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
     with pytest.raises(runner.ExampleFailed, match="exited 5"):
-        run_page(tmp_path, "<!-- example: check -->\n```bash\npython -m pytest test_one.py -k two\n```\n")
+        run_page(tmp_path, "<!-- example: check -->\n```bash\n"
+                           "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest test_one.py -k two\n```\n")
 
 
 def test_background_blocks_run_until_the_page_ends(tmp_path):
