@@ -17,14 +17,14 @@ import platform
 import time
 
 from bench import cpu, ingest
-from bench.stack import stack
+from bench.stack import Stack, stack
 from bench.stats import latency_note
 
 SECTIONS = ("ingest", "rest", "freshness", "query")
 Row = tuple[str, str, str]  # benchmark, result, notes
 
 
-async def ingest_rows(st, n: int) -> list[Row]:  # type: ignore[no-untyped-def]
+async def ingest_rows(st: Stack, n: int) -> list[Row]:
     rows: list[Row] = []
     # CPU per event of each process group over each timed part (bench/cpu.py)
     m_batched, m_copy, m_unary, m_floor = cpu.stack_meter(st), cpu.Meter({}), cpu.stack_meter(st), cpu.stack_meter(st)
@@ -46,7 +46,7 @@ async def ingest_rows(st, n: int) -> list[Row]:  # type: ignore[no-untyped-def]
     return rows
 
 
-async def rest_rows(st, n: int) -> list[Row]:  # type: ignore[no-untyped-def]
+async def rest_rows(st: Stack, n: int) -> list[Row]:
     from bench import rest
 
     rps, lat = await rest.post_usage(st, n, concurrency=64)

@@ -79,7 +79,8 @@ async def _probe(channel: grpc.aio.Channel, st: Stack, tag: str, stop: asyncio.E
         assert reply.outcome == ingest_pb2.OUTCOME_RECORDED
         now = int(time.time())
         request = query_pb2.QueryUsageRequest(
-            start_time=timestamp_pb2.Timestamp(seconds=now - 86_400), end_time=timestamp_pb2.Timestamp(seconds=now + 60),
+            start_time=timestamp_pb2.Timestamp(seconds=now - 86_400),
+            end_time=timestamp_pb2.Timestamp(seconds=now + 60),
             width="all", filters=[query_pb2.Filter(field="user_id", values=[marker])],
         )
         polls = 0

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import asyncpg
 import grpc
+from asyncpg.pool import PoolConnectionProxy
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.cpu import Meter
@@ -121,7 +122,7 @@ async def health_grpc(st: Stack, n: int, callers: int = 64, connections: int = 8
     return await _callers(st, n, call, callers, connections, cpu)
 
 
-async def _baseline_tables(conn: asyncpg.Connection) -> None:
+async def _baseline_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
     await conn.execute("""
         -- the same columns, defaults and indexes as events (its primary key, the tails' mark index)
         create table if not exists bench_events (like events including defaults including constraints);
@@ -132,10 +133,16 @@ async def _baseline_tables(conn: asyncpg.Connection) -> None:
     """)
 
 
-def _raw_rows(n: int) -> tuple[list[tuple], list[tuple]]:
+# One row of bench_events in RAW_COLUMNS order, and one of bench_keys (org_id, request_id, event_id, ts).
+RawEvent = tuple[int, dt.datetime, uuid.UUID, int, str, dt.datetime, dt.datetime, int, int, Decimal, int]
+RawKey = tuple[int, str, uuid.UUID, dt.datetime]
+
+
+def _raw_rows(n: int) -> tuple[list[RawEvent], list[RawKey]]:
     rnd = random.Random(7)
     now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    events, keys = [], []
+    events: list[RawEvent] = []
+    keys: list[RawKey] = []
     for i in range(n):
         ts = now + dt.timedelta(seconds=rnd.randrange(3600))
         eid, rid = uuid.uuid4(), f"raw-{i}"
@@ -179,9 +186,8 @@ async def raw_inserts(dsn: str, n: int) -> float:
     conn = await asyncpg.connect(dsn)
     await _baseline_tables(conn)
     events, _ = _raw_rows(n)
-    stmt = await conn.prepare(
-        f"insert into bench_events ({', '.join(RAW_COLUMNS)}) values ({', '.join(f'${i + 1}' for i in range(len(RAW_COLUMNS)))})"
-    )
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(RAW_COLUMNS)))
+    stmt = await conn.prepare(f"insert into bench_events ({', '.join(RAW_COLUMNS)}) values ({placeholders})")
     started = time.perf_counter()
     for row in events:
         await stmt.fetch(*row)

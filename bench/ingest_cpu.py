@@ -40,12 +40,12 @@ async def _ready(target: str, master: str) -> str:
                 await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
                 break
             await asyncio.sleep(0.2)
-        reply = await admin_pb2_grpc.AdminServiceStub(ch).CreateApiKey(
+        reply: admin_pb2.CreateApiKeyResponse = await admin_pb2_grpc.AdminServiceStub(ch).CreateApiKey(
             admin_pb2.CreateApiKeyRequest(name="bench"), metadata=(("authorization", f"Bearer {master}"),))
     return reply.key
 
 
-async def _send(target: str, key: str, requests: list, connections: int) -> None:
+async def _send(target: str, key: str, requests: list[ingest_pb2.RecordEventsRequest], connections: int) -> None:
     auth = (("authorization", f"Bearer {key}"),)
     queue = list(reversed(requests))
 

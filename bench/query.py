@@ -131,7 +131,8 @@ def _rest_groups(body: dict[str, Any]) -> Groups:
 
 
 async def _timed_queries(
-    target: str, auth: Any, count: int, request: Callable[[int, query_pb2.QueryUsageResponse], query_pb2.QueryUsageRequest],
+    target: str, auth: Any, count: int,
+    request: Callable[[int, query_pb2.QueryUsageResponse], query_pb2.QueryUsageRequest],
     warm_up: int = 0, seen: Callable[[int, query_pb2.QueryUsageResponse], None] = lambda i, reply: None,
 ) -> tuple[list[float], query_pb2.QueryUsageResponse, query_pb2.QueryUsageResponse]:
     """`warm_up` + `count` sequential QueryUsage calls, the i-th sending request(i, first reply)
@@ -302,7 +303,8 @@ async def _bench(st: Stack, events: int, *, reuse: bool, day0: dt.datetime | Non
 
     row(f"REST OpenAI completions 31 x 1d by model+project ({n:,} results), asked again", rest,
         f"{RUNS} runs; exact; {faster(rest)}")
-    row("REST, same query, first call of each of 10 other API keys", cold, f"{COLD_RUNS} callers; exact; {faster(cold)}")
+    row("REST, same query, first call of each of 10 other API keys", cold,
+        f"{COLD_RUNS} callers; exact; {faster(cold)}")
     row("REST, same query again while its last day is being written", live,
         f"{RUNS} runs, each after {LIVE_EVENTS} more events in the last day")
     row("gRPC QueryUsage, same query again (buckets kept by the server)", grpc_lat, f"{RUNS} runs; exact")

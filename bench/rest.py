@@ -10,6 +10,7 @@ httpx spends more CPU per request than the gateway does and would be the bottlen
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections import deque
@@ -92,9 +93,10 @@ async def drive(base_url: str, requests: list[bytes], concurrency: int) -> tuple
     dones = [loop.create_future() for _ in range(concurrency)]
     started = time.perf_counter()
     transports = []
+    assert url.hostname is not None and url.port is not None, f"{base_url} names no host and port"
     for done in dones:
         transport, _ = await loop.create_connection(
-            lambda d=done: _Connection(work, latencies, failures, d), url.hostname, url.port)  # type: ignore[misc]
+            functools.partial(_Connection, work, latencies, failures, done), url.hostname, url.port)
         transports.append(transport)
     try:
         await asyncio.gather(*dones)

@@ -196,6 +196,7 @@ async def check_totals(pool: asyncpg.Pool, tenant: Tenant, org: int, acked: Acke
     """Raw events == acknowledged; QueryUsage == raw; rollups (once settled) == raw, per 15-min window."""
     raw = await pool.fetchrow("SELECT count(*) AS n, coalesce(sum(input_tokens), 0) AS t FROM events "
                               "WHERE org_id = $1 AND active", org)
+    assert raw is not None  # an aggregate without GROUP BY returns one row
     if acked is not None:
         assert (raw["n"], raw["t"]) == (acked.events, acked.input_tokens), (dict(raw), acked)
     query = query_pb2_grpc.QueryServiceStub(tenant.channel)
@@ -222,8 +223,10 @@ async def check_totals(pool: asyncpg.Pool, tenant: Tenant, org: int, acked: Acke
             """, org)
         assert diff == 0, f"{diff} rollup windows differ from the raw events"
         for table in ("rollups_1h", "rollups_1d"):
-            n, t = await pool.fetchrow(f"SELECT coalesce(sum(events), 0), coalesce(sum(input_tokens), 0) "
-                                       f"FROM {table} WHERE org_id = $1", org)
+            totals = await pool.fetchrow(f"SELECT coalesce(sum(events), 0), coalesce(sum(input_tokens), 0) "
+                                         f"FROM {table} WHERE org_id = $1", org)
+            assert totals is not None
+            n, t = totals
             assert (n, t) == (raw["n"], raw["t"]), (table, n, t, dict(raw))
     return {"events": int(raw["n"]), "input_tokens": int(raw["t"])}
 
@@ -327,7 +330,8 @@ async def postgres_restart(down_seconds: float = 3.0, *, before: float = 2.0, af
     dsn = pg.start()
     try:
         async with serve(dsn) as tenant:
-            stop, out = threading.Event(), {}
+            stop = threading.Event()
+            out: dict[str, Any] = {}  # filled by _sdk_ingest
             sdk = threading.Thread(target=_sdk_ingest, args=(tenant.target, tenant.key, stop, out,
                                                              str(tmp / "journal.jsonl")))
             sdk.start()

@@ -34,7 +34,8 @@ def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     package = out_dir / "metering" / "v1"  # metering/ itself also holds hand-written shared helpers
-    (package / "__init__.py").write_text('"""Generated from protos/metering/v1 by protos/generate.py. Do not edit."""\n')
+    docstring = '"""Generated from protos/metering/v1 by protos/generate.py. Do not edit."""\n'
+    (package / "__init__.py").write_text(docstring)
     return sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in {".py", ".pyi"})
 
 

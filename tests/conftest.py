@@ -15,7 +15,7 @@ import grpc
 import httpx
 import pytest
 
-from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2_grpc, records_pb2_grpc
+from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2_grpc, prices_pb2_grpc, query_pb2_grpc, records_pb2_grpc
 from server.runtime.app import MeteringServer
 from server.tenants.credentials import random_text
 from tests.support import services
@@ -68,6 +68,20 @@ def stubs(channel: grpc.aio.Channel) -> Stubs:
         records_pb2_grpc.RecordServiceStub(channel),
         admin_pb2_grpc.AdminServiceStub(channel),
     )
+
+
+@dataclasses.dataclass
+class PriceStubs:
+    prices: prices_pb2_grpc.PriceServiceStub
+    costs: prices_pb2_grpc.CostServiceStub
+    query: query_pb2_grpc.QueryServiceStub
+
+
+@pytest.fixture(scope="session")
+def pstubs(channel: grpc.aio.Channel) -> PriceStubs:
+    """The price book, cost and query services (the pricing and costs tests share them)."""
+    return PriceStubs(prices_pb2_grpc.PriceServiceStub(channel), prices_pb2_grpc.CostServiceStub(channel),
+                      query_pb2_grpc.QueryServiceStub(channel))
 
 
 def bearer(key: str) -> tuple[tuple[str, str], ...]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
@@ -45,7 +47,7 @@ PRINCIPALS = ["master", "org_admin", "member", "project_key", "other_org", "revo
               "expired"]
 
 
-async def _event(stubs: Stubs, key: str, name: str, **fields: object) -> tuple[str, str]:
+async def _event(stubs: Stubs, key: str, name: str, **fields: Any) -> tuple[str, str]:
     marker = f"{name}-{random_text(12)}"
     reply = await stubs.ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=event_pb2.UsageEvent(
         request_id=f"rid-{marker}", kind="completions", model=f"model-{marker}", input_tokens=10, output_tokens=5,
@@ -55,7 +57,7 @@ async def _event(stubs: Stubs, key: str, name: str, **fields: object) -> tuple[s
 
 
 @pytest.fixture(scope="session")
-async def world(stubs: Stubs, channel: object) -> World:
+async def world(stubs: Stubs, channel: grpc.aio.Channel) -> World:
     admin = stubs.admin
     a = await admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name="iso-a-" + random_text(8)),
                                        metadata=MASTER)
@@ -104,7 +106,7 @@ async def world(stubs: Stubs, channel: object) -> World:
         ("b_event", keys["other_org"], {}),
     ):
         events[name], markers[name] = await _event(stubs, k, name, **fields)
-    prices = prices_pb2_grpc.PriceServiceStub(channel)  # type: ignore[arg-type]
+    prices = prices_pb2_grpc.PriceServiceStub(channel)
     created = await prices.CreatePriceVersions(prices_pb2.CreatePriceVersionsRequest(
         organization=a.organization_id, versions=[prices_pb2.NewPriceVersion(
             model="iso-model-" + random_text(6), prices=[prices_pb2.Price(usage_type="input", unit_price="0.001")],

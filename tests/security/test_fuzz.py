@@ -21,7 +21,7 @@ from tests.security.conftest import World
 
 INT64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63), 2**62]))
 # Any Unicode except surrogates (not representable in UTF-8 protobuf strings), odd planes included.
-UNICODE = st.characters(exclude_categories=("Cs",))
+UNICODE = st.characters(exclude_categories=["Cs"])
 TEXT = st.one_of(st.text(UNICODE, max_size=40), st.text(UNICODE, min_size=250, max_size=300),
                  st.sampled_from(["", "\x00", "\U0010fffd", "\U0001f600" * 64, "\u202e", "a\u0000b", " "]))
 MONEY = st.one_of(
@@ -135,8 +135,8 @@ async def test_query_at_the_edges_of_time(start: int, end: int, world: World, ch
 
 @settings(SETTINGS, max_examples=40)
 @given(
-    start=QUERY_SECONDS, end=QUERY_SECONDS, width=st.one_of(st.sampled_from(["", "1m", "15m", "1h", "1d", "1w", "month", "all",
-                                                                 "0m", "-1h"]), TEXT),
+    start=QUERY_SECONDS, end=QUERY_SECONDS,
+    width=st.one_of(st.sampled_from(["", "1m", "15m", "1h", "1d", "1w", "month", "all", "0m", "-1h"]), TEXT),
     zone=st.one_of(st.sampled_from(["", "UTC", "Europe/Paris", "America/St_Johns", "Asia/Kathmandu", "Mars/Base",
                                     "+05:30"]), TEXT),
     group_by=st.lists(DIMENSION, max_size=4),

@@ -107,8 +107,8 @@ def _price(w: World) -> prices_pb2.NewPriceVersion:
                                       prices=[prices_pb2.Price(usage_type="input", unit_price="0.001")])
 
 
-A, M, ME, P, O = "master", "org_admin", "member", "project_key", "other_org"
-ALL = {A, M, ME, P, O}
+A, M, ME, P, OTHER = "master", "org_admin", "member", "project_key", "other_org"
+ALL = {A, M, ME, P, OTHER}
 ADMINS = {A, M}  # organization-wide admins of A
 
 # RPC -> (request builder, the authenticated callers allowed). Everyone else is denied
@@ -169,7 +169,7 @@ HIDDEN = {
     A: ["b_event"], M: ["b_event"],
     ME: ["other_pb", "admin_pa", "b_event"],
     P: ["other_pb", "b_event"],
-    O: ["member_pa", "other_pb", "admin_pa"],
+    OTHER: ["member_pa", "other_pb", "admin_pa"],
 }
 
 
@@ -191,12 +191,12 @@ async def _call(channel: grpc.aio.Channel, method: Any, request: pb_message.Mess
     path = f"/{method.containing_service.full_name}/{method.name}"
     reply_cls = message_factory.GetMessageClass(method.output_type)
     if method.client_streaming:
-        call = channel.stream_stream(path, request_serializer=lambda m: m.SerializeToString(),
-                                     response_deserializer=reply_cls.FromString)
-        return [r async for r in call(iter([request]), metadata=metadata, timeout=20)]
-    call = channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
-                               response_deserializer=reply_cls.FromString)
-    return [await call(request, metadata=metadata, timeout=20)]
+        stream: grpc.aio.StreamStreamMultiCallable[pb_message.Message, pb_message.Message] = channel.stream_stream(
+            path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=reply_cls.FromString)
+        return [r async for r in stream(iter([request]), metadata=metadata, timeout=20)]
+    unary: grpc.aio.UnaryUnaryMultiCallable[pb_message.Message, pb_message.Message] = channel.unary_unary(
+        path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=reply_cls.FromString)
+    return [await unary(request, metadata=metadata, timeout=20)]
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
@@ -216,13 +216,13 @@ async def test_isolation_matrix(rpc: str, principal: str, world: World, stubs: S
         assert code == grpc.StatusCode.UNAUTHENTICATED, (rpc, principal, code)
         return
     if principal in allowed or rpc in NO_CREDENTIALS_NEEDED:
-        assert code == grpc.StatusCode.OK, (rpc, principal, code, detail if code != grpc.StatusCode.OK else "")
+        assert code == grpc.StatusCode.OK, (rpc, principal, code, detail)  # detail: set when the call failed
     else:
         assert code in DENIED, (rpc, principal, code)
     text = "".join(text_format.MessageToString(_without_echo(r)) for r in replies)
     for name in HIDDEN.get(principal, []):
         assert world.markers[name] not in text, (rpc, principal, name)
-    if principal == O and rpc not in NO_CREDENTIALS_NEEDED:  # Login answers for the user logging in
+    if principal == OTHER and rpc not in NO_CREDENTIALS_NEEDED:  # Login answers for the user logging in
         assert world.org_a not in text, (rpc, principal)
     if principal in {ME, P}:  # ingest by a scoped key stays in scope
         for reply in replies:
@@ -234,13 +234,13 @@ async def test_visibility_is_not_vacuous(world: World, channel: grpc.aio.Channel
     """The leak checks above would pass on empty answers: show what each caller does see."""
     request = records_pb2.ListEventsRequest(page_size=1000)
     seen = {}
-    for principal in (M, ME, P, O):
+    for principal in (M, ME, P, OTHER):
         [reply] = await _call(channel, METHODS["ListEvents"], request, world.metadata(principal))
         seen[principal] = text_format.MessageToString(reply)
     assert all(world.markers[n] in seen[M] for n in ("member_pa", "other_pb", "admin_pa"))
     assert world.markers["member_pa"] in seen[ME]
     assert world.markers["member_pa"] in seen[P] and world.markers["admin_pa"] in seen[P]
-    assert world.markers["b_event"] in seen[O]
+    assert world.markers["b_event"] in seen[OTHER]
     usage_request = query_pb2.QueryUsageRequest(start_time=START, end_time=_end(), width="all", group_by=["model"])
     [usage] = await _call(channel, METHODS["QueryUsage"], usage_request, world.metadata(ME))
     text = text_format.MessageToString(usage)
@@ -249,9 +249,9 @@ async def test_visibility_is_not_vacuous(world: World, channel: grpc.aio.Channel
 
 async def test_other_org_cannot_target_org_a_by_header(world: World, channel: grpc.aio.Channel) -> None:
     """x-metering-organization is honoured for the master key only."""
-    for principal in (M, ME, P, O):
-        metadata = (*world.metadata(principal), ("x-metering-organization", world.org_b if principal != O
-                                                 else world.org_a))
+    for principal in (M, ME, P, OTHER):
+        target = world.org_b if principal != OTHER else world.org_a
+        metadata = (*world.metadata(principal), ("x-metering-organization", target))
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await _call(channel, METHODS["ListEvents"], records_pb2.ListEventsRequest(), metadata)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

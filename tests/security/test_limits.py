@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import grpc
@@ -23,7 +24,7 @@ from tests.conftest import MASTER_KEY, Org, Stubs, asgi_lifespan
 RATE, BURST = 4.0, 10.0
 
 
-def ev(rid: str = "", **kw: object) -> event_pb2.UsageEvent:
+def ev(rid: str = "", **kw: Any) -> event_pb2.UsageEvent:
     return event_pb2.UsageEvent(request_id=rid, kind="completions", model="lim", input_tokens=1, **kw)
 
 

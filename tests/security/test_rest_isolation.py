@@ -13,8 +13,8 @@ from tests.conftest import Stubs
 from tests.security.conftest import PRINCIPALS, World
 from tests.security.test_isolation import HIDDEN, _fresh_event
 
-A, M, ME, P, O = "master", "org_admin", "member", "project_key", "other_org"
-ALL = {A, M, ME, P, O}
+A, M, ME, P, OTHER = "master", "org_admin", "member", "project_key", "other_org"
+ALL = {A, M, ME, P, OTHER}
 UNAUTHENTICATED = {"revoked", "no_key", "malformed", "expired"}
 NOW = int(time.time())
 DAY = f"start_time={NOW - 2 * 86400}&end_time={NOW + 3600}"
@@ -81,7 +81,7 @@ async def test_rest_matrix(route: str, principal: str, world: World, stubs: Stub
         assert reply.status_code in (403, 404), (route, principal, reply.status_code, reply.text)
     for name in HIDDEN[principal]:
         assert world.markers[name] not in reply.text, (route, principal, name)
-    if principal == O:
+    if principal == OTHER:
         assert world.org_a not in reply.text
 
 
@@ -101,5 +101,5 @@ async def test_querylake_tally_matrix(principal: str, world: World, http: httpx.
     assert reply.status_code == 200 and reply.json()["success"] is True, reply.text
     for name in HIDDEN[principal]:
         assert world.markers[name] not in reply.text
-    if principal == O:
+    if principal == OTHER:
         assert world.org_a not in reply.text

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -49,8 +50,8 @@ async def test_no_plaintext_secret_anywhere_in_the_database(world: World, db: as
     assert users and all("scrypt$" in u["j"] for u in users)
 
 
-def _compares_secret_with_eq(func: object) -> list[str]:
-    tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(func)))  # type: ignore[arg-type]
+def _compares_secret_with_eq(func: Callable[..., object]) -> list[str]:
+    tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(func)))
     bad = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
@@ -62,8 +63,10 @@ def _compares_secret_with_eq(func: object) -> list[str]:
 
 def test_secret_comparisons_are_constant_time() -> None:
     """By inspection: every comparison of a secret goes through hmac.compare_digest, never ==."""
-    checked = [credentials.key_matches, credentials.password_matches, credentials.verify_token,
-               auth.Authenticator.principal_for, auth.Authenticator._from_key]
+    checked: list[Callable[..., object]] = [
+        credentials.key_matches, credentials.password_matches, credentials.verify_token,
+        auth.Authenticator.principal_for, auth.Authenticator._from_key,
+    ]
     for func in checked:
         assert _compares_secret_with_eq(func) == [], func
     for func in (credentials.key_matches, credentials.password_matches, credentials.verify_token,

@@ -14,7 +14,7 @@ from google.protobuf import field_mask_pb2
 
 from metering.v1 import admin_pb2, event_pb2, ingest_pb2, records_pb2
 from server.tenants.credentials import random_text
-from tests.conftest import MASTER, bearer
+from tests.conftest import MASTER, Org, bearer
 
 RECORDED = ingest_pb2.OUTCOME_RECORDED
 REJECTED = ingest_pb2.OUTCOME_REJECTED
@@ -52,7 +52,7 @@ async def listed(stubs, auth, **req) -> list[event_pb2.UsageEvent]:
 
 @dataclasses.dataclass
 class Tenancy:
-    org: object
+    org: Org
     oid: int
     alice: str  # member key bound to user alice
     bob: str  # member key bound to user bob
@@ -67,7 +67,8 @@ async def tenancy(stubs, new_org, db) -> Tenancy:
     for pid in ("p1", "p2"):
         await stubs.admin.CreateProject(admin_pb2.CreateProjectRequest(name=pid), metadata=org.auth)
     password = "pw-" + random_text(12)
-    for user_id, role in (("alice", admin_pb2.ROLE_MEMBER), ("bob", admin_pb2.ROLE_MEMBER), ("boss", admin_pb2.ROLE_ADMIN)):
+    roles = (("alice", admin_pb2.ROLE_MEMBER), ("bob", admin_pb2.ROLE_MEMBER), ("boss", admin_pb2.ROLE_ADMIN))
+    for user_id, role in roles:
         await stubs.admin.CreateUser(
             admin_pb2.CreateUserRequest(username=f"{user_id}-{org.organization_id}", password=password, role=role,
                                         user_id=user_id),

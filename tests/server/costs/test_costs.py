@@ -16,14 +16,12 @@ from metering.v1 import admin_pb2, prices_pb2, prices_pb2_grpc, query_pb2, query
 from server.core.events import COUNTER_FIELDS, TEXT_DIMENSIONS, NewEvent, SeriesKey, event_uuid
 from server.rollups.recompute import dirty_days, recompute_day
 from server.runtime.app import MeteringServer
-from tests.conftest import MASTER, MASTER_KEY, bearer
-from tests.server.pricing.test_prices import (  # noqa: F401 (pstubs: a fixture)
+from tests.conftest import MASTER, MASTER_KEY, PriceStubs, bearer
+from tests.server.pricing.test_prices import (
     DAY,
     T0,
-    PriceStubs,
     ev,
     new_version,
-    pstubs,
     record,
     set_prices,
     stamp,
@@ -174,6 +172,7 @@ async def test_a_million_micro_dollar_events_sum_to_exactly_one_dollar():
 
 async def _a_million_events(server: MeteringServer, stubs: PriceStubs) -> None:
     assert server.pool is not None and server.ingest is not None
+    writer = server.ingest.writer
     org_id = 1  # the default organization, whose admin the master key is
     await set_prices(stubs.prices, MASTER, new_version("micro", {"input": "0.000001"}))
     key = SeriesKey("completions", tuple("micro" if d == "model" else None for d in TEXT_DIMENSIONS), False,
@@ -190,7 +189,7 @@ async def _a_million_events(server: MeteringServer, stubs: PriceStubs) -> None:
             ts = T0 + i * step1 if i < first else T0 + DAY + (i - first) * step2
             items.append((org_id, NewEvent(f"u{i}", ts, event_uuid(ts, salt + i.to_bytes(6, "big")), key, counters,
                                            None, None, None, None, None)))
-        written = await server.ingest.writer.write(items)  # type: ignore[union-attr]
+        written = await writer.write(items)
         assert all(w.recorded for w in written)
 
     started = time.perf_counter()

@@ -14,12 +14,11 @@ import pytest
 from metering.v1 import admin_pb2, prices_pb2, records_pb2
 from server.runtime.app import MeteringServer
 from tests.server.costs.test_costs import get_costs, results, rollup_org
-from tests.server.pricing.test_prices import (  # noqa: F401 (pstubs: a fixture)
+from tests.server.pricing.test_prices import (
     DAY,
     T0,
     ev,
     new_version,
-    pstubs,
     record,
     set_prices,
     stamp,
@@ -135,7 +134,7 @@ async def test_apply_refuses_an_outdated_preview(stubs, pstubs, new_org):
     await set_prices(pstubs.prices, org.auth, new_version("nope", {"input": "0.5"}))  # ... now it would be
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await apply(pstubs, org, report.preview_token)
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "preview again" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "preview again" in (err.value.details() or "")
     e = await stubs.records.GetEvent(records_pb2.GetEventRequest(event_id=eid), metadata=org.auth)
     assert e.cost == "0.01"  # nothing was applied
     fresh = await preview(pstubs, org)
@@ -181,7 +180,7 @@ async def test_only_admins_reprice(stubs, pstubs, new_org):
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await pstubs.prices.PreviewRepricing(prices_pb2.PreviewRepricingRequest(), metadata=org.auth)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "start_time" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "start_time" in (err.value.details() or "")
 
 
 async def test_caller_given_costs_are_never_overwritten(stubs, pstubs, new_org, db):

@@ -100,9 +100,10 @@ def test_image_variants_by_size_and_quality():
     assert v.variant_for({"size": "1024x1024", "quality": "hd"}) == "1024x1024 hd"
     assert v.variant_for((("quality", "standard"), ("size", "1024x1024"))) == "1024x1024"
     assert v.variant_for({"size": "512x512"}) == ""
-    assert v.plan("1024x1024 hd").price(counters(images=2)).cost == D("0.16")  # type: ignore[union-attr]
+    priced = v.plan("1024x1024 hd").price(counters(images=2))
+    assert priced is not None and priced.cost == D("0.16")
     items = v.plan("1024x1024 hd").line_items(counters(images=2))
-    assert [(i.label, i.quantity, i.unit) for i in items] == [("images 1024x1024 hd", 2, "images")]
+    assert [(i.label, i.quantity, i.unit) for i in items] == [("images 1024x1024 hd", D(2), "images")]
     assert v.plan("").price(counters(images=1)) is None  # no price for an unknown size
     assert v.plan("").price(counters()) is not None
 
@@ -117,22 +118,27 @@ def test_book_lookup_by_time_provider_and_snapshot():
         ver(4, "acme", "m", T0 + 5 * day), ver(5, "", "m-2024-01-01", T0), ver(6, "", "m", T0 + 20 * day),
         ver(7, "acme", "solo", T0), ver(8, "acme", "duo", T0), ver(9, "other", "duo", T0),
     ])
+
+    def name_in_force(provider: str | None, model: str | None, currency: str, at: dt.datetime) -> str | None:
+        version = book.in_force(provider, model, currency, at)
+        return None if version is None else version.name
+
     assert book.in_force(None, "m", "usd", T0 - day) is None
-    assert book.in_force(None, "m", "usd", T0).name == "pv_1"  # type: ignore[union-attr]
-    assert book.in_force(None, "m", "usd", T0 + 10 * day).name == "pv_3"  # type: ignore[union-attr]
-    assert book.in_force("acme", "m", "usd", T0 + 4 * day).name == "pv_1"  # type: ignore[union-attr]
-    assert book.in_force("acme", "m", "usd", T0 + 30 * day).name == "pv_4"  # type: ignore[union-attr]
-    assert book.in_force("other", "m", "usd", T0 + 30 * day).name == "pv_6"  # type: ignore[union-attr]
+    assert name_in_force(None, "m", "usd", T0) == "pv_1"
+    assert name_in_force(None, "m", "usd", T0 + 10 * day) == "pv_3"
+    assert name_in_force("acme", "m", "usd", T0 + 4 * day) == "pv_1"
+    assert name_in_force("acme", "m", "usd", T0 + 30 * day) == "pv_4"
+    assert name_in_force("other", "m", "usd", T0 + 30 * day) == "pv_6"
     assert book.in_force(None, "m", "eur", T0) is None
-    assert book.in_force(None, "m-2024-01-01", "usd", T0 + 30 * day).name == "pv_5"  # type: ignore[union-attr]
-    assert book.in_force(None, "m-2025-02-02", "usd", T0 + 30 * day).name == "pv_6"  # type: ignore[union-attr]
+    assert name_in_force(None, "m-2024-01-01", "usd", T0 + 30 * day) == "pv_5"
+    assert name_in_force(None, "m-2025-02-02", "usd", T0 + 30 * day) == "pv_6"
     assert book.in_force(None, None, "usd", T0) is None
     # Usage without a provider: the any-provider line, else the only provider pricing the model.
-    assert book.in_force(None, "solo", "usd", T0).name == "pv_7"  # type: ignore[union-attr]
-    assert book.in_force(None, "solo-20250101", "usd", T0).name == "pv_7"  # type: ignore[union-attr]
+    assert name_in_force(None, "solo", "usd", T0) == "pv_7"
+    assert name_in_force(None, "solo-20250101", "usd", T0) == "pv_7"
     assert book.in_force("other", "solo", "usd", T0) is None
     assert book.in_force(None, "duo", "usd", T0) is None  # ambiguous
-    assert book.in_force("other", "duo", "usd", T0).name == "pv_9"  # type: ignore[union-attr]
+    assert name_in_force("other", "duo", "usd", T0) == "pv_9"
 
 
 @pytest.mark.parametrize("price", ["0.0000025", "0.000000000000000000000001", "12345678901234567890.123456"])

@@ -1,4 +1,5 @@
-"""Embedded Postgres / Redis (server/runtime/embedded_postgres.py) and where tests get servers (tests/support/services.py)."""
+"""Embedded Postgres / Redis (server/runtime/embedded_postgres.py) and where tests get servers
+(tests/support/services.py)."""
 
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ async def test_postgres_start_attach_stop_restart(tmp_path: Path) -> None:
         from pgserver._commands import POSTGRES_BIN_PATH  # imported only now: it needs XDG_RUNTIME_DIR set
 
         psql = POSTGRES_BIN_PATH / "psql"
-        out = subprocess.run([psql, "-X", "-tA", dsn, "-c", "SELECT current_database()"], capture_output=True, text=True)
+        out = subprocess.run([psql, "-X", "-tA", dsn, "-c", "SELECT current_database()"],
+                             capture_output=True, text=True)
         assert out.stdout.strip() == "metering", out.stderr  # libpq takes the same DSN
     finally:
         third.stop()
@@ -266,7 +268,8 @@ def test_with_database() -> None:
 
 
 async def test_services_fall_back_to_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in [("_cache", {}), ("_embedded", []), ("_temp_dirs", [])]:
+    emptied: list[tuple[str, object]] = [("_cache", {}), ("_embedded", []), ("_temp_dirs", [])]
+    for name, value in emptied:
         monkeypatch.setattr(services, name, value)
     monkeypatch.delenv("METERING_TEST_DATABASE_URL", raising=False)
     monkeypatch.delenv("METERING_TEST_REDIS_URL", raising=False)
