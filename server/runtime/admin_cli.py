@@ -1,15 +1,24 @@
 """The tenant verbs of the `metering` command (orgs, projects, users, keys).
 
-Every verb is one AdminService call. With --target (or METERING_TARGET) it goes
-to that running service with the master key; otherwise an in-process server on
-an ephemeral loopback port, over the configured (or embedded) database, answers
-it, so both paths share one implementation.
+Every verb is one AdminService call, to the service the user means, found in this order:
+
+1. --target (or METERING_TARGET): that service, with METERING_MASTER_KEY or the data dir's key file;
+2. a data dir given (--data-dir or METERING_DATA_DIR): the `up` running on it; if none runs, an
+   in-process server over METERING_DATABASE_URL or over the embedded database the dir holds;
+3. METERING_DATABASE_URL: an in-process server over that database;
+4. the one `up` this user runs (runtime/running.py), whatever its data dir;
+5. else refuse, saying how to point at a service.
+
+The in-process server (an ephemeral loopback port) shares the one implementation with a running
+service. The verbs never create an embedded database: one that does not exist yet is a sign of
+the wrong data dir, not of a fresh install.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -19,30 +28,86 @@ import grpc
 from metering.v1 import admin_pb2, admin_pb2_grpc
 from server.core.config import ConfigError, Settings
 from server.core.convert import ROLE_TO_PROTO
+from server.runtime.running import UpState, running_on, running_ups
+
+HOW_TO_POINT = ("point at one with --target HOST:PORT (or METERING_TARGET) and METERING_MASTER_KEY, "
+                "at the data dir of a running `metering up` with --data-dir DIR, "
+                "or at a database with METERING_DATABASE_URL")
+Auth = tuple[tuple[str, str], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    target: str
+    key: str
+
+
+def _key_of(up: UpState, settings: Settings) -> str:
+    if up.master_key_file:
+        try:
+            with open(up.master_key_file) as f:
+                return f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the master key of metering up (pid {up.pid}): {exc}") from None
+    if settings.master_key:
+        return settings.master_key
+    raise ConfigError(f"metering up (pid {up.pid}) takes its master key from METERING_MASTER_KEY: set it here too")
+
+
+def _has_database(settings: Settings) -> bool:
+    return (settings.data_dir / "postgres" / "PG_VERSION").exists()
+
+
+def find_service(args: argparse.Namespace, settings: Settings, data_dir_given: bool) -> Remote | None:
+    """The running service to call, or None for an in-process server (the database is known to exist)."""
+    target = getattr(args, "target", None) or os.environ.get("METERING_TARGET")
+    if target:
+        from server.runtime.up import MASTER_KEY_FILE
+
+        key_file = settings.data_dir / MASTER_KEY_FILE
+        key = settings.master_key or (key_file.read_text().strip() if key_file.exists() else None)
+        if not key:
+            raise ConfigError("METERING_MASTER_KEY is required to administer a running service")
+        return Remote(target, key)
+    if data_dir_given:
+        up = running_on(settings.data_dir)
+        if up is not None:
+            return Remote(up.target, _key_of(up, settings))
+        if settings.database_url or _has_database(settings):
+            return None
+        raise ConfigError(f"no metering up runs on data dir {settings.data_dir}, and it holds no database; "
+                          + HOW_TO_POINT)
+    if settings.database_url:
+        return None
+    ups = running_ups()
+    if len(ups) == 1:
+        return Remote(ups[0].target, _key_of(ups[0], settings))
+    if ups:
+        listed = ", ".join(f"{u.data_dir} (gRPC {u.grpc_addr})" for u in ups)
+        raise ConfigError(f"several metering up run ({listed}): choose one with --data-dir DIR")
+    raise ConfigError("no running metering up found for this user, and no database named; " + HOW_TO_POINT)
 
 
 @contextlib.asynccontextmanager
 async def _channel(
-    args: argparse.Namespace, settings: Settings,
-) -> AsyncIterator[tuple[grpc.aio.Channel, tuple[tuple[str, str], ...]]]:
-    target = getattr(args, "target", None) or os.environ.get("METERING_TARGET")
-    if target:
-        from server.runtime.up import master_key
-
-        key = settings.master_key or (master_key(settings) if (settings.data_dir / "master_key").exists() else None)
-        if not key:
-            raise ConfigError("METERING_MASTER_KEY is required to administer a running service")
-        async with grpc.aio.insecure_channel(target) as channel:
-            yield channel, (("authorization", f"Bearer {key}"),)
+    args: argparse.Namespace, settings: Settings, data_dir_given: bool,
+) -> AsyncIterator[tuple[grpc.aio.Channel, Auth]]:
+    remote = find_service(args, settings, data_dir_given)
+    if remote is not None:
+        async with grpc.aio.insecure_channel(remote.target) as channel:
+            yield channel, (("authorization", f"Bearer {remote.key}"),)
         return
 
     from server.runtime.app import MeteringServer
+    from server.runtime.running import claim
     from server.runtime.up import backing_services
     from server.tenants.credentials import random_text
 
     key = "cli-" + random_text(32)
-    with backing_services(settings, redis=False) as (dsn, _):
-        server = MeteringServer(dsn, "127.0.0.1:0", key, pool_size=2)
+    # the data dir's lock while its embedded database runs for us: an up starting now waits
+    held = contextlib.nullcontext() if settings.database_url else claim(settings.data_dir)
+    with held, backing_services(settings, redis=False) as backing:
+        server = MeteringServer(backing.dsn, "127.0.0.1:0", key, pool_size=2)
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -55,9 +120,10 @@ def _role(name: str | None) -> admin_pb2.Role:
     return ROLE_TO_PROTO[name] if name else admin_pb2.ROLE_UNSPECIFIED
 
 
-async def run_admin(args: argparse.Namespace, settings: Settings) -> int:
+async def run_admin(args: argparse.Namespace, settings: Settings, data_dir_given: bool) -> int:
+    """data_dir_given: --data-dir or METERING_DATA_DIR named the data dir (not the default one)."""
     try:
-        async with _channel(args, settings) as (channel, auth):
+        async with _channel(args, settings, data_dir_given) as (channel, auth):
             if args.verb == "prices":
                 from server.runtime import prices_cli
 
@@ -73,7 +139,7 @@ async def run_admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _call(
-    stub: admin_pb2_grpc.AdminServiceStub, auth: tuple[tuple[str, str], ...], args: argparse.Namespace,
+    stub: admin_pb2_grpc.AdminServiceStub, auth: Auth, args: argparse.Namespace,
 ) -> list[str]:
     verb, action = args.verb, args.action
     if (verb, action) == ("orgs", "create"):

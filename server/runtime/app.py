@@ -39,6 +39,7 @@ from server.pricing.versions import PriceVersions
 from server.query.engine import QueryEngine
 from server.records.store import Records
 from server.rollups.queue import RollupEnqueuer
+from server.runtime.ports import ensure_free
 from server.storage.db import create_pool
 from server.storage.migrate import migrate_dsn
 from server.tenants.auth import Authenticator
@@ -62,12 +63,14 @@ class MeteringServer:
     def __init__(
         self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10,
         redis_url: str | None = None, queue_name: str | None = None, rollup_delay: float = 1.0,
-        rate_limiter: RateLimiter | None | bool = True,
+        rate_limiter: RateLimiter | None | bool = True, reuse_port: bool = False,
     ) -> None:
         """redis_url: where to enqueue rollup jobs after each write (None: don't; the
         worker's sweep still finds every dirty window). queue_name: default
         $METERING_QUEUE_NAME or "metering:rollups". rollup_delay: seconds a rollup
-        job waits in the queue, so a burst of writes to one day costs one job."""
+        job waits in the queue, so a burst of writes to one day costs one job.
+        reuse_port: only for the processes of one multi-process serve (runtime/ports.py);
+        otherwise binding an address something listens on fails with AddressInUse."""
         self.dsn = dsn
         self.addr = addr
         self.master_key = master_key
@@ -78,6 +81,7 @@ class MeteringServer:
         self.ingest: IngestServicer | None = None
         self.enqueuer = RollupEnqueuer(redis_url, queue_name, defer=rollup_delay) if redis_url else None
         self.port = 0
+        self.reuse_port = reuse_port
         # True: from METERING_RATE_LIMIT / METERING_RATE_BURST (default off); None/False: off.
         self.rate_limiter = rate_limiter_from_env() if rate_limiter is True else (rate_limiter or None)
 
@@ -98,6 +102,7 @@ class MeteringServer:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 1 if self.reuse_port else 0),
             ],
         )
         # Ingest and query replies may be sent as bytes put together by hand (server/api/wire.py).
@@ -118,7 +123,12 @@ class MeteringServer:
             [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,
         )
-        self.port = self.server.add_insecure_port(self.addr)
+        try:
+            self.port = self.server.add_insecure_port(self.addr)
+        except RuntimeError:  # grpc says only "Failed to bind": in use, or an address we cannot have
+            await self.pool.close()
+            ensure_free(self.addr)  # raises AddressInUse if that was the cause
+            raise
         await self.server.start()
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -138,9 +148,10 @@ class MeteringServer:
         log.info("grpc server stopped")
 
 
-async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10, redis_url: str | None = None) -> None:
+async def run(dsn: str, addr: str, master_key: str | None, pool_size: int = 10, redis_url: str | None = None,
+              reuse_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully."""
-    server = MeteringServer(dsn, addr, master_key, pool_size=pool_size, redis_url=redis_url)
+    server = MeteringServer(dsn, addr, master_key, pool_size=pool_size, redis_url=redis_url, reuse_port=reuse_port)
     await server.start()
     # Everything made while starting (modules, descriptors, caches) lives as long as the
     # process: kept out of the collector's generations, full collections stop scanning it

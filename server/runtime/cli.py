@@ -8,9 +8,10 @@
     metering keys revoke --org ORG KEY | keys list --org ORG
     metering prices load|set|list|reprice|unpriced|costs --org ORG ...   (server/runtime/prices_cli.py)
 
-Admin verbs talk gRPC to a running service when --target (or METERING_TARGET) is
-given, authenticated with METERING_MASTER_KEY; otherwise they work directly on
-the database named by METERING_DATABASE_URL (or the embedded one in the data dir).
+Admin verbs reach the service that runs: --target (or METERING_TARGET), else the
+`up` of the data dir given (--data-dir, METERING_DATA_DIR), else the database named
+by METERING_DATABASE_URL, else the one `up` this user runs; with none of these they
+refuse. They never start a database of their own (server/runtime/admin_cli.py).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ def _parser() -> argparse.ArgumentParser:
                         "or ~/.local/share/metering)")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     verbs.add_parser("up", help="migrations, gRPC server, gateway and worker in one command")
-    verbs.add_parser("serve", help="run the gRPC server")
+    serve_verb = verbs.add_parser("serve", help="run the gRPC server")
+    serve_verb.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of a multi-process serve
     verbs.add_parser("gateway", help="run the REST gateway")
     verbs.add_parser("worker", help="run the rollup worker")
     verbs.add_parser("migrate", help="apply database migrations")
 
-    target_help = "gRPC address of a running service (default $METERING_TARGET; unset: use the database)"
+    target_help = "gRPC address of a running service (default $METERING_TARGET; unset: the running up)"
     orgs = verbs.add_parser("orgs", help="organizations").add_subparsers(dest="action", required=True)
     p = orgs.add_parser("create", help="create an organization")
     p.add_argument("name")
@@ -114,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb == "serve":
         from server.runtime.up import serve
 
-        return serve(settings)
+        return serve(settings, reuse_port=args.reuse_port)
     if args.verb in ("gateway", "worker"):
         os.execv(sys.executable, [sys.executable, "-m", args.verb])
     if args.verb == "migrate":
@@ -122,10 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return migrate(settings)
     from server.runtime.admin_cli import run_admin
+    from server.runtime.running import AlreadyRunning
 
     try:
-        return asyncio.run(run_admin(args, settings))
-    except ConfigError as exc:
+        return asyncio.run(run_admin(args, settings, data_dir_given=bool(os.environ.get("METERING_DATA_DIR"))))
+    except (ConfigError, AlreadyRunning) as exc:
         print(f"metering: {exc}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import stat
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from urllib.parse import quote
 import psutil
 
 _log = logging.getLogger(__name__)
+ORPHAN_STOP_SECONDS = 30.0  # a fast shutdown writes a checkpoint first
 
 _PG_SUPERUSER = "postgres"
 _PG_DEFAULT_PORT = 5432
@@ -55,6 +57,14 @@ def _process_named(pid: int, name: str) -> bool:
         return False
     except psutil.AccessDenied:
         return True  # cannot tell: assume it is what the pid file says
+
+
+def _running(proc: psutil.Process | None) -> bool:
+    """True if proc (a pid and its start time, so never a reused pid) runs and is not a zombie."""
+    try:
+        return proc is not None and proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -170,6 +180,16 @@ class EmbeddedPostgres:
         self._server: Any = None
         self._socket_dir: pathlib.Path | None = None
         self._port = _PG_DEFAULT_PORT
+        self._postmaster: psutil.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while this handle is started."""
+        return self._postmaster.pid if self._postmaster is not None else None
+
+    def alive(self) -> bool:
+        """False once the postmaster this handle started or attached to has died."""
+        return _running(self._postmaster)
 
     def start(self) -> str:
         """Start (or attach to) the server, ensure database "metering" exists, return its DSN."""
@@ -182,6 +202,7 @@ class EmbeddedPostgres:
                         raise RuntimeError("embedded postgres has no unix socket")
                     self._socket_dir = pathlib.Path(info.socket_dir)
                     self._port = info.port or _PG_DEFAULT_PORT
+                    self._postmaster = psutil.Process(info.pid)
                     self._ensure_database("metering")
                 except BaseException:
                     self._release()
@@ -206,6 +227,7 @@ class EmbeddedPostgres:
     def _release(self) -> None:
         server, self._server = self._server, None
         self._socket_dir = None
+        self._postmaster = None
         if server is None:
             return
         key = server.pgdata
@@ -236,6 +258,8 @@ class EmbeddedPostgres:
         if pgdata.exists():
             with cls._lock:
                 self._prune_handle_pids(pgdata)
+                if not _read_pids(pgdata / ".handle_pids.json"):
+                    _stop_postmaster(pgdata)  # no live process holds it: left by one that died
                 self._drop_stale_lock_files(pgdata)
         try:
             server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]  # as above
@@ -312,3 +336,49 @@ class EmbeddedPostgres:
         if done.returncode != 0:
             raise RuntimeError(f"psql failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout.strip()
+
+
+def _stop_postmaster(pgdata: pathlib.Path, fast_seconds: float = ORPHAN_STOP_SECONDS) -> int | None:
+    """Stop the postmaster of pgdata, if one runs, with a fast shutdown (SIGINT: open transactions
+    roll back, a checkpoint is written); if that takes over fast_seconds, an immediate shutdown
+    (SIGQUIT: as safe as a crash, the next start replays the WAL), then SIGKILL. Returns its pid.
+    Waits for its children too, so that a new server can take the shared memory."""
+    try:
+        pid = abs(int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0]))
+        postmaster = psutil.Process(pid)
+    except (OSError, ValueError, psutil.NoSuchProcess):
+        return None
+    if not _process_named(pid, "postgres"):
+        return None
+    _log.warning("stopping the embedded postgres (pid %d) of %s: no live process holds it", pid, pgdata)
+    children: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        children = postmaster.children()
+    for sig, seconds in ((signal.SIGINT, fast_seconds), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        if sig == signal.SIGQUIT:
+            _log.warning("the embedded postgres (pid %d) is slow to stop: immediate shutdown", pid)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            postmaster.send_signal(sig)
+        if _wait_gone(pid, seconds):
+            break
+    for child in children:
+        _wait_gone(child.pid, 5.0)
+    return pid
+
+
+def stop_orphaned_postgres(data_dir: pathlib.Path, fast_seconds: float = ORPHAN_STOP_SECONDS) -> int | None:
+    """Stop the embedded Postgres of data_dir if no live process holds it (its holders died);
+    return the pid stopped. For the guardian of a dead `up` (runtime/guardian.py)."""
+    pgdata = pathlib.Path(data_dir).expanduser().resolve() / "postgres"
+    if not (pgdata / "postmaster.pid").exists():
+        return None
+    _ensure_runtime_dir(pgdata.parent)
+    import pgserver  # after XDG_RUNTIME_DIR, as in _acquire
+
+    with _pg_lock, pgserver.PostgresServer._lock:  # type: ignore[attr-defined]  # see _acquire
+        if pgdata in pgserver.PostgresServer._instances:  # type: ignore[attr-defined]
+            return None  # held by this process
+        EmbeddedPostgres._prune_handle_pids(pgdata)
+        if _read_pids(pgdata / ".handle_pids.json"):
+            return None
+        return _stop_postmaster(pgdata, fast_seconds)

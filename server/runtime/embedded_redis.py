@@ -21,6 +21,8 @@ import tempfile
 import threading
 import time
 
+import psutil
+
 from server.runtime.embedded_postgres import (
     _file_lock,
     _fits,
@@ -28,6 +30,7 @@ from server.runtime.embedded_postgres import (
     _private_dir,
     _process_named,
     _read_pids,
+    _running,
     _wait_gone,
     _write_pids,
 )
@@ -41,6 +44,9 @@ class _RedisState:
     def __init__(self, pid: int, proc: subprocess.Popen[bytes] | None) -> None:
         self.pid = pid
         self.proc = proc  # set when this process started the server
+        self.process: psutil.Process | None = None  # pid and start time, once known to run
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.process = psutil.Process(pid)
         self.handles: list[EmbeddedRedis] = []  # started handles in this process
 
 
@@ -89,6 +95,17 @@ class EmbeddedRedis:
         self._started = False
 
     @property
+    def pid(self) -> int | None:
+        """The redis-server's pid while this handle is started."""
+        state = _redis_running.get(self.dir) if self._started else None
+        return state.pid if state is not None else None
+
+    def alive(self) -> bool:
+        """False once the redis-server this handle started or attached to has died."""
+        state = _redis_running.get(self.dir) if self._started else None
+        return state is not None and _running(state.process)
+
+    @property
     def socket_path(self) -> pathlib.Path:
         """data_dir/redis/redis.sock, or a short private path in /tmp if that is too long for AF_UNIX."""
         sock = self.dir / "redis.sock"
@@ -127,9 +144,8 @@ class EmbeddedRedis:
                 return
             del _redis_running[key]
             with _file_lock(self.dir / ".lock"):
-                handles = self.dir / "handles.json"
-                others = [p for p in _read_pids(handles) if p != os.getpid() and _pid_alive(p)]
-                _write_pids(handles, others)
+                others = self._holders()
+                _write_pids(self.dir / "handles.json", others)
                 if not others:
                     self._shutdown(state)
 
@@ -141,6 +157,26 @@ class EmbeddedRedis:
                 return _RedisState(pid, None)  # left by a crashed or concurrent process
             self._shutdown(_RedisState(pid, None))  # alive but unreachable: replace it
         return self._spawn(sock)
+
+    def _holders(self) -> list[int]:
+        return [p for p in _read_pids(self.dir / "handles.json") if p != os.getpid() and _pid_alive(p)]
+
+    def stop_orphan(self) -> int | None:
+        """Stop the server of this dir if no live process holds it (its holders died); return the
+        pid stopped. For the guardian of a dead `up` (runtime/guardian.py)."""
+        if not self.dir.is_dir():
+            return None
+        with _redis_lock:
+            if self.dir in _redis_running:
+                return None  # held by this process
+            with _file_lock(self.dir / ".lock"):
+                pid = self._read_pidfile()
+                if pid is None or not _process_named(pid, "redis-server") or self._holders():
+                    return None
+                _log.warning("stopping the embedded redis (pid %d) of %s: no live process holds it", pid, self.dir)
+                self._shutdown(_RedisState(pid, None))
+                _write_pids(self.dir / "handles.json", [])
+                return pid
 
     def _read_pidfile(self) -> int | None:
         try:

@@ -32,6 +32,12 @@ def _accepted(port: int) -> dict[int, int]:
     return held
 
 
+def _listening(port: int) -> set[int]:
+    """The processes that listen on `port` (from `ss`)."""
+    out = subprocess.run(["ss", "-Htlnp", f"( sport = :{port} )"], capture_output=True, text=True, check=True).stdout
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+
+
 def _children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(c) for c in f.read().split()]
@@ -46,9 +52,9 @@ async def test_two_processes_share_the_port_and_stop_together(database_url: str,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(_children(proc.pid)) == 2
+        while not (len(_children(proc.pid)) == 2 and _listening(port) >= set(_children(proc.pid))):
+            assert time.monotonic() < deadline, (_children(proc.pid), _listening(port))
+            time.sleep(0.1)  # both must listen before the connections are made, or one takes them all
 
         channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
                     for _ in range(8)]
