@@ -150,12 +150,14 @@ class EmbeddedRedis:
                     self._shutdown(state)
 
     def _attach_or_spawn(self) -> _RedisState:
+        """Attach to the server of a live process using this dir, else start one. A server no live
+        process holds was left by one that died: it is stopped, and a new one started."""
         sock = self.socket_path
         pid = self._read_pidfile()
         if pid is not None and _process_named(pid, "redis-server"):
-            if _redis_ping(sock):
-                return _RedisState(pid, None)  # left by a crashed or concurrent process
-            self._shutdown(_RedisState(pid, None))  # alive but unreachable: replace it
+            if self._holders() and _redis_ping(sock):
+                return _RedisState(pid, None)
+            self._shutdown(_RedisState(pid, None))  # orphaned, or alive but unreachable: replace it
         return self._spawn(sock)
 
     def _holders(self) -> list[int]:

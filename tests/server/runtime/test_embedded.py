@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aredis
 
 from server.core.config import default_data_dir as _default_data_dir
-from server.runtime.embedded_postgres import EmbeddedPostgres, _pid_alive
+from server.runtime.embedded_postgres import EmbeddedPostgres, _pid_alive, stop_orphaned_postgres
 from server.runtime.embedded_redis import EmbeddedRedis
 from tests.support import services
 
@@ -126,13 +126,14 @@ async def test_postgres_after_crash(tmp_path: Path, postmaster_dies_too: bool) -
     assert await _scalar(dsn, "SELECT 1") == 1  # the child's handle keeps it up
     _crash(child)
     assert json.loads((pgdata / ".handle_pids.json").read_text()) == [child.pid]  # the stale pid trap
+    old = _postmaster_pid(pgdata)
     if postmaster_dies_too:
-        old = _postmaster_pid(pgdata)
         os.kill(old, signal.SIGKILL)
         _wait_dead(old)
 
     server = EmbeddedPostgres(tmp_path)
     assert server.start() == dsn
+    assert _postmaster_pid(pgdata) != old and not _pid_alive(old)  # no live holder: stopped, not attached to
     assert await _scalar(dsn, "SELECT 1") == 1
     assert json.loads((pgdata / ".handle_pids.json").read_text()) == [os.getpid()]
     pid = _postmaster_pid(pgdata)
@@ -211,14 +212,35 @@ async def test_redis_after_crash(tmp_path: Path) -> None:
 
     server = EmbeddedRedis(tmp_path)
     assert server.start() == url
+    assert not _pid_alive(pid) and server.pid != pid  # no live holder: stopped and replaced, not attached to
     client = aredis.from_url(url)
     try:
-        assert await client.get("from-child") == b"1"  # attached to the orphaned server
+        assert await client.get("from-child") is None
     finally:
         await client.aclose()
+    new = server.pid
+    assert new is not None
     server.stop()
-    _wait_dead(pid)
+    _wait_dead(new)
     assert not (redis_dir / "redis.sock").exists()
+
+
+async def test_orphaned_servers_are_stopped_only_once_no_live_process_holds_them(tmp_path: Path) -> None:
+    """What the guardian of a dead `up` calls (server/runtime/guardian.py)."""
+    postgres, _ = _child(_PG_CHILD, tmp_path)
+    redis, _ = _child(_REDIS_CHILD, tmp_path)
+    pg_pid = _postmaster_pid(tmp_path.resolve() / "postgres")
+    redis_pid = int((tmp_path.resolve() / "redis" / "redis.pid").read_text())
+    try:
+        assert stop_orphaned_postgres(tmp_path) is None and EmbeddedRedis(tmp_path).stop_orphan() is None
+        assert _pid_alive(pg_pid) and _pid_alive(redis_pid)  # their holders live
+    finally:
+        _crash(postgres)
+        _crash(redis)
+    assert EmbeddedRedis(tmp_path).stop_orphan() == redis_pid
+    assert stop_orphaned_postgres(tmp_path) == pg_pid
+    assert not _pid_alive(pg_pid) and not _pid_alive(redis_pid)
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
 
 
 def test_services_use_env_first(monkeypatch: pytest.MonkeyPatch) -> None:
