@@ -15,6 +15,10 @@ Scenarios (all by default; `--only NAME` to pick one, `--quick` for short versio
   SDK recorded is stored exactly once.
 - `concurrency`: concurrent UpdateEvent, VoidEvent and ingest on the same 15-minute window, then
   totals equal the expected ones exactly.
+- `kill-up`: `metering up` (a real process, embedded Postgres and Redis in a temp data dir) killed
+  with SIGKILL under ingest `--up-kills` times (default 5): each time its whole stack is gone within
+  5 s, and up restarted on the same data dir; afterwards every acknowledged event is stored exactly
+  once (bench/stress_up.py).
 
 Needs a Postgres for the first, second and fourth scenario: METERING_STRESS_DATABASE_URL (an admin
 DSN where a throwaway database is created), else postgres@127.0.0.1:5432. Exits non-zero on any
@@ -48,6 +52,7 @@ import grpc
 from google.protobuf import field_mask_pb2
 
 from bench.stress_processes import PrivateRedis, stop_process, worker_process
+from bench.stress_up import kill_up
 from metering.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -410,7 +415,7 @@ async def concurrency(dsn: str, *, events: int = 400, rounds: int = 3) -> dict[s
 
 # --- command -------------------------------------------------------------------------------------
 
-SCENARIOS = ("worker-kill", "redis-outage", "postgres-restart", "concurrency")
+SCENARIOS = ("worker-kill", "redis-outage", "postgres-restart", "concurrency", "kill-up")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -420,6 +425,8 @@ async def main(args: argparse.Namespace) -> int:
         try:
             if name == "postgres-restart":
                 result = await postgres_restart(args.pg_down, restarts=args.pg_restarts)
+            elif name == "kill-up":
+                result = await kill_up(args.up_kills)
             else:
                 async with fresh_database() as dsn:
                     if name == "worker-kill":
@@ -447,10 +454,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-down", type=float, default=30.0)
     p.add_argument("--pg-down", type=float, default=5.0)
     p.add_argument("--pg-restarts", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="3 kills, Redis down 3 s, Postgres down 2 s once")
+    p.add_argument("--up-kills", type=int, default=5)
+    p.add_argument("--quick", action="store_true",
+                   help="3 worker kills, Redis down 3 s, Postgres down 2 s once, up killed once")
     args = p.parse_args(argv)
     if args.quick:
-        args.kills, args.redis_down, args.pg_down, args.pg_restarts = 3, 3.0, 2.0, 1
+        args.kills, args.redis_down, args.pg_down, args.pg_restarts, args.up_kills = 3, 3.0, 2.0, 1, 1
     return args
 
 
