@@ -1,1 +1,6 @@
-"""Generated from protos/metering/v1 by protos/generate.py. Do not edit."""
+"""What the server, the gateway and the SDK share: the generated API (metering.v1, made from
+protos/metering/v1 by protos/generate.py; do not edit it) and the small dependency-free helpers
+all sides use: page_token (the one opaque page-token codec) and lru (the one bounded LRU map).
+
+Imports nothing else of the project (tests/test_architecture.py): server, gateway and SDK import it.
+"""

@@ -3,7 +3,7 @@
 Packages, from the bottom up (a package imports only those listed before it):
 
 - core: the usage event, the principal, domain errors, configuration, conversions, money, windows
-- storage: the connection pool and named SQL, migrations, partitions, series ids, the bounded cache
+- storage: the connection pool and named SQL, migrations, partitions, series ids
 - pricing: price rules, the in-memory pricer, stored price versions
 - ingest: validation, the event writer, group commit
 - records: one event's read, update and void with its audit trail

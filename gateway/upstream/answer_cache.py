@@ -26,9 +26,9 @@ kept rendering is exactly what rendering the bucket would give. Only the other b
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 
 from gateway.upstream.ingest_batcher import Metadata, lane_digest
+from metering.lru import LRU
 
 MAX_BYTES = 64 << 20
 MAX_ENTRY_BYTES = 16 << 20  # larger renderings are not kept
@@ -38,11 +38,14 @@ Buckets = dict[str, bytes]  # etag -> the bucket as rendered
 
 class AnswerCache:
     def __init__(self, max_bytes: int = MAX_BYTES, max_callers: int = MAX_CALLERS) -> None:
-        self.max_bytes = max_bytes
-        self.max_callers = max_callers
-        self.size = 0
-        self._rendered: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()  # (shape, etag) -> rendering
-        self._held: OrderedDict[bytes, tuple[bytes, list[str]]] = OrderedDict()  # caller -> (shape, etags)
+        # (shape, etag) -> rendering; caller -> (shape, etags)
+        self._rendered: LRU[tuple[bytes, str], bytes] = LRU(max_bytes, len, max_item_size=MAX_ENTRY_BYTES)
+        self._held: LRU[bytes, tuple[bytes, list[str]]] = LRU(max_callers)
+
+    @property
+    def size(self) -> int:
+        """The bytes of the renderings kept."""
+        return self._rendered.size
 
     @staticmethod
     def shape(*parts: bytes | str) -> bytes:
@@ -64,32 +67,21 @@ class AnswerCache:
         found = self._held.get(caller)
         if found is None:
             return {}
-        self._held.move_to_end(caller)
         shape, etags = found
         return {etag: body for etag in etags if (body := self.rendered(shape, etag)) is not None}
 
     def rendered(self, shape: bytes, etag: str) -> bytes | None:
-        body = self._rendered.get((shape, etag))
-        if body is not None:
-            self._rendered.move_to_end((shape, etag))
-        return body
+        return self._rendered.get((shape, etag))
 
     def keep(self, caller: bytes, shape: bytes, buckets: Buckets) -> None:
         """`buckets` (the settled ones of `caller`'s latest answer) replace what it held."""
-        self._held.pop(caller, None)
+        self._held.pop(caller)
         if not buckets:
             return
-        self._held[caller] = (shape, list(buckets))
-        if len(self._held) > self.max_callers:
-            self._held.popitem(last=False)
+        self._held.put(caller, (shape, list(buckets)))
         for etag, body in buckets.items():
-            key = (shape, etag)
-            if key in self._rendered or len(body) > min(MAX_ENTRY_BYTES, self.max_bytes):
-                continue
-            self._rendered[key] = body
-            self.size += len(body)
-        while self.size > self.max_bytes:
-            self.size -= len(self._rendered.popitem(last=False)[1])
+            if (shape, etag) not in self._rendered:  # an etag names one rendering: kept as it was
+                self._rendered.put((shape, etag), body)
 
     def __len__(self) -> int:
         return len(self._rendered)

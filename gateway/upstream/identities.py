@@ -12,10 +12,10 @@ authenticated by the server itself, and a failed lookup is never cached.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from gateway.upstream.ingest_batcher import Metadata, lane_digest
+from metering.lru import LRU
 from metering.v1 import admin_pb2
 
 MAX_ENTRIES = 10_000
@@ -25,15 +25,13 @@ Fetch = Callable[[Metadata], Awaitable[admin_pb2.Principal]]  # raises GatewayEr
 class Identities:
     def __init__(self, fetch: Fetch, max_entries: int = MAX_ENTRIES) -> None:
         self._fetch = fetch
-        self.max_entries = max_entries
-        self._known: OrderedDict[bytes, admin_pb2.Principal] = OrderedDict()
+        self._known: LRU[bytes, admin_pb2.Principal] = LRU(max_entries)
         self._pending: dict[bytes, asyncio.Task[admin_pb2.Principal]] = {}
 
     async def of(self, metadata: Metadata) -> admin_pb2.Principal:
         key = lane_digest(metadata)
         known = self._known.get(key)
         if known is not None:
-            self._known.move_to_end(key)
             return known
         lookup = self._pending.get(key)
         if lookup is None:  # else a lookup for the same credentials is on its way: share it
@@ -46,9 +44,7 @@ class Identities:
             principal = await self._fetch(metadata)
         finally:
             del self._pending[key]
-        self._known[key] = principal
-        if len(self._known) > self.max_entries:
-            self._known.popitem(last=False)
+        self._known.put(key, principal)
         return principal
 
 

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from metering.lru import LRU
 from metering.v1 import query_pb2
 from server.api import wire
-from server.storage.lru import SizedLRU
 
 MAX_BYTES = 32 << 20  # per server process
 _BUCKETS_TAG = wire.tag(query_pb2.QueryUsageResponse, "buckets")
 
 
-def bucket_cache(max_bytes: int = MAX_BYTES) -> SizedLRU[bytes]:
-    """Encoded UsageBuckets by etag, at most max_bytes of them."""
-    return SizedLRU(max_bytes, len)
+def bucket_cache(max_bytes: int = MAX_BYTES) -> LRU[str, bytes]:
+    """Encoded UsageBuckets by etag, at most max_bytes of them (a bucket's at most an eighth)."""
+    return LRU(max_bytes, len, max_item_size=max_bytes // 8)
 
 
 def usage_reply(buckets: Iterable[bytes], rest: query_pb2.QueryUsageResponse) -> bytes:

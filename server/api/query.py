@@ -5,17 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-import grpc
 from google.protobuf import timestamp_pb2
 
 from metering.v1 import query_pb2, query_pb2_grpc
 from server.api import wire
 from server.api.bucket_cache import bucket_cache, usage_reply
-from server.api.context import Core, caller
+from server.api.context import Context, Core, caller
 from server.core import convert
 from server.core.events import COUNTER_FIELDS
 from server.query.engine import Bucket, Freshness, Group, QueryEngine, make_spec, page_token
 from server.query.reports import client_usage, tallies, token_usage
+from server.query.rows import GroupRow
 from server.records.store import Records
 
 
@@ -23,19 +23,19 @@ def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> dt.datetime | None:
     return stamp.ToDatetime(dt.UTC) if present else None
 
 
-def metrics_pb(row: tuple) -> query_pb2.UsageMetrics:
-    """A group's aggregate (server.query.engine.Group.row) as UsageMetrics. Built in one
-    constructor call, zero counters left out (proto3 omits them on the wire anyway): a
-    grouped month builds ~10,000 of these per reply."""
-    events, unpriced, counters, input_cost, output_cost, cost, last, extra = row
+def metrics_pb(row: GroupRow) -> query_pb2.UsageMetrics:
+    """A group's aggregate (server/query/rows.py) as UsageMetrics. Built in one constructor
+    call, zero counters left out (proto3 omits them on the wire anyway): a grouped month
+    builds ~10,000 of these per reply."""
     money = convert.money
+    input_cost, output_cost, cost, last = row.input_cost, row.output_cost, row.cost, row.last_event_at
     return query_pb2.UsageMetrics(  # a None cost was not asked for (QueryUsageRequest.metrics): left unset
-        events=events, unpriced_events=unpriced, counters=extra or None,
-        input_cost=input_cost is not None and money(input_cost) or None,
-        output_cost=output_cost is not None and money(output_cost) or None,
-        cost=cost is not None and money(cost) or None,
+        events=row.events, unpriced_events=row.unpriced_events, counters=row.extra or None,
+        input_cost=money(input_cost) if input_cost is not None else None,
+        output_cost=money(output_cost) if output_cost is not None else None,
+        cost=money(cost) if cost is not None else None,
         last_event_time=None if last is None else convert.timestamp(last),
-        **{name: value for name, value in zip(COUNTER_FIELDS, counters) if value},
+        **{name: value for name, value in zip(COUNTER_FIELDS, row.counters, strict=True) if value},
     )
 
 
@@ -78,7 +78,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.records = records
         self.buckets = bucket_cache()
 
-    async def QueryUsage(self, request: query_pb2.QueryUsageRequest, context: grpc.aio.ServicerContext) -> bytes:
+    async def QueryUsage(self, request: query_pb2.QueryUsageRequest, context: Context) -> bytes:
         """Sent encoded (server/api/bucket_cache.py): settled buckets are encoded once, then kept."""
         principal = await caller(self.core, context)
         spec = make_spec(
@@ -96,7 +96,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 encoded.append(b.kept)
                 continue
             bucket = encode_bucket(b, spec.group_by, keys)
-            if not b.not_modified:
+            if b.etag and not b.not_modified:  # settled: kept by its etag
                 self.buckets.put(b.etag, bucket)
             encoded.append(bucket)
         return usage_reply(encoded, query_pb2.QueryUsageResponse(
@@ -105,7 +105,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         ))
 
     async def GetUsageTallies(
-        self, request: query_pb2.GetUsageTalliesRequest, context: grpc.aio.ServicerContext
+        self, request: query_pb2.GetUsageTalliesRequest, context: Context
     ) -> query_pb2.GetUsageTalliesResponse:
         principal = await caller(self.core, context)
         found, token, freshness = await tallies(
@@ -132,7 +132,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
 
     async def GetTokenUsage(
-        self, request: query_pb2.GetTokenUsageRequest, context: grpc.aio.ServicerContext
+        self, request: query_pb2.GetTokenUsageRequest, context: Context
     ) -> query_pb2.GetTokenUsageResponse:
         principal = await caller(self.core, context)
         rows, freshness = await token_usage(
@@ -145,7 +145,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
 
     async def GetClientUsage(
-        self, request: query_pb2.GetClientUsageRequest, context: grpc.aio.ServicerContext
+        self, request: query_pb2.GetClientUsageRequest, context: Context
     ) -> query_pb2.ClientUsage:
         principal = await caller(self.core, context)
         report = await client_usage(self.engine, self.records, principal, request.client_id, request.recent_limit)

@@ -16,8 +16,9 @@ import hashlib
 import math
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from metering.lru import LRU
 
 MAX_BUCKETS = 100_000
 
@@ -44,35 +45,30 @@ def limits_from_env(env: Mapping[str, str] | None = None) -> tuple[float | None,
 class RateLimiter:
     """Token buckets keyed by credential. `rate` events/s, `burst` bucket size."""
 
-    def __init__(self, rate: float, burst: float | None = None, *, clock: object = time.monotonic) -> None:
+    def __init__(self, rate: float, burst: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0")
         self.rate = float(rate)
         self.burst = float(burst) if burst else max(self.rate, 1.0)
         self._clock = clock
-        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        self._buckets: LRU[bytes, tuple[float, float]] = LRU(MAX_BUCKETS)  # key -> (tokens, at)
 
     @staticmethod
     def key_of(authorization: str) -> bytes:
         return hashlib.sha256(authorization.strip().encode()).digest()
 
-    def _refill(self, key: bytes) -> float:
-        now = self._clock()  # type: ignore[operator]
-        tokens, at = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > MAX_BUCKETS:
-            self._buckets.popitem(last=False)
-        return tokens
-
     def wait_time(self, authorization: str, cost: float = 1.0) -> float:
         """Takes `cost` tokens and returns 0, or takes nothing and returns the seconds to wait."""
         key = self.key_of(authorization)
-        tokens = self._refill(key)
+        now = self._clock()
+        found = self._buckets.get(key)  # a new key's bucket is full
+        tokens = self.burst if found is None else min(self.burst, found[0] + (now - found[1]) * self.rate)
         need = min(cost, self.burst)
         if tokens >= need:
-            self._buckets[key] = (tokens - cost, self._buckets[key][1])
+            self._buckets.put(key, (tokens - cost, now))
             return 0.0
+        self._buckets.put(key, (tokens, now))
         return (need - tokens) / self.rate
 
     def acquire(self, authorization: str, cost: float = 1.0) -> None:

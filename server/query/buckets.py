@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import zoneinfo
 
 from server.core.errors import InvalidArgument
@@ -127,4 +128,4 @@ def _backward_slack(zone: dt.tzinfo, around: dt.datetime) -> dt.timedelta:
     almost always): hourly probes of the UTC offset."""
     hour = dt.timedelta(hours=1)
     offsets = [(around + k * hour).astimezone(zone).utcoffset() or dt.timedelta(0) for k in range(-48, 49)]
-    return sum((max(a - b, dt.timedelta(0)) for a, b in zip(offsets, offsets[1:])), dt.timedelta(0))
+    return sum((max(a - b, dt.timedelta(0)) for a, b in itertools.pairwise(offsets)), dt.timedelta(0))

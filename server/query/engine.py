@@ -28,18 +28,18 @@ The aggregate statement is written for the sources and metrics each call reads
 
 from __future__ import annotations
 
-import base64
 import bisect
 import dataclasses
 import datetime as dt
 import decimal
-import hashlib
-import json
+import itertools
 import re
 from collections.abc import Callable, Collection, Sequence
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
+from metering import page_token as tokens
 from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
@@ -47,8 +47,9 @@ from server.core.windows import WINDOW
 from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
+from server.query.rows import GroupRow, Groups, Key, from_record
 from server.query.sql import parameters, usage_statement
-from server.query.tails import Groups, add_groups, settled_rows
+from server.query.tails import add_groups, settled_rows
 from server.storage.db import q
 
 DIMENSIONS: tuple[str, ...] = (
@@ -79,11 +80,11 @@ class UsageSpec:
     metrics: tuple[str, ...] = ()  # "events" and some of METRICS, sorted; (): all of them
 
     def digest(self, principal: Principal) -> str:
-        raw = json.dumps([
+        """Names the request for its page tokens (metering/page_token.py)."""
+        return tokens.request_digest(
             self.start.isoformat(), self.end.isoformat(), self.width, self.time_zone, self.group_by,
             self.filters, principal.org_id, principal.read_scope(), *([self.metrics] if self.metrics else []),
-        ])
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+        )
 
 
 @dataclasses.dataclass
@@ -113,14 +114,13 @@ class Metrics:
 
 class Group:
     """One group of a bucket: its key (in group_by order) and its aggregate as the engine
-    read it (events, unpriced, counters in COUNTER_FIELDS order, input_cost, output_cost,
-    cost, last_event_at, extra counters). `metrics` is made from it when first asked for:
+    read it (server/query/rows.py). `metrics` is made from it when first asked for:
     QueryUsage encodes the row directly (a grouped month has ~10,000 groups, and making
     their Metrics was a fifth of a cold query)."""
 
     __slots__ = ("key", "row", "_metrics")
 
-    def __init__(self, key: tuple[str | None, ...], row: tuple) -> None:
+    def __init__(self, key: Key, row: GroupRow) -> None:
         self.key = key
         self.row = row
         self._metrics: Metrics | None = None
@@ -128,10 +128,14 @@ class Group:
     @property
     def metrics(self) -> Metrics:
         if self._metrics is None:
-            events, unpriced, counters, input_cost, output_cost, cost, last, extra = self.row
-            self._metrics = Metrics(events, unpriced, dict(zip(COUNTER_FIELDS, counters)), extra or {},
-                                    *(_ZERO if money is None else money for money in (input_cost, output_cost, cost)),
-                                    last)
+            row = self.row
+            self._metrics = Metrics(
+                events=row.events, unpriced_events=row.unpriced_events,
+                counters=dict(zip(COUNTER_FIELDS, row.counters, strict=True)), extra=row.extra or {},
+                input_cost=_ZERO if row.input_cost is None else row.input_cost,
+                output_cost=_ZERO if row.output_cost is None else row.output_cost,
+                cost=_ZERO if row.cost is None else row.cost, last_event_at=row.last_event_at,
+            )
         return self._metrics
 
 
@@ -227,6 +231,8 @@ class QueryEngine:
             await conn.execute(q("query_tuning"))
             marks = await conn.fetch(q("query_dirty_windows"), principal.org_id, edges[0], edges[-1])
             fresh = await conn.fetchrow(q("query_freshness"), principal.org_id)
+            if fresh is None:
+                raise RuntimeError("query_freshness returned no row")
             stamps = await conn.fetch(q("query_stamps"), principal.org_id, edges[0], edges[-1])
             etags = bucket_etags(principal, _shape(spec), edges, [r["window_start"] for r in marks], stamps)
             etag = page_etag(etags)
@@ -241,7 +247,7 @@ class QueryEngine:
             groups = await self._read(conn, principal, spec, edges, todo, marks, stamps) if todo else {}
         return UsageResult(_buckets(edges, groups, etags, known, found), freshness, next_start, etag)
 
-    async def _read(self, conn: asyncpg.Connection, principal: Principal, spec: UsageSpec, edges: list[dt.datetime],
+    async def _read(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec, edges: list[dt.datetime],
                     todo: list[int], marks: list[asyncpg.Record], stamps: list[asyncpg.Record]) -> dict[int, Groups]:
         """The groups of the buckets numbered `todo` (from 0, ascending)."""
         based = self._based(principal, spec, edges, todo, marks, stamps)
@@ -253,8 +259,11 @@ class QueryEngine:
             groups = _grouped(rows, first, set(read))
         if based:
             # the settled part of each from its etag, else read without the appended events
-            settled = {i: self.settled.get(etag) for i, (etag, _) in based.items()}
-            missing = [i for i, rows in settled.items() if rows is None]
+            settled: dict[int, Groups] = {}
+            for i, (etag, _) in based.items():
+                if (kept := self.settled.get(etag)) is not None:
+                    settled[i] = kept
+            missing = [i for i in based if i not in settled]
             if missing:
                 rows = await self._rows(conn, principal, spec, edges[missing[0]:missing[-1] + 2], [])
                 read_now = _grouped(rows, missing[0], set(missing))
@@ -266,7 +275,7 @@ class QueryEngine:
             appended = _grouped(await self._rows(conn, principal, spec, edges[first:max(based) + 2], [], tails),
                                 first, set(based))
             for i in based:
-                groups[i] = add_groups(settled[i] or {}, appended.get(i, {}))
+                groups[i] = add_groups(settled[i], appended.get(i, {}))
         return groups
 
     @staticmethod
@@ -293,7 +302,7 @@ class QueryEngine:
                 based[i] = (settled[i], [mark for r in inside for mark in r["ids"]])
         return based
 
-    async def _rows(self, conn: asyncpg.Connection, principal: Principal, spec: UsageSpec,
+    async def _rows(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec,
                     edges: list[dt.datetime], marks: list[asyncpg.Record],
                     only_tails: list[int] | None = None) -> list[asyncpg.Record]:
         """The aggregate over the buckets of `edges` (numbered from 1); only_tails: of
@@ -340,30 +349,23 @@ class QueryEngine:
             raise InvalidArgument("page_size", f"between 1 and {MAX_PAGE_SIZE}")
         if len(known_etags) > MAX_PAGE_SIZE:  # one per bucket of a page at most
             raise InvalidArgument("known_etags", f"at most {MAX_PAGE_SIZE}")
-        digest = spec.digest(principal)
-        start_at = _parse_token(page_token, digest, spec) if page_token else None
+        start_at = _page_start(page_token, spec, principal) if page_token else None
         return await self.aggregate(principal, spec, start_at=start_at, limit=size, if_none_match=if_none_match,
                                     known_etags=known_etags, kept=kept)
 
 
 def page_token(result: UsageResult, spec: UsageSpec, principal: Principal) -> str:
+    """The token of the page after `result` ("" when it is the last): where that page starts."""
     if result.next_start is None:
         return ""
-    raw = json.dumps({"s": result.next_start.isoformat(), "f": spec.digest(principal)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return tokens.encode({"s": result.next_start.isoformat()}, spec.digest(principal))
 
 
-def _parse_token(token: str, digest: str, spec: UsageSpec) -> dt.datetime:
+def _page_start(token: str, spec: UsageSpec, principal: Principal) -> dt.datetime:
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        start = dt.datetime.fromisoformat(data["s"])
-        matches = data["f"] == digest
-        if start.tzinfo is None:
-            raise ValueError("a page token's time has a zone")
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("page_token", "malformed page token") from None
-    if not matches:
-        raise InvalidArgument("page_token", "does not match this request")
+        start = tokens.decode(token, spec.digest(principal)).instant("s")
+    except tokens.PageTokenError as err:
+        raise InvalidArgument("page_token", str(err)) from None
     if not spec.start < start < spec.end:
         raise InvalidArgument("page_token", "outside the requested range")
     return start
@@ -379,11 +381,11 @@ def _columns(ranges: list[tuple[dt.datetime, dt.datetime]]) -> tuple[list[dt.dat
     return [lo for lo, _ in ranges], [hi for _, hi in ranges]
 
 
-def _sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
+def _sort_key(key: Key) -> tuple[tuple[bool, str], ...]:
     return tuple((value is not None, value or "") for value in key)
 
 
-def _shape(spec: UsageSpec) -> tuple:
+def _shape(spec: UsageSpec) -> tuple[object, ...]:
     """What besides the range decides a bucket's answer (for its etag)."""
     return (spec.width, spec.time_zone, spec.group_by, spec.filters, *([spec.metrics] if spec.metrics else []))
 
@@ -399,7 +401,7 @@ def _grouped(rows: list[asyncpg.Record], first: int, wanted: set[int]) -> dict[i
             if index not in wanted:
                 continue
             groups = by_bucket[index] = {}
-        groups[tuple(row[1])] = row[2:]  # a tuple: Record slices are
+        groups[tuple(row[1])] = from_record(row)
     return by_bucket
 
 
@@ -407,7 +409,7 @@ def _buckets(edges: list[dt.datetime], by_bucket: dict[int, Groups], etags: list
              known: list[bool], found: list[bytes | None]) -> list[Bucket]:
     """Buckets with their groups sorted; known and found buckets stay empty."""
     buckets = []
-    for index, (lo, hi) in enumerate(zip(edges, edges[1:])):
+    for index, (lo, hi) in enumerate(itertools.pairwise(edges)):
         if known[index] or found[index] is not None:
             buckets.append(Bucket(lo, hi, [], etags[index], known[index], found[index]))
             continue

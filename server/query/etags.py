@@ -20,8 +20,11 @@ import base64
 import bisect
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
+
+import asyncpg
 
 from server.core.principal import Principal
 from server.core.windows import WINDOW
@@ -29,11 +32,12 @@ from server.core.windows import WINDOW
 # Part of every etag: change it when the same rows would give a different answer.
 ETAG_VERSION = "usage-3"
 LONGEST_STAMP = dt.timedelta(days=1)  # the longest span a stamp covers (a day)
+Stamp = tuple[dt.datetime, dt.datetime, int] | asyncpg.Record  # (start, end, stamp): a row of query_stamps
 
 
 def bucket_etags(
     principal: Principal, query: Sequence[object], edges: Sequence[dt.datetime],
-    dirty_windows: Sequence[dt.datetime], stamps: Sequence[tuple[dt.datetime, dt.datetime, int]],
+    dirty_windows: Sequence[dt.datetime], stamps: Sequence[Stamp],
 ) -> list[str]:
     """One etag per bucket of `edges` ("" for a bucket a dirty window overlaps).
     query: what besides the range decides the answer (width, zone, grouping,
@@ -44,7 +48,7 @@ def bucket_etags(
     windows = sorted(dirty_windows)
     starts = [start for start, _, _ in stamps]
     etags = []
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         first = bisect.bisect_right(windows, lo - WINDOW)  # windows ending after lo ...
         if first < len(windows) and windows[first] < hi:  # ... that start before hi
             etags.append("")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Sequence
 
 from server.core.windows import DAY, HOUR, WINDOW, ceil_to, floor_to
@@ -48,9 +49,6 @@ class Plan:
         else:
             level.append((lo, hi))
 
-    def rollup_span(self) -> dt.timedelta:
-        return sum((hi - lo for lo, hi in [*self.days, *self.hours, *self.windows]), dt.timedelta(0))
-
 
 def rolled_up(pieces: Plan, window: dt.datetime) -> bool:
     """Whether the 15-minute window starting at `window` is read wholly from rollups
@@ -77,7 +75,7 @@ def plan(edges: Sequence[dt.datetime], dirty: Iterable[dt.datetime], *, use_roll
         cuts.add(max(w, start))
         cuts.add(min(w + WINDOW, end))
     points = sorted(cuts)
-    for lo, hi in zip(points, points[1:]):
+    for lo, hi in itertools.pairwise(points):
         if floor_to(lo, WINDOW) in dirty_set:  # pieces never straddle a dirty window's edge
             result.add(result.raw, lo, hi)
             continue

@@ -20,21 +20,17 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
+from metering.lru import LRU
 from server.core.money import EXACT  # sums of money never round
-from server.storage.lru import SizedLRU
-
-Key = tuple[str | None, ...]
-# (events, unpriced events, counters in COUNTER_FIELDS order, input_cost, output_cost,
-# cost, last_event_at, extra counters or None): server.query.engine.Group.row
-Row = tuple
-Groups = dict[Key, Row]
+from server.query.rows import GroupRow, Groups
 
 MAX_ROWS = 20_000  # per server process: ~15 MB of group rows
 
 
-def settled_rows(max_rows: int = MAX_ROWS) -> SizedLRU[Groups]:
-    """The groups of settled bucket answers by etag, at most max_rows groups in all."""
-    return SizedLRU(max_rows, len, largest_share=4)
+def settled_rows(max_rows: int = MAX_ROWS) -> LRU[str, Groups]:
+    """The groups of settled bucket answers by etag, at most max_rows groups in all (a bucket's
+    at most a quarter of them)."""
+    return LRU(max_rows, len, max_item_size=max_rows // 4)
 
 
 def add_groups(settled: Groups, appended: Groups) -> Groups:
@@ -46,23 +42,23 @@ def add_groups(settled: Groups, appended: Groups) -> Groups:
     return total
 
 
-def _add(a: Row, b: Row) -> Row:
-    events, unpriced, counters, input_cost, output_cost, cost, last, extra = a
-    events2, unpriced2, counters2, input_cost2, output_cost2, cost2, last2, extra2 = b
-    if extra2:
+def _add(a: GroupRow, b: GroupRow) -> GroupRow:
+    extra = a.extra
+    if b.extra:
         extra = dict(extra or {})
-        for name, value in extra2.items():
+        for name, value in b.extra.items():
             extra[name] = extra.get(name, 0) + value
-    return (
-        events + events2, unpriced + unpriced2, [x + y for x, y in zip(counters, counters2, strict=True)],
-        _money(input_cost, input_cost2), _money(output_cost, output_cost2), _money(cost, cost2),
-        _latest(last, last2), extra,
+    return GroupRow(
+        a.events + b.events, a.unpriced_events + b.unpriced_events,
+        [x + y for x, y in zip(a.counters, b.counters, strict=True)],
+        _money(a.input_cost, b.input_cost), _money(a.output_cost, b.output_cost), _money(a.cost, b.cost),
+        _latest(a.last_event_at, b.last_event_at), extra,
     )
 
 
 def _money(a: decimal.Decimal | None, b: decimal.Decimal | None) -> decimal.Decimal | None:
     """None: not asked for (QueryUsageRequest.metrics), in both rows alike."""
-    return None if a is None else EXACT.add(a, b)
+    return None if a is None or b is None else EXACT.add(a, b)
 
 
 def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from google.protobuf import json_format
 
+from metering import page_token as tokens
 from metering.v1 import event_pb2, records_pb2
 from server.core import convert
 from server.core.errors import InvalidArgument, NotFound, PermissionDenied
@@ -51,7 +50,7 @@ class Records:
                 raise NotFound(f"event {event_id[:64]!r} not found") from None
             return eid
         if request_id:
-            found = await self.pool.fetchval(q("event_by_request_id"), principal.org_id, request_id)
+            found: uuid.UUID | None = await self.pool.fetchval(q("event_by_request_id"), principal.org_id, request_id)
             if found is None:
                 raise NotFound(f"no event with request_id {request_id[:64]!r}")
             return found
@@ -74,23 +73,22 @@ class Records:
         end = req.end_time.ToDatetime(dt.UTC) if req.HasField("end_time") else None
         filters = [list(getattr(req, f)) or None for f in
                    ("project_ids", "user_ids", "api_key_ids", "client_ids", "models", "kinds")]
-        digest = hashlib.sha256(json.dumps(
-            [start and start.isoformat(), end and end.isoformat(), filters, req.include_voided, principal.read_scope()]
-        ).encode()).hexdigest()[:16]
-        after_ts, after_id = _parse_token(req.page_token, digest) if req.page_token else (None, None)
+        digest = tokens.request_digest(start and start.isoformat(), end and end.isoformat(), filters,
+                                       req.include_voided, principal.read_scope(), principal.org_id)
+        after_ts, after_id = _after_event(req.page_token, digest) if req.page_token else (None, None)
         rows = await self.pool.fetch(
             q("list_events"), principal.org_id, start, end, after_ts, after_id, *principal.read_scope(),
             *filters, req.include_voided, size + 1, req.include_payload, req.skip,
         )
         more = len(rows) > size
         rows = rows[:size]
-        token = _make_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
+        token = _event_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
         return records_pb2.ListEventsResponse(
             events=[convert.event(r, principal.organization_id) for r in rows], next_page_token=token
         )
 
     async def update(
-        self, principal: Principal, patch: event_pb2.UsageEvent, paths: list[str], reason: str
+        self, principal: Principal, patch: event_pb2.UsageEvent, paths: Sequence[str], reason: str
     ) -> event_pb2.UsageEvent:
         _require_admin(principal)
         if not paths:
@@ -167,10 +165,12 @@ class Records:
             self.writer.after_commit([(org_id, window_start(ts))])
 
     async def _audit(
-        self, conn: asyncpg.Connection, principal: Principal, eid: uuid.UUID, ts: dt.datetime,
+        self, conn: PoolConnectionProxy, principal: Principal, eid: uuid.UUID, ts: dt.datetime,
         action: str, reason: str, before: event_pb2.UsageEvent,
     ) -> event_pb2.UsageEvent:
         row = await conn.fetchrow(q("get_event"), principal.org_id, eid, _id_millis(eid), None, None, None)
+        if row is None:  # locked in this transaction: cannot happen
+            raise NotFound(f"event {str(eid)!r} not found")
         after = convert.event(row, principal.organization_id)
         actor = principal.api_key_id or principal.user_id or ("master" if principal.master else "")
         await conn.execute(
@@ -212,16 +212,15 @@ def _require_admin(principal: Principal) -> None:
         raise PermissionDenied("only an admin may adjust or void usage records")
 
 
-def _make_token(ts: dt.datetime, event_id: uuid.UUID, digest: str) -> str:
-    raw = json.dumps({"t": ts.isoformat(), "i": str(event_id), "f": digest}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _event_token(ts: dt.datetime, event_id: uuid.UUID, digest: str) -> str:
+    """The page token of a list of events newest first: the last event listed (metering/page_token.py)."""
+    return tokens.encode({"t": ts.isoformat(), "i": str(event_id)}, digest)
 
 
-def _parse_token(token: str, digest: str) -> tuple[dt.datetime, uuid.UUID]:
+def _after_event(token: str, digest: str) -> tuple[dt.datetime, uuid.UUID]:
+    """Where the page of `token` starts (after that event); InvalidArgument on page_token."""
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if data["f"] != digest:
-            raise InvalidArgument("page_token", "does not match this request's filters")
-        return dt.datetime.fromisoformat(data["t"]), uuid.UUID(data["i"])
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("page_token", "malformed page token") from None
+        fields = tokens.decode(token, digest)
+        return fields.instant("t"), fields.uuid("i")
+    except tokens.PageTokenError as err:
+        raise InvalidArgument("page_token", str(err)) from None

@@ -21,10 +21,7 @@ Errors: `{"error": {"message", "type", "param", "code"}}`, HTTP status from the 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import json
 import math
 import re
 import time
@@ -40,6 +37,7 @@ from starlette.responses import Response
 
 from gateway.http.errors import GatewayError
 from gateway.http.json_response import JSONResponse
+from metering import page_token as tokens
 
 PREFIX = "/v1/organization/"
 TAG = "OpenAI usage"
@@ -51,6 +49,8 @@ PARAM_OF_FIELD = {"start_time": "start_time", "end_time": "end_time", "width": "
                   "page_size": "limit", "page_token": "page", "group_by": "group_by"}
 _INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d*)\]$")
 M = TypeVar("M", bound=BaseModel)
+BucketObject = Literal["bucket"]
+PageObject = Literal["page"]
 
 
 class ErrorBody(BaseModel):
@@ -154,12 +154,13 @@ def range_fields(widths: tuple[str, ...]) -> dict[str, Any]:
 
 def page_model(name: str, result: type[BaseModel]) -> type[BaseModel]:
     """`{name}Page` of `{name}Bucket`s holding `result`s, for /openapi.json."""
+    # The models are made at run time: mypy cannot take a variable as a type (valid-type).
     bucket = create_model(
-        f"{name}Bucket", object=(Literal["bucket"], ...), start_time=(int, ...), end_time=(int, ...),
+        f"{name}Bucket", object=(BucketObject, ...), start_time=(int, ...), end_time=(int, ...),
         results=(list[result], ...),  # type: ignore[valid-type]
     )
     return create_model(
-        f"{name}Page", object=(Literal["page"], ...), data=(list[bucket], ...),  # type: ignore[valid-type]
+        f"{name}Page", object=(PageObject, ...), data=(list[bucket], ...),  # type: ignore[valid-type]
         has_more=(bool, ...), next_page=(str | None, ...),
     )
 
@@ -201,19 +202,17 @@ def window(start_time: int, end_time: int | None, width: str, limit: int | None,
 
 
 def encode_cursor(end: int, token: str) -> str:
-    raw = json.dumps({"e": end, "t": token}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The `next_page` cursor (metering/page_token.py): not bound to a request itself, the
+    server's token inside it is (a cursor sent with another request is refused by the server)."""
+    return tokens.encode({"e": end, "t": token})
 
 
 def decode_cursor(page: str) -> tuple[int, str]:
     try:
-        data = json.loads(base64.urlsafe_b64decode(page + "=" * (-len(page) % 4)))
-        end, token = data["e"], data["t"]
-    except (ValueError, binascii.Error, KeyError, TypeError):
+        fields = tokens.decode(page)
+        return fields.integer("e"), fields.text("t")
+    except tokens.PageTokenError:
         raise bad_param("page", "Invalid value for 'page': not a cursor this API returned.") from None
-    if not isinstance(end, int) or isinstance(end, bool) or not isinstance(token, str) or not token:
-        raise bad_param("page", "Invalid value for 'page': not a cursor this API returned.")
-    return end, token
 
 
 def bucket(start: int, end: int, results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import datetime as dt
 from metering.v1 import query_pb2
 from server.api.bucket_cache import bucket_cache, usage_reply
 from tests.server.query.test_query import DAY, at, ev, record
-from tests.server.query.test_query_etag import month_request, query, settle, tokens  # noqa: F401 (fixture)
+from tests.server.query.test_query_etag import month_request, settle, tokens
 
 
 def test_a_reply_put_together_from_encoded_buckets_is_the_same_message():
@@ -31,23 +31,31 @@ def test_a_bucket_encoded_by_hand_is_the_message():
     import decimal
 
     from server.api.query import encode_bucket, metrics_pb
+    from server.core.events import COUNTER_FIELDS
     from server.query.engine import Bucket, Group
+    from server.query.rows import GroupRow
 
-    counters = [0] * 21
+    counters = [0] * len(COUNTER_FIELDS)
     counters[0], counters[13] = 5, 1 << 40
-    row = (3, 1, counters, decimal.Decimal("0.10"), decimal.Decimal("0"), decimal.Decimal("12.5000"),
-           dt.datetime(2024, 6, 3, 1, 2, 3, 456789, tzinfo=dt.UTC), {"inference": 2})
+    row = GroupRow(events=3, unpriced_events=1, counters=counters, input_cost=decimal.Decimal("0.10"),
+                   output_cost=decimal.Decimal("0"), cost=decimal.Decimal("12.5000"),
+                   last_event_at=dt.datetime(2024, 6, 3, 1, 2, 3, 456789, tzinfo=dt.UTC), extra={"inference": 2})
     groups = [Group(("a", None), row), Group((None, "p1"), row), Group(("a" * 300, "p2"), row)]  # 2-byte lengths
     bucket = Bucket(DAY, DAY + dt.timedelta(days=1), groups, etag="e" * 24)
     keys: dict = {}
     encoded = encode_bucket(bucket, ["model", "project_id"], keys)
     assert encode_bucket(bucket, ["model", "project_id"], keys) == encoded  # the keys encoded once, reused
     expected = query_pb2.UsageBucket(start_time=at(bucket.start), end_time=at(bucket.end), etag="e" * 24, groups=[
-        query_pb2.UsageGroup(key={f: v for f, v in zip(["model", "project_id"], g.key) if v is not None},
+        query_pb2.UsageGroup(key={f: v for f, v in zip(["model", "project_id"], g.key, strict=True) if v is not None},
                              metrics=metrics_pb(g.row)) for g in groups])
     assert query_pb2.UsageBucket.FromString(encoded) == expected
     assert expected.groups[0].metrics.cost == "12.5" and expected.groups[0].metrics.input_tokens == 5
     assert groups[0].metrics.counters["input_tokens"] == 5  # the Metrics view of the same row
+    unasked = row._replace(input_cost=None, output_cost=None, cost=None, last_event_at=None, extra=None)
+    metrics = metrics_pb(unasked)
+    assert not metrics.HasField("last_event_time") and (metrics.cost, metrics.input_cost, dict(metrics.counters)) == (
+        "", "", {})
+    assert Group(("a",), unasked).metrics.cost == 0 and Group(("a",), unasked).metrics.extra == {}
 
 
 def test_the_cache_is_bounded_by_bytes():
@@ -56,10 +64,11 @@ def test_the_cache_is_bounded_by_bytes():
         cache.put(f"e{i}", b"x" * 100)
     assert len(cache) == 8 and cache.size == 800 and cache.get("e0") is None and cache.get("e9")
     cache.put("big", b"x" * 101)  # more than an eighth of the cache: not kept
-    assert cache.get("big") is None and cache.size == 800
+    assert cache.get("big") is None and cache.size == 800 and list(cache)[-1] == "e9"
 
 
-async def test_a_kept_bucket_is_sent_while_its_etag_holds(stubs, new_org, query, db):  # noqa: F811
+async def test_a_kept_bucket_is_sent_while_its_etag_holds(stubs, pstubs, new_org, db):
+    query = pstubs.query
     org = await new_org()
     await record(stubs, org.auth, ev(1, DAY + dt.timedelta(hours=1), model="a", input_tokens=5))
     await settle(db, org.organization_id, DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2))

@@ -6,19 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import grpc
-import pytest
-
-from metering.v1 import admin_pb2, query_pb2, query_pb2_grpc, records_pb2
+from metering.v1 import admin_pb2, query_pb2, records_pb2
 from server.rollups.recompute import recompute_day
 from tests.server.query.test_query import DAY, at, ev, expect_invalid, record
 
 UTC = dt.UTC
-
-
-@pytest.fixture(scope="module")
-def query(channel: grpc.aio.Channel) -> query_pb2_grpc.QueryServiceStub:
-    return query_pb2_grpc.QueryServiceStub(channel)
 
 
 def month_request(**fields) -> query_pb2.QueryUsageRequest:

@@ -9,9 +9,8 @@ import pytest
 
 from metering.v1 import query_pb2
 from server.query.sql import SOURCES, usage_statement
-from tests.server.query.test_query import DAY, at, ev, expect_invalid, query, record  # noqa: F401
+from tests.server.query.test_query import DAY, at, ev, expect_invalid, record
 from tests.server.query.test_query_etag import settle
-from tests.server.query.test_query_tails import pool  # noqa: F401
 
 ASKED = ["input_tokens", "cost", "counters"]
 
@@ -28,13 +27,13 @@ def groups(reply: query_pb2.QueryUsageResponse) -> list[dict[str, query_pb2.Usag
 @pytest.mark.parametrize("metrics", [frozenset({"events"}), frozenset({"events", "counters"}),
                                      frozenset({"events", "cost", "last_event_time", "unpriced_events"})],
                          ids=lambda m: "+".join(sorted(m)))
-async def test_every_masked_statement_prepares(pool, metrics):  # noqa: F811
+async def test_every_masked_statement_prepares(pool, metrics):
     async with pool.acquire() as conn:
         for source in SOURCES:
             await conn.prepare(usage_statement(frozenset({source, "tails"}), metrics))
 
 
-async def test_only_the_metrics_asked_for_are_sent(stubs, new_org, query, db):  # noqa: F811
+async def test_only_the_metrics_asked_for_are_sent(stubs, new_org, query, db):
     org = await new_org()
     noon = DAY + dt.timedelta(hours=12)
     await record(stubs, org.auth,
@@ -75,6 +74,6 @@ async def test_only_the_metrics_asked_for_are_sent(stubs, new_org, query, db):  
     assert groups(every) == groups(await query.QueryUsage(request(), metadata=org.auth))
 
 
-async def test_an_unknown_metric_is_invalid(new_org, query):  # noqa: F811
+async def test_an_unknown_metric_is_invalid(new_org, query):
     org = await new_org()
     await expect_invalid(query.QueryUsage(request(metrics=["input_tokens", "tokens"]), metadata=org.auth), "metrics")

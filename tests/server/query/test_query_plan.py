@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,7 +52,7 @@ def test_plan_covers_the_range_exactly_once(points, dirty):
     p = plan(edges, dirty)
     pieces = sorted([*p.days, *p.hours, *p.windows, *p.raw])
     assert pieces[0][0] == edges[0] and pieces[-1][1] == edges[-1]
-    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:])), "gap or overlap"
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces)), "gap or overlap"
     dirty_set = set(dirty)
     for level, step in ((p.days, DAY), (p.hours, HOUR), (p.windows, WINDOW)):
         for lo, hi in level:

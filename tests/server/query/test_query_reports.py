@@ -7,7 +7,7 @@ import datetime as dt
 import decimal
 
 from metering.v1 import query_pb2
-from tests.server.query.test_query import DAY, UTC, at, ev, expect_invalid, query, record  # noqa: F401 (fixture)
+from tests.server.query.test_query import DAY, UTC, at, ev, expect_invalid, record
 
 
 async def test_usage_tallies(stubs, new_org, query):
@@ -25,9 +25,11 @@ async def test_usage_tallies(stubs, new_org, query):
         window="day", start_time=at(DAY - dt.timedelta(hours=1)), end_time=at(DAY + dt.timedelta(days=1)),
     ), metadata=org.auth)
     got = [(t.start_time.ToDatetime(UTC), t.user_id, t.api_key_id,
-            {c: {m: dict(v.counts) for m, v in cat.models.items()} for c, cat in t.value.items()}) for t in resp.tallies]
+            {c: {m: dict(v.counts) for m, v in cat.models.items()} for c, cat in t.value.items()})
+           for t in resp.tallies]
     assert got == [
-        (DAY, "u1", "k1", {"llm": {"llama": {"input_tokens": 8, "output_tokens": 4}}, "embedding": {"bge": {"tokens": 86}}}),
+        (DAY, "u1", "k1",
+         {"llm": {"llama": {"input_tokens": 8, "output_tokens": 4}}, "embedding": {"bge": {"tokens": 86}}}),
         (DAY + dt.timedelta(days=1), "u2", "k2", {"rerank": {"rr": {"tokens": 44}}}),
     ]  # the window that starts before start_time is left out; the one starting at end_time is in
     assert all(t.window == "day" and t.organization_id == org.organization_id and len(t.id) == 32 for t in resp.tallies)
@@ -35,7 +37,8 @@ async def test_usage_tallies(stubs, new_org, query):
         window="hour", start_time=at(DAY), end_time=at(DAY + dt.timedelta(hours=3))), metadata=org.auth)
     assert [t.start_time.ToDatetime(UTC).hour for t in hourly.tallies] == [2, 3]
     assert not hourly.next_page_token
-    request = query_pb2.GetUsageTalliesRequest(window="hour", start_time=at(DAY), end_time=at(DAY + dt.timedelta(hours=3)),
+    request = query_pb2.GetUsageTalliesRequest(window="hour", start_time=at(DAY),
+                                               end_time=at(DAY + dt.timedelta(hours=3)),
                                                page_size=3)  # windows per page: 0h-2h, then 3h
     first = await query.GetUsageTallies(request, metadata=org.auth)
     assert [t.start_time.ToDatetime(UTC).hour for t in first.tallies] == [2] and first.next_page_token
@@ -59,8 +62,10 @@ async def test_token_usage_by_rule_type_and_task(stubs, new_org, query):
         return [(u.rule_type if u.HasField("rule_type") else None, u.task_id if u.HasField("task_id") else None,
                  {k: v for k, v in u.count.items() if v}) for u in resp.usage]
 
-    assert await usage() == [(None, None, {"completion": 1}), ("r1", None, {"inference": 5, "prompt": 2, "eval_prompt": 7})]
-    assert await usage("task") == [(None, "t1", {"inference": 5, "prompt": 2, "completion": 1}), (None, "t2", {"eval_prompt": 7})]
+    assert await usage() == [(None, None, {"completion": 1}),
+                             ("r1", None, {"inference": 5, "prompt": 2, "eval_prompt": 7})]
+    assert await usage("task") == [(None, "t1", {"inference": 5, "prompt": 2, "completion": 1}),
+                                   (None, "t2", {"eval_prompt": 7})]
     assert len(await usage("rule_type", "task")) == 3
     await expect_invalid(query.GetTokenUsage(query_pb2.GetTokenUsageRequest(group_by=["team"]), metadata=org.auth),
                          "group_by")

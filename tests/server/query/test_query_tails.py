@@ -1,24 +1,23 @@
 """A bucket that only had events appended since its rollup is read as its settled answer
 (kept by etag, server/query/tails.py) plus the appended events; the statement of each
-read is written for its sources (server/query/sql.py)."""
+read is written for its sources (server/query/sql.py), its rows read as GroupRows
+(server/query/rows.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import asyncpg
 import pytest
 
 from metering.v1 import records_pb2
 from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
 from server.query.engine import QueryEngine, UsageResult, make_spec
+from server.query.rows import GroupRow, Groups
 from server.query.sql import SOURCES, parameters, usage_statement
 from server.query.tails import add_groups
-from server.storage.db import create_pool
 from tests.server.query.test_query import DAY, ev, record
 from tests.server.query.test_query_etag import settle
 
@@ -26,31 +25,32 @@ UTC = dt.UTC
 NOON = DAY + dt.timedelta(hours=12)
 
 
-def row(events: int, tokens: int, cost: str, last: dt.datetime | None, extra: dict[str, int] | None = None) -> tuple:
+def row(events: int, tokens: int, cost: str, last: dt.datetime | None, extra: dict[str, int] | None = None,
+        unpriced: int = 0) -> GroupRow:
     counters = [0] * len(COUNTER_FIELDS)
     counters[0] = tokens
-    return (events, 0, counters, Decimal(0), Decimal(0), Decimal(cost), last, extra)
+    return GroupRow(events, unpriced, counters, Decimal(0), Decimal(0), Decimal(cost), last, extra)
 
 
 def test_groups_add_exactly_and_are_left_unchanged():
-    settled = {("a",): row(2, 5, "123456789012345678.123456789012345678", NOON, {"x": 1}),
-               ("b",): row(1, 1, "0.10", None)}
-    appended = {("a",): row(1, 7, "0.000000000000000001", DAY, {"x": 2, "y": 3}),
-                ("c",): row(1, 2, "1", NOON, None)}
+    settled: Groups = {("a",): row(2, 5, "123456789012345678.123456789012345678", NOON, {"x": 1}, unpriced=1),
+                       ("b",): row(1, 1, "0.10", None)}
+    appended: Groups = {("a",): row(1, 7, "0.000000000000000001", DAY, {"x": 2, "y": 3}, unpriced=1),
+                        ("c",): row(1, 2, "1", NOON, None)}
     before = {key: value for key, value in settled.items()}
     total = add_groups(settled, appended)
     assert settled == before  # the kept rows are not changed
-    assert total[("a",)] == (3, 0, [12] + [0] * (len(COUNTER_FIELDS) - 1), Decimal(0), Decimal(0),
-                             Decimal("123456789012345678.123456789012345679"), NOON, {"x": 3, "y": 3})
+    assert total[("a",)] == GroupRow(
+        events=3, unpriced_events=2, counters=[12] + [0] * (len(COUNTER_FIELDS) - 1), input_cost=Decimal(0),
+        output_cost=Decimal(0), cost=Decimal("123456789012345678.123456789012345679"), last_event_at=NOON,
+        extra={"x": 3, "y": 3})
     assert total[("b",)] == settled[("b",)] and total[("c",)] == appended[("c",)]
 
 
-@pytest.fixture(scope="module")
-async def pool(database_url: str, server) -> AsyncIterator[asyncpg.Pool]:
-    """A pool set up as the server's (binary jsonb codec)."""
-    made = await create_pool(database_url, min_size=1, max_size=2)
-    yield made
-    await made.close()
+def test_costs_not_asked_for_stay_unset_when_added():
+    unasked = GroupRow(1, 0, [0] * len(COUNTER_FIELDS), None, None, None, None, None)
+    total = add_groups({("a",): unasked}, {("a",): unasked._replace(events=2)})
+    assert total[("a",)] == unasked._replace(events=3)
 
 
 @pytest.mark.parametrize("sources", [frozenset(c) for n in range(1, len(SOURCES) + 1)
@@ -59,6 +59,11 @@ async def test_every_statement_prepares(pool, sources):
     async with pool.acquire() as conn:
         statement = await conn.prepare(usage_statement(sources))
         assert len(statement.get_parameters()) == len(parameters(sources))
+        # the bucket, the group key, then a GroupRow's fields in its order (server/query/rows.py),
+        # whichever metrics are asked for
+        assert [a.name for a in statement.get_attributes()] == ["bucket", "gkey", *GroupRow._fields]
+        some = await conn.prepare(usage_statement(sources, frozenset({"cost"})))
+        assert [a.name for a in some.get_attributes()] == ["bucket", "gkey", *GroupRow._fields]
 
 
 def test_a_statement_needs_known_sources():
@@ -67,8 +72,9 @@ def test_a_statement_needs_known_sources():
             usage_statement(bad)
 
 
-def tokens(result: UsageResult) -> list[dict[str, tuple[int, int, Decimal, dict | None]]]:
-    return [{g.key[0]: (g.row[0], g.row[2][0], g.row[5], g.row[7]) for g in b.groups} for b in result.buckets]
+def tokens(result: UsageResult) -> list[dict[str | None, tuple[int, int, Decimal | None, dict | None]]]:
+    return [{g.key[0]: (g.row.events, g.row.counters[0], g.row.cost, g.row.extra) for g in b.groups}
+            for b in result.buckets]
 
 
 async def test_appended_events_are_added_to_the_settled_answer(stubs, new_org, db, pool):
@@ -91,8 +97,8 @@ async def test_appended_events_are_added_to_the_settled_answer(stubs, new_org, d
     assert live.buckets[0].etag == "" and len(engine.settled) == 1
     expected = {"a": (2, 16, Decimal("0.75"), {"x": 3}), "b": (1, 7, Decimal(0), None), "c": (1, 1, Decimal(0), None)}
     assert tokens(live) == [expected, {}]
-    [(etag, kept)] = engine.settled._kept.items()
-    assert {key[0]: value[2][0] for key, value in kept.items()} == {"a": 5, "b": 7}  # the settled part alone
+    [(etag, kept)] = engine.settled.items()
+    assert {key[0]: value.counters[0] for key, value in kept.items()} == {"a": 5, "b": 7}  # the settled part alone
 
     # Asked again after more appends: the kept part is used, not read again. Shown by
     # planting a wrong value in it (the real rows are put back after).

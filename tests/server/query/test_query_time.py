@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zoneinfo
 
 import pytest
@@ -18,11 +19,11 @@ H = dt.timedelta(hours=1)
 
 def lengths(zone: str, start: dt.datetime, end: dt.datetime, width: str, limit: int = 1000) -> list[dt.timedelta]:
     edges = bucket_edges(start, end, width, zoneinfo.ZoneInfo(zone), limit)
-    return [b - a for a, b in zip(edges, edges[1:])]
+    return [b - a for a, b in itertools.pairwise(edges)]
 
 
-def local(zone: str, *args: int, fold: int = 0) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=zoneinfo.ZoneInfo(zone), fold=fold).astimezone(UTC)
+def local(zone: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, fold: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=zoneinfo.ZoneInfo(zone), fold=fold).astimezone(UTC)
 
 
 def test_days_across_dst_are_23_or_25_hours():
@@ -57,7 +58,8 @@ def test_offsets_off_the_hour():
 
 def test_a_skipped_midnight_starts_the_day_at_the_jump():
     havana = zoneinfo.ZoneInfo("America/Havana")  # 2024-03-10 00:00 -> 01:00
-    edges = bucket_edges(dt.datetime(2024, 3, 9, 12, tzinfo=UTC), dt.datetime(2024, 3, 11, 12, tzinfo=UTC), "1d", havana, 10)
+    edges = bucket_edges(dt.datetime(2024, 3, 9, 12, tzinfo=UTC), dt.datetime(2024, 3, 11, 12, tzinfo=UTC), "1d",
+                         havana, 10)
     assert [e.astimezone(havana).isoformat() for e in edges[1:3]] == [
         "2024-03-10T01:00:00-04:00", "2024-03-11T00:00:00-04:00",
     ]
@@ -68,7 +70,8 @@ def test_months_and_all_and_clipping():
     start, end = dt.datetime(2024, 1, 15, tzinfo=UTC), dt.datetime(2024, 4, 2, tzinfo=UTC)
     edges = bucket_edges(start, end, "month", kathmandu, 100)
     assert edges[0] == start and edges[-1] == end
-    assert [e.astimezone(kathmandu).strftime("%m-%d %H:%M") for e in edges[1:-1]] == ["02-01 00:00", "03-01 00:00", "04-01 00:00"]
+    assert [e.astimezone(kathmandu).strftime("%m-%d %H:%M") for e in edges[1:-1]] == [
+        "02-01 00:00", "03-01 00:00", "04-01 00:00"]
     assert bucket_edges(start, end, "all", kathmandu, 1) == [start, end]
 
 
@@ -86,7 +89,8 @@ def test_limit_returns_where_the_next_page_starts():
 @given(
     zone=st.sampled_from(["America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "Europe/London", "UTC"]),
     width=st.sampled_from(["1m", "1h", "1d", "month"]),
-    start=st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2026, 1, 1)).map(lambda d: d.replace(tzinfo=UTC)),
+    start=st.datetimes(min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2026, 1, 1)).map(
+        lambda d: d.replace(tzinfo=UTC)),
     span=st.integers(1, 3 * 86400),
     limit=st.integers(1, 50),
 )
@@ -102,7 +106,7 @@ def test_pages_concatenate_to_the_whole(zone, width, start, span, limit):
         paged.extend(page[1:])
         at = page[-1]
     assert paged == whole
-    assert all(a < b for a, b in zip(whole, whole[1:]))
+    assert all(a < b for a, b in itertools.pairwise(whole))
 
 
 def test_invalid_zone_and_width():

@@ -3,10 +3,12 @@ dirty windows every write marks."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import json
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -35,7 +37,7 @@ async def expect_invalid(awaitable, field: str | None = None) -> grpc.aio.AioRpc
         await awaitable
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
     if field is not None:
-        assert caught.value.details().startswith(field + ":"), caught.value.details()
+        assert (caught.value.details() or "").startswith(field + ":"), caught.value.details()
     return caught.value
 
 
@@ -107,6 +109,12 @@ async def test_pagination_has_no_gaps_or_repeats(stubs, new_org, db):
                          "page_size")
 
 
+def retoken(token: str, **fields: object) -> str:
+    """`token` with some of its fields changed (its binding kept): what a client may forge."""
+    data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    return base64.urlsafe_b64encode(json.dumps({**data, **fields}).encode()).decode().rstrip("=")
+
+
 async def test_page_token_is_bound_to_its_filters(stubs, new_org):
     org = await new_org()
     await seed(stubs, org, 30)
@@ -114,19 +122,39 @@ async def test_page_token_is_bound_to_its_filters(stubs, new_org):
         records_pb2.ListEventsRequest(page_size=5, models=["m-a"]), metadata=org.auth)
     assert first.next_page_token
     token = first.next_page_token
-    for changed in ({"models": ["m-b"]}, {"models": []}, {"models": ["m-a"], "include_voided": True},
-                    {"models": ["m-a"], "user_ids": ["u1"]},
-                    {"models": ["m-a"], "start_time": at(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))}):
-        await expect_invalid(stubs.records.ListEvents(
+    changes: list[dict[str, Any]] = [
+        {"models": ["m-b"]}, {"models": []}, {"models": ["m-a"], "include_voided": True},
+        {"models": ["m-a"], "user_ids": ["u1"]},
+        {"models": ["m-a"], "start_time": at(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))},
+    ]
+    for changed in changes:
+        err = await expect_invalid(stubs.records.ListEvents(
             records_pb2.ListEventsRequest(page_size=5, page_token=token, **changed), metadata=org.auth), "page_token")
-    for garbage in ("not-a-token", token[:-3], "eyJ0IjogMX0"):
-        await expect_invalid(stubs.records.ListEvents(
+        assert err.details() == "page_token: does not match this request"
+    issued = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    naive = dt.datetime.fromisoformat(issued["t"]).replace(tzinfo=None).isoformat()
+    # Forged with the right binding: an event id that is no string was a 500 (uuid.UUID(5) raised
+    # AttributeError); a time without its offset was read as UTC. Both are malformed now.
+    for garbage in ("not-a-token", token[:-3], "eyJ0IjogMX0", "not a token!", retoken(token, i=5),
+                    retoken(token, i="x"), retoken(token, t=naive)):
+        err = await expect_invalid(stubs.records.ListEvents(
             records_pb2.ListEventsRequest(page_size=5, page_token=garbage, models=["m-a"]), metadata=org.auth),
             "page_token")
-    # Same filters (page size aside): fine.
+        assert err.details() == "page_token: malformed page token", garbage
+    # Another organization's token, same filters: another request (its scope was bound, its
+    # organization was not).
+    other = await new_org()
+    await seed(stubs, other, 10)
+    await expect_invalid(stubs.records.ListEvents(
+        records_pb2.ListEventsRequest(page_size=5, page_token=token, models=["m-a"]), metadata=other.auth),
+        "page_token")
+    # Same filters (page size aside): fine, padded or not.
     ok = await stubs.records.ListEvents(
         records_pb2.ListEventsRequest(page_size=3, page_token=token, models=["m-a"]), metadata=org.auth)
     assert len(ok.events) == 3
+    padded = await stubs.records.ListEvents(records_pb2.ListEventsRequest(
+        page_size=3, page_token=token + "=" * (-len(token) % 4), models=["m-a"]), metadata=org.auth)
+    assert padded.events == ok.events
 
 
 async def test_filters(stubs, new_org):
@@ -332,7 +360,7 @@ async def test_update_validates_new_values(stubs, new_org, db):
                         ({"labels": {"size": "x" * 2000}}, "labels")):
         err = await expect_invalid(stubs.records.UpdateEvent(records_pb2.UpdateEventRequest(
             event=event_pb2.UsageEvent(event_id=rec.event_id, **patch), update_mask=mask(path)), metadata=org.auth))
-        assert err.details().startswith(path), err.details()
+        assert (err.details() or "").startswith(path), err.details()
     assert await db.fetchval("select units_used from events where org_id = $1", oid) == 5
     assert await adjustments(db, oid) == []
     with pytest.raises(grpc.aio.AioRpcError) as caught:
