@@ -1,2 +1,4 @@
-"""The process: the gRPC server (app), `metering up` and its supervised children,
-the CLI verbs, and the embedded Postgres and Redis. May import every package."""
+"""The process: the gRPC server (app), `metering up` with its supervised children and its
+guardian (up, supervise, lifeline, guardian), one up per data dir and where the admin verbs
+find it (running), who may share a port (ports), the CLI verbs, and the embedded Postgres and
+Redis. May import every package."""

@@ -145,9 +145,9 @@ def up(settings: Settings) -> int:
     from server.runtime.running import AlreadyRunning, claim
 
     try:
-        ensure_free(settings.grpc_addr, "METERING_GRPC_ADDR")
-        ensure_free(settings.http_addr, "METERING_HTTP_ADDR")
-        with claim(settings.data_dir) as held:
+        with claim(settings.data_dir) as held:  # first: it waits for the guardian of an up that died here
+            ensure_free(settings.grpc_addr, "METERING_GRPC_ADDR")
+            ensure_free(settings.http_addr, "METERING_HTTP_ADDR")
             guardian = Guardian(settings.data_dir, held.lock_fd)
             try:
                 return _run_up(settings, held, guardian)
