@@ -31,16 +31,20 @@ def _add_org(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    data_dir_help = "where embedded Postgres/Redis live (default $METERING_DATA_DIR or ~/.local/share/metering)"
     parser = argparse.ArgumentParser(prog="metering", description="Usage metering for AI APIs.")
-    parser.add_argument("--data-dir", help="where embedded Postgres/Redis live (default $METERING_DATA_DIR "
-                        "or ~/.local/share/metering)")
+    parser.add_argument("--data-dir", help=data_dir_help)
+    # The service verbs take it after the verb too (`metering up --data-dir DIR`, what `./dev up --data-dir DIR`
+    # runs); SUPPRESS keeps a global --data-dir when the verb's own is not given.
+    service = argparse.ArgumentParser(add_help=False)
+    service.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    verbs.add_parser("up", help="migrations, gRPC server, gateway and worker in one command")
-    serve_verb = verbs.add_parser("serve", help="run the gRPC server")
+    verbs.add_parser("up", parents=[service], help="migrations, gRPC server, gateway and worker in one command")
+    serve_verb = verbs.add_parser("serve", parents=[service], help="run the gRPC server")
     serve_verb.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of a multi-process serve
-    verbs.add_parser("gateway", help="run the REST gateway")
-    verbs.add_parser("worker", help="run the rollup worker")
-    verbs.add_parser("migrate", help="apply database migrations")
+    verbs.add_parser("gateway", parents=[service], help="run the REST gateway")
+    verbs.add_parser("worker", parents=[service], help="run the rollup worker")
+    verbs.add_parser("migrate", parents=[service], help="apply database migrations")
 
     target_help = "gRPC address of a running service (default $METERING_TARGET; unset: the running up)"
     orgs = verbs.add_parser("orgs", help="organizations").add_subparsers(dest="action", required=True)
