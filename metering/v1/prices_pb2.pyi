@@ -269,7 +269,7 @@ class CostAmount(_message.Message):
     def __init__(self, value: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class CostResult(_message.Message):
-    __slots__ = ("amount", "line_item", "project_id", "api_key_id", "user_id", "model", "price_version", "quantity", "quantity_unit")
+    __slots__ = ("amount", "line_item", "project_id", "api_key_id", "user_id", "model", "price_version", "quantity", "quantity_unit", "api_source")
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     LINE_ITEM_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -279,6 +279,7 @@ class CostResult(_message.Message):
     PRICE_VERSION_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_UNIT_FIELD_NUMBER: _ClassVar[int]
+    API_SOURCE_FIELD_NUMBER: _ClassVar[int]
     amount: CostAmount
     line_item: str
     project_id: str
@@ -288,7 +289,8 @@ class CostResult(_message.Message):
     price_version: str
     quantity: str
     quantity_unit: str
-    def __init__(self, amount: _Optional[_Union[CostAmount, _Mapping]] = ..., line_item: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., model: _Optional[str] = ..., price_version: _Optional[str] = ..., quantity: _Optional[str] = ..., quantity_unit: _Optional[str] = ...) -> None: ...
+    api_source: str
+    def __init__(self, amount: _Optional[_Union[CostAmount, _Mapping]] = ..., line_item: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., model: _Optional[str] = ..., price_version: _Optional[str] = ..., quantity: _Optional[str] = ..., quantity_unit: _Optional[str] = ..., api_source: _Optional[str] = ...) -> None: ...
 
 class CostBucket(_message.Message):
     __slots__ = ("start_time", "end_time", "results", "unpriced_events")

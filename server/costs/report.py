@@ -26,7 +26,10 @@ from server.pricing.pricer import Pricer
 from server.pricing.rules import UNPRICED
 from server.query.engine import Freshness, Metrics, QueryEngine, make_spec, page_token
 
-GROUPS = ("project_id", "line_item", "api_key_id", "user_id", "model", "price_version")
+GROUPS = ("project_id", "line_item", "api_key_id", "user_id", "model", "price_version", "api_source")
+# api_source (OpenAI's): "agents_api" for usage labelled api_source=agents_api, "unlabeled" for the rest.
+API_SOURCE_LABEL = "labels.api_source"
+AGENTS_API = "agents_api"
 _PRICING_KEYS = ("model", "currency", "price_version", "labels.size", "labels.quality")
 DEFAULT_PAGE_SIZE = 7
 NO_MODEL = "(no model)"
@@ -77,6 +80,14 @@ def _given(model: str, m: Metrics) -> list[_Item]:
     return items
 
 
+def _value(group: str, key: dict[str, str | None], line_item: str) -> str | None:
+    if group == "line_item":
+        return line_item
+    if group == "api_source":
+        return AGENTS_API if key[API_SOURCE_LABEL] == AGENTS_API else "unlabeled"
+    return key[group]
+
+
 def _sort_key(values: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((v is not None, v or "") for v in values)  # unset first
 
@@ -95,7 +106,7 @@ class CostQuery:
             if name not in GROUPS:
                 raise InvalidArgument("group_by", f"unknown field {name[:64]!r}; one of {', '.join(GROUPS)}")
         requested = tuple(dict.fromkeys(group_by))
-        engine_groups = [g for g in requested if g != "line_item"]
+        engine_groups = [API_SOURCE_LABEL if g == "api_source" else g for g in requested if g != "line_item"]
         engine_groups += [k for k in _PRICING_KEYS if k not in engine_groups]
         spec = make_spec(start, end, width=width or "1d", time_zone=time_zone, group_by=engine_groups,
                          filters=[(f, list(v)) for f, v in filters if v])
@@ -130,7 +141,7 @@ class CostQuery:
                     ]
                 currency = key["currency"] or "usd"
                 for item in items:
-                    values = tuple(item.name if g == "line_item" else key[g] for g in requested)
+                    values = tuple(_value(g, key, item.name) for g in requested)
                     out = found.get((values, currency))
                     if out is None:
                         out = found[(values, currency)] = CostResult(
