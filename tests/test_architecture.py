@@ -21,6 +21,7 @@ SERVER: dict[str, set[str] | None] = {
     "records": {"core", "storage", "pricing", "ingest"},
     "query": {"core", "storage", "ingest", "records"},
     "costs": {"core", "storage", "pricing", "ingest", "query"},
+    "budgets": {"core", "storage", "ingest", "query", "tenants"},
     "api": None,
     "runtime": None,
 }

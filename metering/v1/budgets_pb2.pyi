@@ -244,18 +244,20 @@ class CheckRequest(_message.Message):
     def __init__(self, organization: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., client_id: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., endpoint: _Optional[str] = ..., api_name: _Optional[str] = ..., service_tier: _Optional[str] = ..., batch: _Optional[bool] = ..., currency: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., estimated_cost: _Optional[str] = ..., estimated_counters: _Optional[_Mapping[str, int]] = ..., reserve: _Optional[bool] = ..., reservation_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
-    __slots__ = ("allowed", "budgets", "reservation_id", "reservation_expire_time", "degraded")
+    __slots__ = ("allowed", "budgets", "reservation_id", "reservation_expire_time", "degraded", "degraded_reason")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     budgets: _containers.RepeatedCompositeFieldContainer[BudgetState]
     reservation_id: str
     reservation_expire_time: _timestamp_pb2.Timestamp
     degraded: bool
-    def __init__(self, allowed: _Optional[bool] = ..., budgets: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., reservation_id: _Optional[str] = ..., reservation_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., degraded: _Optional[bool] = ...) -> None: ...
+    degraded_reason: str
+    def __init__(self, allowed: _Optional[bool] = ..., budgets: _Optional[_Iterable[_Union[BudgetState, _Mapping]]] = ..., reservation_id: _Optional[str] = ..., reservation_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ...) -> None: ...
 
 class ReleaseReservationRequest(_message.Message):
     __slots__ = ("organization", "reservation_id")

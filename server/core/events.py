@@ -80,6 +80,7 @@ class NewEvent:
     cost: decimal.Decimal | None
     payload: tuple[str | None, ...] | None  # PAYLOAD_FIELDS order; None when all empty
     price_version: str | None = None  # set by server/pricing/pricer.py when it priced the event
+    reservation_id: str | None = None  # the budget reservation its write settles (server/budgets/)
 
     @property
     def unpriced(self) -> bool:

@@ -263,9 +263,12 @@ class Validator:
         payload = _strings(PAYLOAD_FIELDS, raw_payload, MAX_PAYLOAD_FIELD) if any(raw_payload) else None
 
         event_id = event_uuid_from_millis(millis, _random.getrandbits(74))
-        return NewEvent(
+        new = NewEvent(
             request_id or str(event_id), ts, event_id, series, counters, extra, input_cost, output_cost, cost, payload,
         )
+        if event.reservation_id:
+            new.reservation_id = _text("reservation_id", event.reservation_id, MAX_ID_LENGTH)
+        return new
 
 
 def validate(event: event_pb2.UsageEvent, principal: Principal, now: dt.datetime) -> NewEvent:

@@ -161,6 +161,16 @@ def _claim_order(items: Sequence[tuple[int, NewEvent]]) -> list[int]:
     return [i for _, i in sorted(found.items())]
 
 
+async def _settle(conn: PoolConnectionProxy, written: Iterable[tuple[int, NewEvent]]) -> None:
+    """In the transaction writing the events: the budget reservations they carry are
+    settled, their holds released (metering_budget_close; unknown, closed and expired
+    reservations are left alone), so the events' own usage counts instead."""
+    settling = [(org, e.reservation_id, e.event_id) for org, e in written if e.reservation_id]
+    if settling:
+        orgs, ids, event_ids = map(list, zip(*settling, strict=True))
+        await conn.fetch(q("close_reservations"), orgs, ids, event_ids, "settled")
+
+
 class EventWriter:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -183,9 +193,16 @@ class EventWriter:
                       [e.event_id for e in chosen], [e.ts for e in chosen])
         existing: dict[tuple[int, str], uuid.UUID] = {}
         claimed: set[tuple[int, str]] | None = None  # None: every candidate's key
+        reserved = any(e.reservation_id for e in chosen)
         async with self.pool.acquire() as conn:
-            if len(order) <= SMALL_BATCH:
+            if len(order) <= SMALL_BATCH and not reserved:
                 now, claimed, windows = await self._write_small(conn, keys, chosen, [series_ids[i] for i in order])
+            elif len(order) <= SMALL_BATCH:
+                async with conn.transaction():  # the settlement commits with the events
+                    now, claimed, windows = await self._write_small(conn, keys, chosen,
+                                                                    [series_ids[i] for i in order])
+                    await _settle(conn, [(o, e) for o, e in zip(keys[0], chosen, strict=True)
+                                         if (o, e.request_id) in claimed])
             else:
                 try:  # optimistic: no key of the batch is taken (retries are rare), COPY them all
                     async with conn.transaction():
@@ -193,6 +210,7 @@ class EventWriter:
                             "request_keys", records=zip(*keys, strict=True), columns=KEY_COLUMNS)
                         now = dt.datetime.now(dt.UTC)
                         windows = await self._copy(conn, keys[0], chosen, [series_ids[i] for i in order], now)
+                        await _settle(conn, list(zip(keys[0], chosen, strict=True)))
                 except asyncpg.UniqueViolationError:  # some are (committed, or we waited): claim one by one
                     async with conn.transaction():
                         claimed = await self._claim(conn, keys)
@@ -201,6 +219,7 @@ class EventWriter:
                         windows = await self._copy(
                             conn, [items[i][0] for i in fresh], [items[i][1] for i in fresh],
                             [series_ids[i] for i in fresh], now) if fresh else []
+                        await _settle(conn, [items[i] for i in fresh])
             if claimed is not None and len(claimed) < len(order):
                 # duplicates: their keys are committed, read the originals
                 taken = [key for key in zip(keys[0], keys[1], strict=True) if key not in claimed]

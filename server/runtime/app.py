@@ -15,6 +15,8 @@ from grpc_reflection.v1alpha import reflection
 from metering.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    budgets_pb2,
+    budgets_pb2_grpc,
     ingest_pb2,
     prices_pb2,
     prices_pb2_grpc,
@@ -23,6 +25,7 @@ from metering.v1 import (
     records_pb2_grpc,
 )
 from server.api.admin import AdminServicer
+from server.api.budgets import BudgetsServicer
 from server.api.context import Core
 from server.api.ingest import IngestServicer
 from server.api.interceptors import ServerInterceptor
@@ -32,6 +35,7 @@ from server.api.ratelimit import RateLimiter
 from server.api.ratelimit import from_env as rate_limiter_from_env
 from server.api.records import RecordsServicer
 from server.api.wire import add_service
+from server.budgets.service import Budgets
 from server.costs.report import CostQuery
 from server.costs.reprice import Repricer
 from server.ingest.writer import EventWriter
@@ -54,6 +58,7 @@ SERVICE_NAMES = [
     query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
     prices_pb2.DESCRIPTOR.services_by_name["PriceService"].full_name,
     prices_pb2.DESCRIPTOR.services_by_name["CostService"].full_name,
+    budgets_pb2.DESCRIPTOR.services_by_name["BudgetService"].full_name,
 ]
 
 
@@ -79,6 +84,7 @@ class MeteringServer:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.ingest: IngestServicer | None = None
+        self.budgets: Budgets | None = None
         self.enqueuer = RollupEnqueuer(redis_url, queue_name, defer=rollup_delay) if redis_url else None
         self.port = 0
         self.reuse_port = reuse_port
@@ -118,6 +124,8 @@ class MeteringServer:
         prices_pb2_grpc.add_CostServiceServicer_to_server(
             CostServicer(core, CostQuery(engine, writer.pricer)), self.server
         )
+        self.budgets = Budgets(self.pool, engine)
+        budgets_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetsServicer(core, self.budgets), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -130,6 +138,7 @@ class MeteringServer:
             ensure_free(self.addr)  # raises AddressInUse if that was the cause
             raise
         await self.server.start()
+        self.budgets.start()
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("grpc server listening on %s", self.addr.rsplit(":", 1)[0] + f":{self.port}")
@@ -141,6 +150,8 @@ class MeteringServer:
             await self.server.stop(grace)
         if self.ingest is not None:
             await self.ingest.committer.close()
+        if self.budgets is not None:
+            await self.budgets.close()
         if self.enqueuer is not None:
             await self.enqueuer.close()
         if self.pool is not None:

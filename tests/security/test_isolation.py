@@ -15,6 +15,8 @@ from google.protobuf import message as pb_message
 
 from metering.v1 import (
     admin_pb2,
+    budgets_pb2,
+    budgets_pb2_grpc,
     event_pb2,
     ingest_pb2,
     prices_pb2,
@@ -26,7 +28,7 @@ from server.tenants.credentials import random_text
 from tests.conftest import MASTER, Stubs
 from tests.security.conftest import PRINCIPALS, World
 
-MODULES = (admin_pb2, ingest_pb2, records_pb2, query_pb2, prices_pb2)
+MODULES = (admin_pb2, ingest_pb2, records_pb2, query_pb2, prices_pb2, budgets_pb2)
 AUTHENTICATED = ["master", "org_admin", "member", "project_key", "other_org"]
 UNAUTHENTICATED = ["revoked", "no_key", "malformed", "expired"]
 DENIED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND}
@@ -107,6 +109,42 @@ def _price(w: World) -> prices_pb2.NewPriceVersion:
                                       prices=[prices_pb2.Price(usage_type="input", unit_price="0.001")])
 
 
+_budget_stub: list[budgets_pb2_grpc.BudgetServiceStub] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _budgets(channel: grpc.aio.Channel) -> None:
+    _budget_stub[:] = [budgets_pb2_grpc.BudgetServiceStub(channel)]
+
+
+async def _budget_of(w: World, user: str = "", project: str = "") -> str:
+    scope = [query_pb2.Filter(field=f, values=[v]) for f, v in (("user_id", user), ("project_id", project)) if v]
+    created = await _budget_stub[0].CreateBudget(budgets_pb2.CreateBudgetRequest(
+        organization=w.org_a, budget=budgets_pb2.Budget(limit="5", scope=scope)), metadata=MASTER)
+    return created.budget_id
+
+
+async def _get_others_budget(stubs: Stubs, w: World) -> pb_message.Message:
+    """A budget of the other member's usage: not the member's, nor the project key's (pa) to read."""
+    return budgets_pb2.GetBudgetRequest(budget_id=await _budget_of(w, w.users["other"], "pb"))
+
+
+async def _update_budget(stubs: Stubs, w: World) -> pb_message.Message:
+    budget = budgets_pb2.Budget(budget_id=await _budget_of(w, w.users["member"], "pa"), limit="500")
+    return budgets_pb2.UpdateBudgetRequest(budget=budget, update_mask=["limit"])
+
+
+async def _delete_budget(stubs: Stubs, w: World) -> pb_message.Message:
+    return budgets_pb2.DeleteBudgetRequest(budget_id=await _budget_of(w, w.users["member"], "pa"))
+
+
+async def _release(stubs: Stubs, w: World) -> pb_message.Message:
+    """A reservation the organization's admin key took."""
+    taken = await _budget_stub[0].Check(budgets_pb2.CheckRequest(estimated_cost="0.01", reserve=True),
+                                        metadata=(("authorization", f"Bearer {w.keys['org_admin']}"),))
+    return budgets_pb2.ReleaseReservationRequest(reservation_id=taken.reservation_id)
+
+
 A, M, ME, P, OTHER = "master", "org_admin", "member", "project_key", "other_org"
 ALL = {A, M, ME, P, OTHER}
 ADMINS = {A, M}  # organization-wide admins of A
@@ -161,6 +199,16 @@ MATRIX: dict[str, tuple[Builder, set[str]]] = {
         start_time=START, end_time=_end(), page_size=1000)), ALL),
     "GetCosts": (_const(lambda w: prices_pb2.GetCostsRequest(start_time=_recent(), end_time=_end(),
                                                              group_by=["project_id", "api_key_id"])), ALL),
+    # budgets: organization admins write; a scoped caller reads only budgets inside its scope;
+    # every key checks its own usage
+    "CreateBudget": (_const(lambda w: budgets_pb2.CreateBudgetRequest(
+        organization=w.org_a, budget=budgets_pb2.Budget(limit="5"))), ADMINS),
+    "GetBudget": (_get_others_budget, ADMINS),
+    "ListBudgets": (_const(lambda w: budgets_pb2.ListBudgetsRequest(page_size=1000)), ALL),
+    "UpdateBudget": (_update_budget, ADMINS),
+    "DeleteBudget": (_delete_budget, ADMINS),
+    "Check": (_const(lambda w: budgets_pb2.CheckRequest(estimated_cost="0.01")), ALL),
+    "ReleaseReservation": (_release, ADMINS),
 }
 NO_CREDENTIALS_NEEDED = {"Login"}
 
