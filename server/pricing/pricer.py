@@ -10,6 +10,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import decimal
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 
@@ -18,7 +19,9 @@ import asyncpg
 from server.core.events import TEXT_DIMENSIONS, NewEvent, SeriesKey
 from server.pricing.rules import UNPRICED, VARIANT_TYPES, Plan, Priced
 from server.storage.db import q
+from server.storage.notify import Change, Listener, Topic
 
+log = logging.getLogger(__name__)
 _Line = tuple[list[dt.datetime], list["Version"]]  # effective_from of each version, the versions
 _SNAPSHOT = re.compile(r"-(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})$")  # -2024-08-06, -20250514
 
@@ -202,20 +205,41 @@ def _stamped(
 class Pricer:
     """The price books of the organizations this process writes for, kept
     current across replicas: before pricing a batch, one query reads the books'
-    revisions, and a book whose revision moved is reloaded."""
+    revisions, and a book whose revision moved is reloaded. With follow(), a book
+    is also reloaded as soon as it changes anywhere, not at the next batch."""
 
     def __init__(self) -> None:
         self._books: dict[int, Book] = {}
         self._series: dict[tuple[SeriesKey, str], SeriesKey] = {}
         self._lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def book(self, org_id: int) -> Book:
         return self._books.get(org_id, _EMPTY)
+
+    def follow(self, listener: Listener, pool: asyncpg.Pool) -> None:
+        """Reload a book held here when its change is heard (server/storage/notify.py)."""
+        listener.subscribe(Topic.PRICE_BOOK, lambda change: self._changed(pool, change))
+
+    def _changed(self, pool: asyncpg.Pool, change: Change) -> None:
+        orgs = list(self._books) if change.org_id is None else [o for o in (change.org_id,) if o in self._books]
+        if orgs:
+            task = asyncio.create_task(self._reload(pool, orgs))
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self, pool: asyncpg.Pool, orgs: list[int]) -> None:
+        try:
+            await self.refresh(pool, orgs)
+        except Exception as exc:  # Postgres gone, the pool closing: the next batch reads the revisions anyway
+            log.debug("price book reload of %d organizations failed: %s", len(orgs), exc)
 
     async def refresh(self, pool: asyncpg.Pool, orgs: Iterable[int]) -> None:
         wanted = sorted(set(orgs))
         rows = await pool.fetch(q("price_book_revisions"), wanted)
         revisions = {r["org_id"]: r["revision"] for r in rows}
+        for org in wanted:  # held from now on, if only as empty: follow() reloads what is held
+            self._books.setdefault(org, _EMPTY)
         stale = [o for o in wanted if revisions.get(o, 0) != self.book(o).revision]
         if stale:
             async with self._lock:  # one reload at a time; a concurrent batch may have done ours

@@ -4,7 +4,8 @@ A version prices one (provider, model, currency) from its effective_from until
 the next version of that key. Creating a version never changes what is stored:
 events keep the version they were priced with until a repricing moves them
 (server/costs/reprice.py). Each change bumps the book's revision in the same
-transaction, which tells every server to reload it (server/pricing/pricer.py).
+transaction, which tells every server to reload it (server/pricing/pricer.py), and sends a
+notification that has them reload it at once (server/storage/notify.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncpg
 from server.core.errors import InvalidArgument, NotFound
 from server.pricing.pricer import Book, Pricer, Version, version_from_rows
 from server.pricing.rules import USAGE_TYPES, VARIANT_TYPES
+from server.storage import notify
 from server.storage.db import q
 
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -153,6 +155,7 @@ class PriceVersions:
                 results.append((version, True))
             if created:
                 await conn.execute(q("bump_price_book"), org_id)
+                await notify.send(conn, notify.Topic.PRICE_BOOK, org_id)  # every server reloads it on commit
         return results
 
     async def book(self, org_id: int) -> Book:

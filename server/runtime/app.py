@@ -1,4 +1,8 @@
-"""The gRPC server: services, health, reflection, graceful shutdown."""
+"""The gRPC server: services, health, reflection, graceful shutdown.
+
+Health follows Postgres: SERVING while the process's listening connection (server/storage/
+notify.py, which also carries the invalidations of cached keys and price books) answers its
+pings, NOT_SERVING while Postgres cannot be reached."""
 
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from server.rollups.queue import RollupEnqueuer
 from server.runtime.ports import ensure_free
 from server.storage.db import create_pool
 from server.storage.migrate import migrate_dsn
+from server.storage.notify import Listener
 from server.tenants.auth import Authenticator
 from server.tenants.store import Tenants
 
@@ -68,14 +73,16 @@ class MeteringServer:
     def __init__(
         self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10,
         redis_url: str | None = None, queue_name: str | None = None, rollup_delay: float = 1.0,
-        rate_limiter: RateLimiter | None | bool = True, reuse_port: bool = False,
+        rate_limiter: RateLimiter | None | bool = True, reuse_port: bool = False, listen_dsn: str | None = None,
     ) -> None:
         """redis_url: where to enqueue rollup jobs after each write (None: don't; the
         worker's sweep still finds every dirty window). queue_name: default
         $METERING_QUEUE_NAME or "metering:rollups". rollup_delay: seconds a rollup
         job waits in the queue, so a burst of writes to one day costs one job.
         reuse_port: only for the processes of one multi-process serve (runtime/ports.py);
-        otherwise binding an address something listens on fails with AddressInUse."""
+        otherwise binding an address something listens on fails with AddressInUse.
+        listen_dsn: where to LISTEN for invalidations and ping Postgres (default dsn; a
+        connection pooler in transaction mode cannot LISTEN: name Postgres itself then)."""
         self.dsn = dsn
         self.addr = addr
         self.master_key = master_key
@@ -83,6 +90,8 @@ class MeteringServer:
         self.pool: asyncpg.Pool | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
+        self.listener = Listener(listen_dsn or dsn)
+        self._health_lock = asyncio.Lock()
         self.ingest: IngestServicer | None = None
         self.budgets: Budgets | None = None
         self.enqueuer = RollupEnqueuer(redis_url, queue_name, defer=rollup_delay) if redis_url else None
@@ -95,12 +104,15 @@ class MeteringServer:
         await migrate_dsn(self.dsn)
         self.pool = await create_pool(self.dsn, min_size=2, max_size=self.pool_size,
                                       application_name="metering-server")
+        await self.listener.start()
         tenants = Tenants(self.pool)
         await tenants.token_secret()
         writer = EventWriter(self.pool)
+        writer.pricer.follow(self.listener, self.pool)
         if self.enqueuer is not None:
             writer.after_commit = self.enqueuer.notify
-        core = Core(tenants=tenants, auth=Authenticator(tenants, self.master_key), records=Records(writer))
+        auth = Authenticator(tenants, self.master_key, listener=self.listener)
+        core = Core(tenants=tenants, auth=auth, records=Records(writer))
         self.ingest = IngestServicer(core, writer)
 
         self.server = grpc.aio.server(
@@ -134,15 +146,24 @@ class MeteringServer:
         try:
             self.port = self.server.add_insecure_port(self.addr)
         except RuntimeError:  # grpc says only "Failed to bind": in use, or an address we cannot have
+            await self.listener.close()
             await self.pool.close()
             ensure_free(self.addr)  # raises AddressInUse if that was the cause
             raise
         await self.server.start()
         self.budgets.start()
-        for name in ["", *SERVICE_NAMES]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.listener.on_state(self._publish_health)
+        await self._publish_health()
         log.info("grpc server listening on %s", self.addr.rsplit(":", 1)[0] + f":{self.port}")
         return self.port
+
+    async def _publish_health(self, _: bool = True) -> None:
+        """Every service SERVING while Postgres answers, else NOT_SERVING."""
+        async with self._health_lock:
+            status = (health_pb2.HealthCheckResponse.SERVING if self.listener.connected
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            for name in ["", *SERVICE_NAMES]:
+                await self.health.set(name, status)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -154,6 +175,7 @@ class MeteringServer:
             await self.budgets.close()
         if self.enqueuer is not None:
             await self.enqueuer.close()
+        await self.listener.close()
         if self.pool is not None:
             await self.pool.close()
         log.info("grpc server stopped")

@@ -10,6 +10,7 @@ import secrets
 import asyncpg
 
 from server.core.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from server.storage import notify
 from server.storage.db import q
 from server.tenants import credentials
 
@@ -107,6 +108,7 @@ class Tenants:
         if len(name) > 128:
             raise InvalidArgument("name", "at most 128 characters")
         key, prefix, digest = credentials.new_api_key()
+        # no notification: caches hold keys that were found, never one that was not
         row = await self.pool.fetchrow(
             q("insert_api_key"), org_id, "key_" + credentials.random_text(16), prefix, digest,
             project_id or None, user_id or None, role, name,
@@ -119,9 +121,12 @@ class Tenants:
 
     async def revoke_api_key(self, org_id: int, ref: str) -> asyncpg.Record:
         prefix = credentials.key_prefix(ref) or ""
-        row = await self.pool.fetchrow(q("revoke_api_key"), org_id, ref, prefix)
-        if row is None:
-            raise NotFound("api key not found", field="api_key_id")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("revoke_api_key"), org_id, ref, prefix)
+            if row is None:
+                raise NotFound("api key not found", field="api_key_id")
+            # every server drops the key from its cache when this commits
+            await notify.send(conn, notify.Topic.API_KEY, org_id, row["api_key_id"])
         return row
 
     async def token_secret(self) -> bytes:
