@@ -13,6 +13,7 @@ error names its own (405, 413, FastAPI's 422).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,6 +76,8 @@ class GatewayError(Exception):
         self.details = list(details or ())
         self.http_status = http_status or HTTP_STATUS.get(code, 500)
         self.headers = dict(headers or {})
+        if self.http_status == 503 and not any(name.lower() == "retry-after" for name in self.headers):
+            self.headers["Retry-After"] = str(_retry_after(self.details))
 
     @classmethod
     def from_rpc(cls, err: grpc.aio.AioRpcError) -> GatewayError:
@@ -110,6 +113,16 @@ class GatewayError(Exception):
             except (TypeError, KeyError, json_format.Error):  # a detail type this process does not know
                 out.append({"@type": detail.type_url, "value": detail.value.hex()})
         return out
+
+
+def _retry_after(details: list[any_pb2.Any]) -> int:
+    """A 503's Retry-After: the RetryInfo among the details in whole seconds (rounded up, at least
+    1), else 1. UNAVAILABLE (Postgres or the server out of reach) is always worth a retry."""
+    for detail in details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+            return max(1, math.ceil(int(info.retry_delay.ToNanoseconds()) / 1e9))
+    return 1
 
 
 def invalid_argument(field: str, description: str, reason: str = "INVALID_VALUE") -> GatewayError:

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from server.api.context import Context
 from server.api.ratelimit import RateLimited, RateLimiter
 from server.core.errors import MeteringError
+from server.storage.notify import CONNECTION_LOST
 
 log = logging.getLogger(__name__)
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -33,6 +34,10 @@ _SQLSTATE_CLASSES = {
     "22": grpc.StatusCode.INVALID_ARGUMENT,  # data exception
     "23": grpc.StatusCode.FAILED_PRECONDITION,  # integrity constraint
 }
+# Postgres lost at any point of a call (server/storage/notify.CONNECTION_LOST): a write either
+# committed before the loss or wrote nothing (one transaction, request keys claimed in it), so the
+# call may be retried as it is: UNAVAILABLE with this RetryInfo (REST: 503, Retry-After), never INTERNAL.
+DATABASE_RETRY_SECONDS = 1.0
 
 
 def _status(
@@ -54,16 +59,28 @@ def _status(
     return status
 
 
-def _rate_limited(exc: RateLimited) -> grpc.Status:
+def _retry_later(code: grpc.StatusCode, message: str, reason: str, seconds: float) -> grpc.Status:
+    """A status with its ErrorInfo and a RetryInfo saying when to try again."""
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason="RATE_LIMITED", domain=ERROR_DOMAIN))
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
     retry = any_pb2.Any()
     delay = error_details_pb2.RetryInfo()
-    delay.retry_delay.FromNanoseconds(max(1, int(exc.retry_after * 1e9)))
+    delay.retry_delay.FromNanoseconds(max(1, int(seconds * 1e9)))
     retry.Pack(delay)
     status: grpc.Status = rpc_status.to_status(status_pb2.Status(
-        code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message=str(exc), details=[info, retry]))
+        code=code.value[0], message=message, details=[info, retry]))
     return status
+
+
+def _rate_limited(exc: RateLimited) -> grpc.Status:
+    return _retry_later(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), "RATE_LIMITED", exc.retry_after)
+
+
+def _database_unavailable(exc: BaseException) -> grpc.Status:
+    if isinstance(exc, asyncpg.InternalClientError):  # also what a bug in the driver would raise: keep it seen
+        log.warning("database connection lost: %s", exc)
+    return _retry_later(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry", "DATABASE_UNAVAILABLE",
+                        DATABASE_RETRY_SECONDS)
 
 
 def to_status(exc: BaseException) -> grpc.Status:
@@ -71,6 +88,8 @@ def to_status(exc: BaseException) -> grpc.Status:
         return _rate_limited(exc)
     if isinstance(exc, MeteringError):
         return _status(exc.code, exc.message, exc.reason, exc.field, getattr(exc, "description", None))
+    if isinstance(exc, CONNECTION_LOST):
+        return _database_unavailable(exc)
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", "") or ""
         code = _SQLSTATE_CLASSES.get(sqlstate[:2], grpc.StatusCode.INTERNAL)
@@ -78,8 +97,6 @@ def to_status(exc: BaseException) -> grpc.Status:
             log.exception("database error %s", sqlstate)
             return _status(code, "internal database error", "INTERNAL")
         return _status(code, f"database: {type(exc).__name__}", f"SQLSTATE_{sqlstate}")
-    if isinstance(exc, (OSError, asyncpg.InterfaceError, ConnectionError)):
-        return _status(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry", "DATABASE_UNAVAILABLE")
     log.error("unhandled error", exc_info=exc)
     return _status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
