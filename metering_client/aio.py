@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Unpack
 
 import grpc
 
 from metering.v1 import (
+    budgets_pb2,
+    budgets_pb2_grpc,
     event_pb2,
     ingest_pb2,
     query_pb2,
@@ -20,13 +24,23 @@ from metering_client import channel as channels
 from metering_client import lifecycle
 from metering_client.aio_batcher import AsyncBatcher
 from metering_client.batcher import Batcher
+from metering_client.budgets import (
+    CHECK_TIMEOUT,
+    AsyncReservation,
+    BudgetExceededError,
+    CheckResult,
+    OpenReservations,
+    Scope,
+    check_request,
+    check_result,
+    release_failed,
+)
 from metering_client.client import READ_TIMEOUT, delivery_options
 from metering_client.config import Settings, resolve
 from metering_client.delivery import DeliveryStatus, Ledger, OnFailure, Overflow
 from metering_client.events import build_event, coerce
 from metering_client.journal import Journal, default_path
-from metering_client.receipts import AsyncReceipt
-from metering_client.results import Failure, api_error
+from metering_client.results import ApiError, AsyncReceipt, Failure, api_error
 
 
 class AsyncMeteringClient:
@@ -71,6 +85,7 @@ class AsyncMeteringClient:
         self._metadata = channels.metadata(self.settings)
         self.journal = Journal(self.options.journal_path or default_path(self.settings.api_key), self.settings.api_key)
         self._ledger = Ledger(self.journal, on_failure)
+        self._reservations = OpenReservations()
         self._batcher = AsyncBatcher(self._send, self.journal, self._ledger, self.options)
         self._closed = False
         lifecycle.register(self, self._close_at_exit)
@@ -109,7 +124,9 @@ class AsyncMeteringClient:
             raise RuntimeError("the metering client is closed")
         if self.settings.client_id and not event.client_id:
             event.client_id = self.settings.client_id
-        return AsyncReceipt(event.request_id, await self._batcher.put(event))
+        receipt = AsyncReceipt(event.request_id, await self._batcher.put(event))
+        self._reservations.settle(event.reservation_id)
+        return receipt
 
     async def flush(self, timeout: float | None = None) -> None:
         """As MeteringClient.flush()."""
@@ -203,3 +220,56 @@ class AsyncMeteringClient:
             return usage
         except grpc.RpcError as error:
             raise api_error(error) from None
+
+    # -- spend control (metering_client/budgets.py) -------------------------------------------------
+
+    async def check(
+        self, *, estimated_cost: object = None, estimated_counters: Mapping[str, int] | None = None,
+        reserve: bool = False, ttl: dt.timedelta | float | None = None, request_id: str | None = None,
+        timeout: float = CHECK_TIMEOUT, **scope: Unpack[Scope],
+    ) -> CheckResult:
+        """As MeteringClient.check()."""
+        request = check_request(
+            scope, default_client_id=self.settings.client_id, estimated_cost=estimated_cost,
+            estimated_counters=estimated_counters, reserve=reserve, ttl=ttl, request_id=request_id,
+        )
+        stub = budgets_pb2_grpc.BudgetServiceStub(self.channel)
+        try:
+            response: budgets_pb2.CheckResponse = await stub.Check(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise api_error(error) from None
+        return check_result(response)
+
+    @contextlib.asynccontextmanager
+    async def reserve(
+        self, *, estimated_cost: object = None, estimated_counters: Mapping[str, int] | None = None,
+        ttl: dt.timedelta | float | None = None, request_id: str | None = None, timeout: float = CHECK_TIMEOUT,
+        **scope: Unpack[Scope],
+    ) -> AsyncIterator[AsyncReservation]:
+        """As MeteringClient.reserve(), with `async with` (and `await reservation.record(...)`)."""
+        result = await self.check(estimated_cost=estimated_cost, estimated_counters=estimated_counters,
+                                  reserve=True, ttl=ttl, request_id=request_id, timeout=timeout, **scope)
+        if not result.allowed:
+            raise BudgetExceededError(result)
+        reservation = AsyncReservation(result, scope, self.record, self.release_reservation)
+        self._reservations.add(reservation)
+        try:
+            yield reservation
+        finally:
+            self._reservations.remove(reservation)
+            if reservation.open:
+                try:
+                    await reservation.release()
+                except ApiError as error:
+                    release_failed(reservation.reservation_id, error)
+
+    async def release_reservation(self, reservation_id: str, *, timeout: float = CHECK_TIMEOUT) -> bool:
+        """As MeteringClient.release_reservation()."""
+        stub = budgets_pb2_grpc.BudgetServiceStub(self.channel)
+        try:
+            response: budgets_pb2.ReleaseReservationResponse = await stub.ReleaseReservation(
+                budgets_pb2.ReleaseReservationRequest(reservation_id=reservation_id), timeout=timeout,
+                metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise api_error(error) from None
+        return response.released

@@ -7,8 +7,8 @@ from typing import Any, Self
 from metering_client import seed
 from metering_client.aio import AsyncMeteringClient
 from metering_client.delivery import DeliveryStatus
-from metering_client.models import ClientUsageData, RequestDetails
 from metering_client.results import Failure
+from metering_client.seed import ClientUsageData, RequestDetails
 from metering_client.tracker import _client_and_id
 
 
@@ -61,13 +61,15 @@ class AsyncUsageLogger(_AsyncUsage):
         output_cost: float,
         status: str,
         error_message: str | None = None,
+        *,
+        reservation_id: str | None = None,
         **fields: Any,
     ) -> None:
         await self.client.record(**seed.request_fields(
             request_id=request_id, model_name=model_name, model_provider=model_provider,
             client_id=client_id or self.client_id, user_id=user_id, input_tokens=input_tokens,
             output_tokens=output_tokens, input_cost=input_cost, output_cost=output_cost, status_=status,
-            error_message=error_message, extra=fields,
+            error_message=error_message, reservation_id=reservation_id, extra=fields,
         ))
 
 
@@ -90,6 +92,8 @@ class AsyncUsageTracker(_AsyncUsage):
         output_cost: float,
         status: str,
         error_message: str | None = None,
+        *,
+        reservation_id: str | None = None,
         **fields: Any,
     ) -> None:
         await self.client.record(**seed.request_fields(
@@ -98,7 +102,7 @@ class AsyncUsageTracker(_AsyncUsage):
             request_raw=request_raw, request_json=request_json, response_json=response_json,
             response_raw=response_raw, input_tokens=input_tokens, output_tokens=output_tokens,
             input_cost=input_cost, output_cost=output_cost, status_=status, error_message=error_message,
-            extra=fields,
+            reservation_id=reservation_id, extra=fields,
         ))
 
     async def get_client_usage_data(self, client_id: str | None = None) -> ClientUsageData:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import grpc
 
 from metering.v1 import (
+    budgets_pb2,
+    budgets_pb2_grpc,
     event_pb2,
     query_pb2,
     query_pb2_grpc,
@@ -19,12 +23,22 @@ from metering.v1 import (
 from metering_client import channel as channels
 from metering_client import lifecycle
 from metering_client.batcher import Batcher
+from metering_client.budgets import (
+    CHECK_TIMEOUT,
+    BudgetExceededError,
+    CheckResult,
+    OpenReservations,
+    Reservation,
+    Scope,
+    check_request,
+    check_result,
+    release_failed,
+)
 from metering_client.config import Settings, resolve
 from metering_client.delivery import DeliveryOptions, DeliveryStatus, Ledger, OnFailure, Overflow
 from metering_client.events import build_event, coerce
 from metering_client.journal import Journal, default_path
-from metering_client.receipts import Receipt
-from metering_client.results import Failure, api_error
+from metering_client.results import ApiError, Failure, Receipt, api_error
 
 READ_TIMEOUT = 30.0
 
@@ -85,6 +99,8 @@ class MeteringClient:
         self._metadata = channels.metadata(self.settings)
         self._records = records_pb2_grpc.RecordServiceStub(self._channel)
         self._query = query_pb2_grpc.QueryServiceStub(self._channel)
+        self._budgets = budgets_pb2_grpc.BudgetServiceStub(self._channel)
+        self._reservations = OpenReservations()
         self.journal = Journal(self.options.journal_path or default_path(self.settings.api_key), self.settings.api_key)
         self._ledger = Ledger(self.journal, on_failure)
         send = channels.sender(self._channel, self._metadata)
@@ -122,7 +138,9 @@ class MeteringClient:
     def _put(self, event: event_pb2.UsageEvent) -> Receipt:
         if self.settings.client_id and not event.client_id:
             event.client_id = self.settings.client_id
-        return Receipt(event.request_id, self._batcher.put(event))
+        receipt = Receipt(event.request_id, self._batcher.put(event))
+        self._reservations.settle(event.reservation_id)
+        return receipt
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event recorded so far is delivered, rejected or journaled.
@@ -215,3 +233,66 @@ class MeteringClient:
         """Like flush(), but never raises for rejected events: reads call this to see their own writes."""
         if not self._closed:
             self._batcher.flush(timeout)
+
+    # -- spend control (metering_client/budgets.py) -------------------------------------------------
+
+    def check(
+        self, *, estimated_cost: object = None, estimated_counters: Mapping[str, int] | None = None,
+        reserve: bool = False, ttl: dt.timedelta | float | None = None, request_id: str | None = None,
+        timeout: float = CHECK_TIMEOUT, **scope: Unpack[Scope],
+    ) -> CheckResult:
+        """BudgetService.Check: may this usage happen? `scope` names the coming usage by its event
+        fields (model="gpt-4o", project_id=..., labels={...}); client_id defaults to the configured
+        one, user_id and api_key_id to the credentials' own. `estimated_cost` (exact decimal, in
+        `currency`, default usd) and `estimated_counters` ({"input_tokens": 900}) are what it will
+        use. With `reserve`, an allowed estimate is held for `ttl` (default 10 minutes) and the
+        result carries its reservation_id; a retried check with the same `request_id` returns the
+        same reservation. Raises ApiError if the call fails; a refusal is `allowed=False`."""
+        request = check_request(
+            scope, default_client_id=self.settings.client_id, estimated_cost=estimated_cost,
+            estimated_counters=estimated_counters, reserve=reserve, ttl=ttl, request_id=request_id,
+        )
+        try:
+            response: budgets_pb2.CheckResponse = self._budgets.Check(request, timeout=timeout,
+                                                                      metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise api_error(error) from None
+        return check_result(response)
+
+    @contextlib.contextmanager
+    def reserve(
+        self, *, estimated_cost: object = None, estimated_counters: Mapping[str, int] | None = None,
+        ttl: dt.timedelta | float | None = None, request_id: str | None = None, timeout: float = CHECK_TIMEOUT,
+        **scope: Unpack[Scope],
+    ) -> Iterator[Reservation]:
+        """check(..., reserve=True) as a block: raises BudgetExceededError if refused, else yields the
+        Reservation. An event carrying its reservation_id recorded through this client
+        (`reservation.record(**fields)`, which also takes the scope's fields as defaults) settles
+        it; leaving the block without one releases it (ReleaseReservation; if that fails, it
+        expires at its TTL and a warning is logged)."""
+        result = self.check(estimated_cost=estimated_cost, estimated_counters=estimated_counters, reserve=True,
+                            ttl=ttl, request_id=request_id, timeout=timeout, **scope)
+        if not result.allowed:
+            raise BudgetExceededError(result)
+        reservation = Reservation(result, scope, self.record, self.release_reservation)
+        self._reservations.add(reservation)
+        try:
+            yield reservation
+        finally:
+            self._reservations.remove(reservation)
+            if reservation.open:
+                try:
+                    reservation.release()
+                except ApiError as error:
+                    release_failed(reservation.reservation_id, error)
+
+    def release_reservation(self, reservation_id: str, *, timeout: float = CHECK_TIMEOUT) -> bool:
+        """BudgetService.ReleaseReservation: give back a hold whose call was not made. False if it was
+        already settled, released or expired."""
+        try:
+            response: budgets_pb2.ReleaseReservationResponse = self._budgets.ReleaseReservation(
+                budgets_pb2.ReleaseReservationRequest(reservation_id=reservation_id), timeout=timeout,
+                metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise api_error(error) from None
+        return response.released

@@ -1,10 +1,14 @@
-"""What happened to each event, and the errors the SDK raises."""
+"""What happened to each event (ItemResult), the handles that wait for it (Receipt, AsyncReceipt),
+and the errors the SDK raises."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import enum
-from typing import cast
+from collections.abc import Callable, Generator
+from typing import Any, cast
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -34,6 +38,55 @@ class ItemResult:
     def delivered(self) -> bool:
         """True once the server has the event (newly recorded or a duplicate of an earlier delivery)."""
         return self.outcome in (Outcome.RECORDED, Outcome.DUPLICATE)
+
+
+class Receipt:
+    """Returned by MeteringClient.record(): `request_id` at once, `result()` once delivered."""
+
+    __slots__ = ("_future", "request_id")
+
+    def __init__(self, request_id: str, future: concurrent.futures.Future[ItemResult]) -> None:
+        self.request_id = request_id
+        self._future = future
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> ItemResult:
+        """Block until the event is recorded, found duplicate, rejected or journaled.
+        Raises TimeoutError if that takes longer than `timeout` seconds."""
+        return self._future.result(timeout)
+
+    def add_done_callback(self, fn: Callable[[ItemResult], Any]) -> None:
+        self._future.add_done_callback(lambda f: fn(f.result()))
+
+    def __repr__(self) -> str:
+        state = self._future.result().outcome.value if self._future.done() else "pending"
+        return f"<Receipt {self.request_id} {state}>"
+
+
+class AsyncReceipt:
+    """Returned by AsyncMeteringClient.record(): `request_id` at once; `await receipt` for the result."""
+
+    __slots__ = ("_future", "request_id")
+
+    def __init__(self, request_id: str, future: asyncio.Future[ItemResult]) -> None:
+        self.request_id = request_id
+        self._future = future
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> ItemResult:
+        """The result if done (else asyncio.InvalidStateError)."""
+        return self._future.result()
+
+    def __await__(self) -> Generator[Any, None, ItemResult]:
+        return asyncio.shield(self._future).__await__()
+
+    def __repr__(self) -> str:
+        state = self._future.result().outcome.value if self._future.done() else "pending"
+        return f"<AsyncReceipt {self.request_id} {state}>"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""Seed 003's vocabulary <-> the service's: log_request fields in, server replies out.
+"""Seed 003's vocabulary <-> the service's: its usage models (pydantic v2, with the seed's exact
+field names and types), log_request fields in, server replies out.
 
 Everything here is a pure conversion; the numbers always come from the server
-(QueryService.GetClientUsage, QueryService.QueryUsage, RecordService.GetEvent).
+(QueryService.GetClientUsage, QueryService.QueryUsage, RecordService.GetEvent). Money is a float in
+the models because the seed says so; the server keeps and sums it as exact decimals, and
+get_usage_stats() also gives the exact total (total_cost_decimal).
 """
 
 from __future__ import annotations
@@ -9,12 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, List, Optional  # noqa: UP035 - the seed's spelling
 
 from google.protobuf import timestamp_pb2
+from pydantic import BaseModel, ConfigDict
 
 from metering.v1 import event_pb2, query_pb2
-from metering_client.models import ClientUsageData, ModelUsage, RequestDetails, RequestSummary
 
 KIND = "completions"
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the server's earliest event time
@@ -27,6 +30,72 @@ STATUS_SYNONYMS = {
     "success": "success", "succeeded": "success", "successful": "success", "ok": "success", "completed": "success",
     "error": "error", "failed": "error", "failure": "error", "fail": "error", "errored": "error",
 }
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())  # fields named model_name, model_provider
+
+
+class ModelUsage(_Model):
+    """Usage statistics for a specific model."""
+
+    model_name: str
+    model_provider: str
+    total_input_tokens: int
+    total_output_tokens: int
+    total_cost: float
+    last_used: dt.datetime
+
+
+class RequestSummary(_Model):
+    """Summary of a request."""
+
+    request_id: str
+    timestamp: dt.datetime
+    model_name: str
+    model_provider: str
+    input_tokens: int
+    output_tokens: int
+    total_cost: float
+    status: str
+    error_message: Optional[str] = None  # noqa: UP045
+
+
+class ClientUsageData(_Model):
+    """Detailed usage data for a client."""
+
+    client_id: str
+    total_requests: int
+    successful_requests: int
+    failed_requests: int
+    total_input_tokens: int
+    total_output_tokens: int
+    total_cost: float
+    models_used: List[ModelUsage]  # noqa: UP006
+    recent_requests: List[RequestSummary]  # noqa: UP006
+
+
+class RequestDetails(_Model):
+    """Detailed information about a specific request."""
+
+    request_id: str
+    timestamp: dt.datetime
+    model_name: str
+    model_provider: str
+    client_id: str
+    user_id: str
+    config_json: str
+    request_raw: str
+    request_json: str
+    response_json: str
+    response_raw: str
+    input_tokens: int
+    output_tokens: int
+    input_cost: float
+    output_cost: float
+    total_cost: float
+    status: str
+    error_message: Optional[str] = None  # noqa: UP045
 
 
 def status(value: str | None) -> str | None:
@@ -42,9 +111,10 @@ def request_fields(
     user_id: str | None, input_tokens: int | None, output_tokens: int | None, input_cost: Any,
     output_cost: Any, status_: str | None, error_message: str | None, config_json: str | None = None,
     request_raw: str | None = None, request_json: str | None = None, response_json: str | None = None,
-    response_raw: str | None = None, extra: dict[str, Any] | None = None,
+    response_raw: str | None = None, reservation_id: str | None = None, extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """log_request's parameters as event fields (kind "completions" unless `extra` says otherwise)."""
+    """log_request's parameters as event fields (kind "completions" unless `extra` says otherwise);
+    `reservation_id` is the reservation (MeteringClient.reserve / check(reserve=True)) the request settles."""
     fields: dict[str, Any] = {
         "kind": KIND, "request_id": request_id or None, "model": model_name, "provider": model_provider,
         "client_id": client_id or None, "user_id": user_id or None,
@@ -53,6 +123,7 @@ def request_fields(
         "status": status(status_), "error_message": error_message or None,
         "config_json": config_json or None, "request_raw": request_raw or None, "request_json": request_json or None,
         "response_json": response_json or None, "response_raw": response_raw or None,
+        "reservation_id": reservation_id or None,
     }
     fields.update(extra or {})
     return fields

@@ -18,8 +18,8 @@ from metering_client.aio import AsyncMeteringClient
 from metering_client.client import MeteringClient
 from metering_client.config import from_config
 from metering_client.delivery import DeliveryStatus
-from metering_client.models import ClientUsageData, RequestDetails
 from metering_client.results import Failure
+from metering_client.seed import ClientUsageData, RequestDetails
 
 C = TypeVar("C", MeteringClient, AsyncMeteringClient)
 
@@ -101,16 +101,20 @@ class UsageLogger(_Usage):
         output_cost: float,
         status: str,
         error_message: str | None = None,
+        *,
+        reservation_id: str | None = None,
         **fields: Any,
     ) -> None:
         """Log a request (queued; delivered in the background). Costs are kept as exact decimals
-        (floats via their shortest repr: 0.0001 stays 0.0001). Extra keyword arguments are other
-        event fields (timestamp, labels, project_id, kind, ...)."""
+        (floats via their shortest repr: 0.0001 stays 0.0001). `reservation_id`: the reservation this
+        request settles (MeteringClient.reserve / check(reserve=True)); recorded through a client
+        whose reserve() block holds it, the block then does not release it. Extra keyword arguments
+        are other event fields (timestamp, labels, project_id, kind, ...)."""
         self.client.record(**seed.request_fields(
             request_id=request_id, model_name=model_name, model_provider=model_provider,
             client_id=client_id or self.client_id, user_id=user_id, input_tokens=input_tokens,
             output_tokens=output_tokens, input_cost=input_cost, output_cost=output_cost, status_=status,
-            error_message=error_message, extra=fields,
+            error_message=error_message, reservation_id=reservation_id, extra=fields,
         ))
 
 
@@ -135,16 +139,19 @@ class UsageTracker(_Usage):
         output_cost: float,
         status: str,
         error_message: str | None = None,
+        *,
+        reservation_id: str | None = None,
         **fields: Any,
     ) -> None:
-        """Log a request with its payloads (queued; delivered in the background)."""
+        """Log a request with its payloads (queued; delivered in the background); `reservation_id`
+        and the extra fields as in UsageLogger.log_request."""
         self.client.record(**seed.request_fields(
             request_id=request_id, model_name=model_name, model_provider=model_provider,
             client_id=client_id or self.client_id, user_id=user_id, config_json=config_json,
             request_raw=request_raw, request_json=request_json, response_json=response_json,
             response_raw=response_raw, input_tokens=input_tokens, output_tokens=output_tokens,
             input_cost=input_cost, output_cost=output_cost, status_=status, error_message=error_message,
-            extra=fields,
+            reservation_id=reservation_id, extra=fields,
         ))
 
     def get_client_usage_data(self, client_id: str | None = None) -> ClientUsageData:

@@ -38,8 +38,16 @@ ALL_FIELDS: dict[str, Any] = {  # record()'s keyword arguments
 }
 
 
+# Input fields the stored event does not give back, so the round trip below cannot cover them:
+# reservation_id settles its reservation when the event is written, and the server keeps the settling
+# event on the reservation (budget_reservations.event_id), not the reservation on the event; its
+# round trip is test_budgets.py's (the reservation settled by exactly that event).
+NOT_STORED_ON_THE_EVENT = frozenset({"reservation_id"})
+
+
 def test_all_fields_are_covered():
-    assert set(ALL_FIELDS) == INPUT_FIELDS
+    assert set(ALL_FIELDS) == INPUT_FIELDS - NOT_STORED_ON_THE_EVENT
+    assert NOT_STORED_ON_THE_EVENT <= INPUT_FIELDS
 
 
 async def test_record_every_field_round_trips(target, new_org):
