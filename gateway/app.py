@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from gateway.dialects import fastapi_style, querylake, token_usage, usage_log
 from gateway.dialects.openai import common as openai_dialect
 from gateway.dialects.openai import costs as openai_costs
+from gateway.dialects.openai import spend_limits as openai_spend_limits
 from gateway.dialects.openai import usage as openai_usage
 from gateway.http import openapi
 from gateway.http.body_limit import BodyLimitMiddleware
@@ -127,6 +128,7 @@ def routes() -> list[BaseRoute]:
         *token_usage.routes(),
         *openai_usage.routes(),
         *openai_costs.routes(),
+        *openai_spend_limits.routes(),
     ]
 
 
