@@ -34,6 +34,16 @@ MAX_LABEL_VALUE = 1024
 MAX_EXTRA_COUNTERS = 64
 MAX_PAYLOAD_FIELD = 1 << 20  # 1 MiB per payload field
 MAX_MONEY_DIGITS = 38
+# The largest value of any counter of one event, fixed or extra (docs/api.md, "Event
+# validation"). Large enough for any real call: 10^5 times a 10M-token batch, 31,700 years
+# of audio seconds, a terabyte of bytes or characters (more is reported as several events).
+# Small enough that sums stay exact and readable: one value is below 2^53, so it survives
+# any JSON reader (JavaScript's numbers included); an int64 reply field holds the sum of
+# 9,223,372 maximal events, and a day of the 10M-token batches at the measured ingest rate
+# (48,400 events/s, docs/performance.md) 1/220 of it. Stored sums are numeric and never
+# overflow: a year of maximal events at 10^6 events/s sums to 3.2 * 10^25
+# (server/storage/migrations/0010_exact_sums.sql, docs/queries.md "Exact sums").
+MAX_COUNTER = 10**12
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 FUTURE_SLACK = dt.timedelta(days=1)
 _EARLIEST_SECONDS = int(EARLIEST.timestamp())
@@ -57,11 +67,15 @@ _SECONDS: dict[int, dt.datetime] = {}  # Unix seconds -> datetime, see _timestam
 _random = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 _NUM_MODEL_REQUESTS = COUNTER_FIELDS.index("num_model_requests")
+_TOO_LARGE = f"must be <= {MAX_COUNTER}, the most one event may count (report more as several events)"
 _NAME = re.compile(rf"^[A-Za-z0-9_.:/-]{{1,{MAX_NAME}}}$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 # Plain non-negative decimals of at most 20 + 18 digits: finite, >= 0, exponent >= -18, <= 38
 # digits, no sign (so no -0): what _money checks, decided by the text alone.
 _PLAIN_MONEY = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,18})?")
+# The most one event may cost (each of its money fields): below 10^20 with 18 decimals.
+_MAX_COST = decimal.Decimal(10) ** (MAX_MONEY_DIGITS - 18)
+_COST_DIGITS = "38 digits, 18 after the point"
 # Money arithmetic must never round: the default context keeps only 28 significant digits.
 _MONEY = decimal.Context(prec=2 * MAX_MONEY_DIGITS, traps=[decimal.Inexact, decimal.InvalidOperation])
 
@@ -92,7 +106,7 @@ def _money(field: str, value: str) -> decimal.Decimal:
     _, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)
     if exponent < -18 or len(digits) > MAX_MONEY_DIGITS or amount.adjusted() >= MAX_MONEY_DIGITS - 18:
-        raise InvalidArgument(field, "at most 38 digits, 18 after the point")
+        raise InvalidArgument(field, f"at most {_COST_DIGITS}")
     return abs(amount) if not amount else amount  # normalise -0, keeping the exponent
 
 
@@ -186,6 +200,8 @@ def _extra_counters(event: event_pb2.UsageEvent) -> dict[str, int]:
             raise InvalidArgument(f"counters.{key}", "is a fixed counter; use the field instead")
         if value < 0:
             raise InvalidArgument(f"counters.{key}", "must be >= 0")
+        if value > MAX_COUNTER:
+            raise InvalidArgument(f"counters.{key}", _TOO_LARGE)
     return dict(sorted(event.counters.items()))
 
 
@@ -253,11 +269,16 @@ class Validator:
             counters = counters[:_NUM_MODEL_REQUESTS] + (1,) + counters[_NUM_MODEL_REQUESTS + 1 :]
         if min(counters) < 0:
             raise InvalidArgument(COUNTER_FIELDS[next(i for i, v in enumerate(counters) if v < 0)], "must be >= 0")
+        if max(counters) > MAX_COUNTER:
+            raise InvalidArgument(COUNTER_FIELDS[next(i for i, v in enumerate(counters) if v > MAX_COUNTER)],
+                                  _TOO_LARGE)
         extra = _extra_counters(event) if event.counters else None
 
         input_cost, output_cost, cost = map(_optional_money, MONEY_FIELDS, _get_money(event), _repeat(event))
         if cost is None and (input_cost is not None or output_cost is not None):
             cost = _MONEY.add(input_cost or 0, output_cost or 0)
+            if cost >= _MAX_COST:  # within the limit of a given cost, so an adjustment can send it back
+                raise InvalidArgument("cost", f"input_cost + output_cost is {cost}: at most {_COST_DIGITS}")
 
         raw_payload = _get_payload(event)
         payload = _strings(PAYLOAD_FIELDS, raw_payload, MAX_PAYLOAD_FIELD) if any(raw_payload) else None

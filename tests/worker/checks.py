@@ -17,6 +17,8 @@ GRAINS = {
     "rollups_15m": dt.timedelta(minutes=15), "rollups_1h": dt.timedelta(hours=1), "rollups_1d": dt.timedelta(days=1),
 }
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Sums of money that never round (the default context keeps 28 digits; a cost has up to 38).
+EXACT_SUMS = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.Overflow])
 _METRICS = (
     "events", "unpriced_events", *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "last_event_at",
 )
@@ -78,7 +80,7 @@ async def assert_rollups_exact(db, org: int) -> int:
                 m["counters"] = m["counters"] or {}
                 m["counters"][name] = m["counters"].get(name, 0) + value
             for name in ("input_cost", "output_cost", "cost"):
-                m[name] += r[name] or 0
+                m[name] = EXACT_SUMS.add(m[name], r[name] or 0)
             m["last_event_at"] = max(m["last_event_at"], r["ts"])
         got = {}
         for r in await db.fetch(f"select * from {table} where org_id = $1", org):

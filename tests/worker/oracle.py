@@ -16,6 +16,8 @@ from metering.v1 import query_pb2
 from server.core.events import COUNTER_FIELDS
 
 MINUTE = dt.timedelta(minutes=1)
+# Sums of money that never round (the default context keeps 28 digits; a cost has up to 38).
+EXACT_SUMS = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.Overflow])
 DIMENSIONS = (
     "kind", "project_id", "user_id", "api_key_id", "client_id", "model", "provider", "endpoint",
     "api_name", "service_tier", "batch", "status", "currency",
@@ -101,9 +103,9 @@ def aggregate(
             m[name] += e.counters[name]
         for name, value in (e.extra or {}).items():
             m["counters"][name] = m["counters"].get(name, 0) + value
-        m["input_cost"] += e.input_cost or 0
-        m["output_cost"] += e.output_cost or 0
-        m["cost"] += e.cost or 0
+        m["input_cost"] = EXACT_SUMS.add(m["input_cost"], e.input_cost or 0)
+        m["output_cost"] = EXACT_SUMS.add(m["output_cost"], e.output_cost or 0)
+        m["cost"] = EXACT_SUMS.add(m["cost"], e.cost or 0)
         if m["last_event_time"] is None or e.ts > m["last_event_time"]:
             m["last_event_time"] = e.ts
     return [(lo, hi, b) for lo, hi, b in zip(edges[:-1], edges[1:], buckets, strict=True)]

@@ -24,10 +24,12 @@ from hypothesis import strategies as st
 
 from metering.v1 import admin_pb2, event_pb2, ingest_pb2, query_pb2, query_pb2_grpc, records_pb2
 from server.core.events import COUNTER_FIELDS
+from server.ingest.validation import MAX_COUNTER
 from server.query.plan import CUBE_DIMENSIONS
 from server.tenants.credentials import random_text
 from tests.conftest import MASTER, bearer
 from tests.worker import oracle
+from tests.worker.checks import EXACT_SUMS
 from worker.jobs import rollup_day
 
 EXAMPLES = int(os.environ.get("METERING_HYPOTHESIS_EXAMPLES", "50"))
@@ -92,8 +94,8 @@ def events(draw: st.DrawFn, anchor: dt.datetime) -> event_pb2.UsageEvent:
         status=draw(st.sampled_from(VALUES["status"])), currency=draw(st.sampled_from(VALUES["currency"])),
         labels=draw(st.dictionaries(st.sampled_from(("rule_type", "task_id", "size")),
                                     st.sampled_from(("a", "b", "t1", "t2", "")), max_size=3)),
-        counters=draw(st.dictionaries(st.sampled_from(EXTRA), st.integers(0, 10**12), max_size=3)),
-        input_tokens=draw(st.integers(0, 2**40)), output_tokens=draw(st.integers(0, 10**6)),
+        counters=draw(st.dictionaries(st.sampled_from(EXTRA), st.integers(0, MAX_COUNTER), max_size=3)),
+        input_tokens=draw(st.integers(0, MAX_COUNTER)), output_tokens=draw(st.integers(0, 10**6)),
         images=draw(st.integers(0, 5)), seconds=draw(st.integers(0, 3600)), units_used=draw(st.integers(0, 9)),
     )
     for name in ("model", "provider", "project_id", "user_id", "client_id", "service_tier", "endpoint"):
@@ -199,7 +201,7 @@ def model_of(e: event_pb2.UsageEvent, key_id: str) -> oracle.Stored:
     output_cost = decimal.Decimal(e.output_cost) if e.HasField("output_cost") else None
     cost = decimal.Decimal(e.cost) if e.HasField("cost") else None
     if cost is None and (input_cost is not None or output_cost is not None):
-        cost = (input_cost or decimal.Decimal(0)) + (output_cost or decimal.Decimal(0))
+        cost = EXACT_SUMS.add(input_cost or 0, output_cost or 0)
     return oracle.Stored(
         ts=e.timestamp.ToDatetime(UTC), dims=dims, labels=dict(e.labels), counters=counters,
         extra=dict(e.counters) or None, input_cost=input_cost, output_cost=output_cost, cost=cost,

@@ -8,14 +8,14 @@ import decimal
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from metering.v1 import event_pb2, ingest_pb2
+from metering.v1 import event_pb2, ingest_pb2, records_pb2
 from server.core.errors import InvalidArgument
 from server.core.principal import Principal
-from server.ingest.validation import Validator
+from server.ingest.validation import MAX_COUNTER, Validator
 
 REQUEST_ID = "v-1"
 
@@ -68,6 +68,12 @@ CASES = [
     ("negative-counter", ev(input_tokens=-1), "input_tokens", "INVALID_VALUE"),
     ("negative-last-counter", ev(units_used=-7), "units_used", "INVALID_VALUE"),
     ("negative-num-model-requests", ev(num_model_requests=-1), "num_model_requests", "INVALID_VALUE"),
+    ("counter-above-maximum", ev(input_tokens=MAX_COUNTER + 1), "input_tokens", "INVALID_VALUE"),
+    ("last-counter-int64", ev(units_used=2**63 - 1), "units_used", "INVALID_VALUE"),
+    ("num-model-requests-above-maximum", ev(num_model_requests=MAX_COUNTER + 1), "num_model_requests",
+     "INVALID_VALUE"),
+    ("extra-counter-above-maximum", ev(counters={"inference": 3, "eval_prompt": MAX_COUNTER + 1}),
+     "counters.eval_prompt", "INVALID_VALUE"),
     ("negative-extra-counter", ev(counters={"inference": 3, "eval_prompt": -5}), "counters.eval_prompt",
      "INVALID_VALUE"),
     ("bad-extra-counter-name", ev(counters={"bad name": 1}), "counters.bad name", "INVALID_VALUE"),
@@ -80,6 +86,7 @@ CASES = [
     ("float-words-cost", ev(cost="ten"), "cost", "INVALID_VALUE"),
     ("too-precise-cost", ev(cost="0.0000000000000000001"), "cost", "INVALID_VALUE"),
     ("too-large-cost", ev(cost="123456789012345678901"), "cost", "INVALID_VALUE"),
+    ("too-large-derived-cost", ev(input_cost="99999999999999999999.5", output_cost="0.5"), "cost", "INVALID_VALUE"),
     ("huge-exponent-cost", ev(cost="1e400"), "cost", "INVALID_VALUE"),
     ("before-2000", ev(timestamp=at(dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.UTC))), "timestamp",
      "INVALID_VALUE"),
@@ -151,7 +158,7 @@ BOUNDARY_OK = [
     ("64-labels", lambda: ev(labels={f"k{i}": "v" for i in range(64)})),
     ("label-1024", lambda: ev(labels={"size": "x" * 1024})),
     ("zero-counters", lambda: ev(input_tokens=0, counters={"inference": 0})),
-    ("max-int64", lambda: ev(input_tokens=2**63 - 1)),
+    ("max-counter", lambda: ev(input_tokens=MAX_COUNTER, units_used=MAX_COUNTER, counters={"x": MAX_COUNTER})),
     ("cost-18-places", lambda: ev(cost="0.000000000000000001")),
     ("upper-currency", lambda: ev(currency="EUR")),
     ("error-status", lambda: ev(status="error", error_message="boom")),
@@ -174,6 +181,30 @@ async def test_accepted_at_the_limits(stubs, new_org, db, make):
     assert [(r.outcome, r.field) for r in resp.results] == [(ingest_pb2.OUTCOME_RECORDED, "")] * len(events)
     oid = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
     assert await db.fetchval("select count(*) from events where org_id = $1", oid) == len(events)
+
+
+async def test_updates_above_the_counter_maximum_are_rejected(stubs, new_org, db):
+    """UpdateEvent validates the adjusted event as ingest does: a counter above MAX_COUNTER
+    is INVALID_ARGUMENT naming it, and the event stays as it was."""
+    org = await new_org()
+    rec = await stubs.ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=ev(input_tokens=7)), metadata=org.auth)
+    oid = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
+    before = dict(await db.fetchrow("select * from events where org_id = $1", oid))
+    for patch, path, field in (({"input_tokens": MAX_COUNTER + 1}, "input_tokens", "input_tokens"),
+                               ({"seconds": 2**63 - 1}, "seconds", "seconds"),
+                               ({"counters": {"inference": MAX_COUNTER + 1}}, "counters.inference",
+                                "counters.inference")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stubs.records.UpdateEvent(records_pb2.UpdateEventRequest(
+                event=event_pb2.UsageEvent(event_id=rec.event_id, **patch),
+                update_mask=field_mask_pb2.FieldMask(paths=[path])), metadata=org.auth)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (caught.value.details() or "").startswith(f"{field}: must be <= {MAX_COUNTER}")
+    assert dict(await db.fetchrow("select * from events where org_id = $1", oid)) == before
+    updated = await stubs.records.UpdateEvent(records_pb2.UpdateEventRequest(
+        event=event_pb2.UsageEvent(event_id=rec.event_id, input_tokens=MAX_COUNTER),
+        update_mask=field_mask_pb2.FieldMask(paths=["input_tokens"])), metadata=org.auth)
+    assert updated.input_tokens == MAX_COUNTER  # the maximum itself is allowed
 
 
 async def test_batch_too_large_is_rejected_whole(stubs, new_org, db):
