@@ -12,7 +12,7 @@ from asyncpg.pgproto import pgproto
 KINDS = frozenset({
     "completions", "embeddings", "moderations", "images", "audio_speeches",
     "audio_transcriptions", "vector_stores", "code_interpreter_sessions",
-    "file_search_calls", "web_search_calls", "rerank", "api_call",
+    "file_search_calls", "web_search_calls", "rerank", "api_call", "decisions",
 })
 STATUSES = frozenset({"success", "error"})
 

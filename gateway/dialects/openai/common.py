@@ -48,6 +48,7 @@ USAGE_LIMITS: Mapping[str, tuple[int, int]] = {"1m": (60, 1440), "1h": (24, 168)
 PARAM_OF_FIELD = {"start_time": "start_time", "end_time": "end_time", "width": "bucket_width",
                   "page_size": "limit", "page_token": "page", "group_by": "group_by"}
 _INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d*)\]$")
+_SPACED_COMMA = re.compile(r",(?! )")
 M = TypeVar("M", bound=BaseModel)
 BucketObject = Literal["bucket"]
 PageObject = Literal["page"]
@@ -105,15 +106,17 @@ def render_error(err: GatewayError) -> Response:
     return JSONResponse(body, status_code=err.http_status, headers=err.headers)
 
 
-def query_arguments(params: QueryParams, arrays: Collection[str]) -> dict[str, Any]:
+def query_arguments(params: QueryParams, arrays: Collection[str], spaced: Collection[str] = ()) -> dict[str, Any]:
     """The query string by bare parameter name: arrays as lists in any of the encodings, other
-    parameters as their last value."""
+    parameters as their last value. In the arrays of `spaced`, whose values hold ", " (line items:
+    "gpt-4o, input"), a comma splits values only where no space follows it."""
     data: dict[str, Any] = {}
     for key, value in params.multi_items():
         indexed = _INDEXED.match(key)
         name = indexed.group(1) if indexed else key
         if name in arrays:
-            data.setdefault(name, []).extend(part for part in value.split(",") if part)
+            parts = _SPACED_COMMA.split(value) if name in spaced else value.split(",")
+            data.setdefault(name, []).extend(part for part in parts if part)
         elif indexed:
             raise bad_param(name, f"Invalid value for '{name}': it is not an array.")
         elif value:

@@ -7,10 +7,21 @@ result whose grouping keys are all present as null; with it, one result per comb
 grouped keys (a key not grouped on stays null). Counters are JSON integers.
 
 Parameters, pages, cursors and errors: gateway/dialects/openai/common.py. Shared with the seed: every
-parameter of every endpoint. Beyond the seed, as the official SDK sends them: `service_tier` in
-completions' `group_by`, and the file-search / web-search endpoints of DESIGN §7 with
-`vector_store_ids` / `context_levels`. The SDK's `api_source` grouping is not supported (the
-events carry no such dimension) and answers 400.
+parameter of every endpoint. Beyond the seed, as the official SDK (openai 3.51) sends them:
+`service_tier` and `api_source` in completions' `group_by`; the file-search / web-search endpoints
+of DESIGN §7 with `vector_store_ids` / `context_levels` (web search also grouped by `api_source`);
+and `decisions` (events of kind `decisions`: the Decisions API), with the parameters, grouping and
+result fields of completions.
+
+Where the SDK's newer fields come from (docs/api.md, "OpenAI usage and costs"):
+- `api_source`: the event label `api_source`. Grouped by it, usage labelled `agents_api` is
+  `agents_api` and all other usage (another value or no label) is `unlabeled`, one result for all of
+  it; not grouped by it, null.
+- `input_uncached_tokens` = input_tokens - input_cached_tokens - input_cache_write_tokens, so
+  input = cached + cache write + uncached holds in every result.
+- `input_cache_write_12h_tokens`: the extra counter `input_cache_write_12h_tokens`;
+  `input_cache_write_30m_tokens` = input_cache_write_tokens - the 12-hour ones (30 minutes is the
+  default retention), so the two add up to input_cache_write_tokens.
 """
 
 from __future__ import annotations
@@ -57,7 +68,11 @@ KEY_FIELDS = {
     "project_id": "project_id", "user_id": "user_id", "api_key_id": "api_key_id", "model": "model",
     "batch": "batch", "service_tier": "service_tier", "size": "labels.size", "source": "labels.source",
     "vector_store_id": "labels.vector_store_id", "context_level": "labels.context_level",
+    "api_source": "labels.api_source",
 }
+AGENTS_API = "agents_api"  # the one attributed api_source; every other label value (or none) is "unlabeled"
+API_SOURCES = (AGENTS_API, "unlabeled")
+CACHE_WRITE_12H = "input_cache_write_12h_tokens"  # the extra counter of 12-hour cache writes
 # Array parameter -> (the engine's dimension or label, allowed values or None for any).
 ARRAY_FILTERS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "project_ids": ("project_id", None), "user_ids": ("user_id", None), "api_key_ids": ("api_key_id", None),
@@ -80,10 +95,16 @@ class UsageEndpoint:
     name: str  # the path segment
     kind: str  # the events' kind
     result: str  # the results' `object`
-    metrics: tuple[str, ...]  # UsageMetrics fields, in the result in this order
+    metrics: tuple[str, ...]  # counters, in the result in this order: UsageMetrics fields or DERIVED ones
     keys: tuple[str, ...]  # grouping keys, in the result in this order
     filters: tuple[str, ...]  # array parameters (and "batch")
     summary: str
+
+    @property
+    def engine_metrics(self) -> tuple[str, ...]:
+        """The UsageMetrics fields the results are computed from (what the query asks for)."""
+        needed = dict.fromkeys(m for name in self.metrics for m in DERIVED.get(name, (name,)))
+        return tuple(needed)
 
     @property
     def path(self) -> str:
@@ -94,16 +115,25 @@ class UsageEndpoint:
         return "".join(part.title() for part in self.name.split("_"))
 
 
-COMPLETIONS_METRICS = (
-    "input_tokens", "output_tokens", "input_cached_tokens", "input_audio_tokens", "output_audio_tokens",
-    "num_model_requests", "input_cache_write_tokens", "input_text_tokens", "output_text_tokens",
-    "input_cached_text_tokens", "input_cached_audio_tokens", "input_image_tokens", "input_cached_image_tokens",
-    "output_image_tokens",
+# Result counters computed from UsageMetrics fields (results()), with the fields each one reads.
+DERIVED: dict[str, tuple[str, ...]] = {
+    "input_uncached_tokens": ("input_tokens", "input_cached_tokens", "input_cache_write_tokens"),
+    "input_cache_write_30m_tokens": ("input_cache_write_tokens", "counters"),
+    "input_cache_write_12h_tokens": ("counters",),
+}
+COMPLETIONS_FIELDS = (  # OpenAI's order (its published schema), the SDK's newer fields where they belong
+    "input_tokens", "input_cached_tokens", "input_cache_write_tokens", "input_cache_write_30m_tokens",
+    "input_cache_write_12h_tokens", "input_uncached_tokens", "output_tokens", "input_text_tokens",
+    "output_text_tokens", "input_cached_text_tokens", "input_audio_tokens", "input_cached_audio_tokens",
+    "output_audio_tokens", "input_image_tokens", "input_cached_image_tokens", "output_image_tokens",
+    "num_model_requests",
 )
+COMPLETIONS_KEYS = (*ALL, "batch", "service_tier", "api_source")
 ENDPOINTS = (
-    UsageEndpoint("completions", "completions", "organization.usage.completions.result", COMPLETIONS_METRICS,
-                  (*ALL, "batch", "service_tier"), (*ALL_FILTERS, "batch"),
-                  "Get completions usage details for the organization."),
+    UsageEndpoint("completions", "completions", "organization.usage.completions.result", COMPLETIONS_FIELDS,
+                  COMPLETIONS_KEYS, (*ALL_FILTERS, "batch"), "Get completions usage details for the organization."),
+    UsageEndpoint("decisions", "decisions", "organization.usage.decisions.result", COMPLETIONS_FIELDS,
+                  COMPLETIONS_KEYS, (*ALL_FILTERS, "batch"), "Get Decisions API usage details for the organization."),
     UsageEndpoint("embeddings", "embeddings", "organization.usage.embeddings.result",
                   ("input_tokens", "num_model_requests"), ALL, ALL_FILTERS,
                   "Get embeddings usage details for the organization."),
@@ -129,9 +159,13 @@ ENDPOINTS = (
                   ("project_ids", "user_ids", "api_key_ids", "vector_store_ids"),
                   "Get file search calls usage details for the organization."),
     UsageEndpoint("web_search_calls", "web_search_calls", "organization.usage.web_searches.result",
-                  ("num_model_requests", "num_requests"), (*ALL, "context_level"), (*ALL_FILTERS, "context_levels"),
+                  ("num_model_requests", "num_requests"), (*ALL, "context_level", "api_source"),
+                  (*ALL_FILTERS, "context_levels"),
                   "Get web search calls usage details for the organization."),
 )
+
+# The UsageMetrics fields a completions page asks the engine for (bench/query.py measures that query).
+COMPLETIONS_METRICS = ENDPOINTS[0].engine_metrics
 
 
 def query_model(endpoint: UsageEndpoint) -> type[BaseModel]:
@@ -152,7 +186,8 @@ def query_model(endpoint: UsageEndpoint) -> type[BaseModel]:
 def result_model(endpoint: UsageEndpoint) -> type[BaseModel]:
     fields: dict[str, Any] = {"object": (Literal[endpoint.result], ...)}
     fields.update({name: (int, ...) for name in endpoint.metrics})
-    fields.update({key: (bool | None if key == "batch" else str | None, ...) for key in endpoint.keys})
+    key_types: dict[str, Any] = {"batch": bool | None, "api_source": Literal[API_SOURCES] | None}
+    fields.update({key: (key_types.get(key, str | None), ...) for key in endpoint.keys})
     return create_model(f"Usage{endpoint.camel}Result", **fields)
 
 
@@ -180,7 +215,7 @@ def query_request(endpoint: UsageEndpoint, args: UsageArguments, win: Window) ->
     return query_pb2.QueryUsageRequest(
         start_time=win.start_stamp(), end_time=win.end_stamp(), width=win.width, time_zone="UTC",
         filters=filters, group_by=[KEY_FIELDS[key] for key in grouped], page_token=win.token,
-        metrics=endpoint.metrics,  # only what the page shows is summed
+        metrics=endpoint.engine_metrics,  # only what the page shows is summed
     )
 
 
@@ -229,23 +264,56 @@ async def collect(request: Request, message: query_pb2.QueryUsageRequest,
         message.page_token = reply.next_page_token
 
 
-def results(endpoint: UsageEndpoint, grouped: set[str]) -> Callable[[query_pb2.UsageGroup], dict[str, Any]]:
-    """The result of one group. A grouped month holds ~10,000 groups, so the metrics are
-    read with one attrgetter call per group rather than one getattr per metric."""
-    names = endpoint.metrics
-    read = operator.attrgetter(*names) if len(names) > 1 else (lambda m, name=names[0]: (getattr(m, name),))
-    keys = [(key, KEY_FIELDS[key] if key in grouped else None, key == "batch") for key in endpoint.keys]
+def results(endpoint: UsageEndpoint, grouped: set[str]) -> Callable[[query_pb2.UsageBucket], list[dict[str, Any]]]:
+    """The results of one bucket, one per group. A grouped month holds ~10,000 groups, so the
+    metrics are read with one attrgetter call per group rather than one getattr per metric.
+    Grouped by api_source, the groups of every label value but agents_api are one result
+    (`unlabeled`): their counters are summed."""
+    fields = tuple(name for name in endpoint.metrics if name not in DERIVED)
+    read = operator.attrgetter(*fields) if len(fields) > 1 else (lambda m, name=fields[0]: (getattr(m, name),))
+    derived = [name for name in endpoint.metrics if name in DERIVED]
+    keys = [(key, KEY_FIELDS[key] if key in grouped else None) for key in endpoint.keys]
+    merge = "api_source" in grouped and "api_source" in endpoint.keys
 
     def result(group: query_pb2.UsageGroup) -> dict[str, Any]:
+        m = group.metrics
         out: dict[str, Any] = {"object": endpoint.result}
-        out.update(zip(names, read(group.metrics), strict=True))
+        if derived:
+            twelve = m.counters.get(CACHE_WRITE_12H, 0)
+            values = dict(zip(fields, read(m), strict=True))
+            values.update(input_uncached_tokens=m.input_tokens - m.input_cached_tokens - m.input_cache_write_tokens,
+                          input_cache_write_12h_tokens=twelve,
+                          input_cache_write_30m_tokens=m.input_cache_write_tokens - twelve)
+            out.update((name, values[name]) for name in endpoint.metrics)
+        else:
+            out.update(zip(fields, read(m), strict=True))
         found = group.key
-        for key, field, is_batch in keys:
+        for key, field in keys:
             value = found.get(field) if field is not None else None
-            out[key] = value == "true" if is_batch and value is not None else value
+            if key == "batch" and value is not None:
+                out[key] = value == "true"
+            elif key == "api_source" and field is not None:
+                out[key] = AGENTS_API if value == AGENTS_API else "unlabeled"
+            else:
+                out[key] = value
         return out
 
-    return result
+    def of_bucket(b: query_pb2.UsageBucket) -> list[dict[str, Any]]:
+        if not merge:
+            return [result(g) for g in b.groups]
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for g in b.groups:
+            r = result(g)
+            same = tuple(r[key] for key in endpoint.keys)
+            if same in merged:
+                into = merged[same]
+                for name in endpoint.metrics:
+                    into[name] += r[name]
+            else:
+                merged[same] = r
+        return list(merged.values())
+
+    return of_bucket
 
 
 def endpoint_for(endpoint: UsageEndpoint) -> Endpoint:
@@ -255,10 +323,10 @@ def endpoint_for(endpoint: UsageEndpoint) -> Endpoint:
     async def usage(request: Request) -> Response:
         args = cast(UsageArguments, validate(model, query_arguments(request.query_params, arrays)))
         win = window(args.start_time, args.end_time, args.bucket_width, args.limit, args.page, USAGE_LIMITS)
-        result = results(endpoint, set(args.group_by))
+        of_bucket = results(endpoint, set(args.group_by))
 
         def one(b: query_pb2.UsageBucket) -> dict[str, Any]:
-            return bucket(b.start_time.seconds, b.end_time.seconds, [result(g) for g in b.groups])
+            return bucket(b.start_time.seconds, b.end_time.seconds, of_bucket(b))
 
         message = query_request(endpoint, args, win)
         if win.limit <= SERVER_MAX_PAGE:  # one server page: buckets kept and revalidated by their etags

@@ -25,6 +25,9 @@ COUNTERS = dict(input_tokens=100, output_tokens=20, input_cached_tokens=30, inpu
                 input_cached_text_tokens=9, input_cached_audio_tokens=10, input_image_tokens=11,
                 input_cached_image_tokens=12, output_image_tokens=13, num_requests=3, images=2, characters=140,
                 seconds=61, usage_bytes=4096, num_sessions=1)
+TWELVE_HOURS = {"input_cache_write_12h_tokens": 2}  # the extra counter of 12-hour cache writes
+# The results' derived counters for an event of COUNTERS and TWELVE_HOURS.
+DERIVED = {"input_uncached_tokens": 100 - 30 - 6, "input_cache_write_12h_tokens": 2, "input_cache_write_30m_tokens": 4}
 
 
 def path(name):
@@ -57,7 +60,7 @@ def check_page(page, *, results_object=None):
 async def test_every_endpoint_returns_its_result_object(http, new_tenant, stubs):
     t = await new_tenant()
     await record(stubs, t.admin.key, *[
-        event(e.kind, DAY + dt.timedelta(hours=5), model="m-1", **COUNTERS) for e in ENDPOINTS])
+        event(e.kind, DAY + dt.timedelta(hours=5), model="m-1", counters=TWELVE_HOURS, **COUNTERS) for e in ENDPOINTS])
     for e in ENDPOINTS:
         reply = await http.get(path(e.name), params={"start_time": START, "end_time": START + 2 * 86400},
                                headers=t.admin.headers)
@@ -70,13 +73,105 @@ async def test_every_endpoint_returns_its_result_object(http, new_tenant, stubs)
         assert page["data"][1]["results"] == []  # an empty bucket
         assert list(result) == ["object", *e.metrics, *e.keys]
         for name in e.metrics:
-            expected = 1 if name == "num_model_requests" else COUNTERS[name]
+            expected = 1 if name == "num_model_requests" else {**COUNTERS, **DERIVED}[name]
             assert result[name] == expected and type(result[name]) is int, (e.name, name)
         assert all(result[k] is None for k in e.keys)  # ungrouped keys present as null
         assert re.search(rf'"{e.metrics[0]}":{result[e.metrics[0]]}\b', reply.text)  # numbers, not strings
     assert {e.result for e in ENDPOINTS} >= {"organization.usage.file_searches.result",
                                              "organization.usage.web_searches.result",
-                                             "organization.usage.completions.result"}
+                                             "organization.usage.completions.result",
+                                             "organization.usage.decisions.result"}
+
+
+async def test_decisions_are_their_own_kind_of_usage(http, new_tenant, stubs):
+    """`kind: decisions` events (the Decisions API) show in /usage/decisions only, with the parameters,
+    grouping and result fields of completions."""
+    t = await new_tenant()
+    when = DAY + dt.timedelta(hours=2)
+    await record(stubs, t.admin.key,
+                 event("decisions", when, model="gpt-6-luna", input_tokens=1000, input_cached_tokens=400, batch=True),
+                 event("decisions", when, model="gpt-6-luna", input_tokens=10, service_tier="flex"),
+                 event("completions", when, model="gpt-6-luna", input_tokens=7))
+    base = {"start_time": START, "end_time": START + 86400}
+
+    async def results(name, **params):
+        reply = await http.get(path(name), params={**base, **params}, headers=t.admin.headers)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["data"][0]["results"]
+
+    [decided] = await results("decisions")
+    assert decided["object"] == "organization.usage.decisions.result"
+    assert (decided["input_tokens"], decided["input_cached_tokens"], decided["input_uncached_tokens"],
+            decided["num_model_requests"]) == (1010, 400, 610, 2)
+    assert [r["input_tokens"] for r in await results("completions")] == [7]
+    assert list(decided) == ["object", *BY_NAME["completions"].metrics, *BY_NAME["completions"].keys]
+    assert [(r["batch"], r["service_tier"], r["input_tokens"]) for r in await results(
+        "decisions", group_by=["batch", "service_tier", "model"], models="gpt-6-luna")] == [
+        (False, "flex", 10), (True, None, 1000)]
+    assert [r["input_tokens"] for r in await results("decisions", batch="true", user_ids=t.admin.user_id)] == [1000]
+
+
+@pytest.mark.parametrize("name", ["completions", "decisions", "web_search_calls"])
+async def test_grouping_by_api_source(http, new_tenant, stubs, name):
+    """The label api_source=agents_api is `agents_api`; every other value, and no label, is one
+    `unlabeled` result; without grouping by it, api_source is null."""
+    t = await new_tenant()
+    e = BY_NAME[name]
+    when = DAY + dt.timedelta(hours=3)
+    sources = [("agents_api", "a", 1), ("responses", "a", 2), (None, "a", 4), ("agents_api", "b", 8), (None, "b", 16)]
+    await record(stubs, t.admin.key, *[
+        event(e.kind, when, model=model, num_requests=n, input_tokens=n, input_cache_write_tokens=n,
+              counters={"input_cache_write_12h_tokens": n // 2}, labels={"api_source": source} if source else {})
+        for source, model, n in sources])
+    base = {"start_time": START, "end_time": START + 86400}
+    metric = "num_requests" if name == "web_search_calls" else "input_tokens"
+
+    async def results(**params):
+        reply = await http.get(path(name), params={**base, **params}, headers=t.admin.headers)
+        assert reply.status_code == 200, reply.text
+        found = reply.json()["data"][0]["results"]
+        assert all(list(r) == ["object", *e.metrics, *e.keys] for r in found)
+        return found
+
+    [total] = await results()
+    assert total["api_source"] is None and total[metric] == 31
+    by_source = await results(group_by="api_source")
+    assert sorted((r["api_source"], r[metric], r["num_model_requests"]) for r in by_source) == [
+        ("agents_api", 9, 2), ("unlabeled", 22, 3)]
+    by_both = await results(group_by=["model", "api_source"])
+    assert sorted((r["model"], r["api_source"], r[metric]) for r in by_both) == [
+        ("a", "agents_api", 1), ("a", "unlabeled", 6), ("b", "agents_api", 8), ("b", "unlabeled", 16)]
+    if name != "web_search_calls":
+        for r in by_both:  # the derived counters are summed with the rest
+            assert r["input_uncached_tokens"] == 0 and r["input_cache_write_tokens"] == r["input_tokens"]
+            split = r["input_cache_write_12h_tokens"] + r["input_cache_write_30m_tokens"]
+            assert split == r["input_cache_write_tokens"]
+        assert {(r["model"], r["api_source"]): r["input_cache_write_12h_tokens"] for r in by_both} == {
+            ("a", "agents_api"): 0, ("a", "unlabeled"): 1 + 2, ("b", "agents_api"): 4, ("b", "unlabeled"): 8}
+    assert (await http.get(path("embeddings"), params={**base, "group_by": "api_source"},
+                           headers=t.admin.headers)).status_code == 400
+
+
+async def test_input_tokens_add_up(http, new_tenant, stubs):
+    """OpenAI's identities, in every result: input = cached + cache write + uncached, and cache
+    write = 30-minute + 12-hour writes."""
+    t = await new_tenant()
+    when = DAY + dt.timedelta(hours=4)
+    await record(stubs, t.admin.key, *[
+        event("completions", when, model=f"m{i % 3}", input_tokens=100 * i + 50, input_cached_tokens=10 * i,
+              input_cache_write_tokens=5 * i, counters={"input_cache_write_12h_tokens": i} if i % 2 else {},
+              project_id=f"p{i % 2}")
+        for i in range(12)])
+    reply = await http.get(path("completions"), params={"start_time": START, "end_time": START + 86400,
+                                                        "group_by": ["model", "project_id"]}, headers=t.admin.headers)
+    found = reply.json()["data"][0]["results"]
+    assert len(found) == 6
+    for r in found:
+        parts = r["input_cached_tokens"] + r["input_cache_write_tokens"] + r["input_uncached_tokens"]
+        assert r["input_tokens"] == parts
+        assert r["input_cache_write_tokens"] == r["input_cache_write_30m_tokens"] + r["input_cache_write_12h_tokens"]
+    assert sum(r["input_uncached_tokens"] for r in found) == sum(100 * i + 50 - 15 * i for i in range(12))
+    assert sum(r["input_cache_write_12h_tokens"] for r in found) == sum(range(1, 12, 2))
 
 
 async def test_the_seed_calls_with_every_parameter(http, new_tenant, stubs):
