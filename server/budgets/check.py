@@ -5,7 +5,8 @@ For the budgets covering the usage (server/budgets/scope.py), a Check
 1. takes each budget's settle_seq as the last critical section of this process saw it,
    or reads it (budget_seqs, with the organization's budget revision);
 2. reads each budget's usage of the period from the query engine (server/budgets/usage.py),
-   in a snapshot taken after the settle_seqs of step 1 were read;
+   in a snapshot taken after the settle_seqs of step 1 were read (Checks of the same
+   budgets that arrive while one reads share the next reading: server/budgets/shared.py);
 3. runs its critical section, one statement that verifies the organization's budget
    revision and the settle_seqs of step 1, sums the open holds and decides
    (metering_budget_verdicts). A reserving Check's also locks the budgets' rows in
@@ -54,6 +55,7 @@ from server.budgets.book import Books
 from server.budgets.budget import Budget
 from server.budgets.reserve import Database, Item, Reserver, reserve
 from server.budgets.scope import Usage, usage_scope
+from server.budgets.shared import SharedReads
 from server.budgets.state import State, admission, state, unavailable
 from server.budgets.usage import Reading, read
 from server.core.errors import InvalidArgument, MeteringError
@@ -106,6 +108,17 @@ class Ask:
     owner: Principal | None = None  # who takes the reservation
 
 
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The budgets' settle_seqs, then their usage read after them, at `now` (ids: the budgets
+    still there, in budget_id order)."""
+
+    now: dt.datetime
+    ids: list[str]
+    seqs: list[int]
+    readings: list[Reading]
+
+
 class _Retry(Exception):
     def __init__(self, budgets_changed: bool) -> None:
         self.budgets_changed = budgets_changed
@@ -128,6 +141,7 @@ class Checker:
         self._locked = asyncio.Semaphore(max(1, (pool.get_max_size() - 1) // 2))
         self._known_seqs: dict[tuple[int, str], int] = {}  # (org_id, budget_id) -> settle_seq (_seqs)
         self.reserver = Reserver(pool)
+        self._shared: SharedReads[Snapshot] = SharedReads()
         self._abandoned: set[asyncio.Future[Verdict]] = set()  # checks that timed out, still cancelling
 
     async def close(self) -> None:
@@ -175,13 +189,12 @@ class Checker:
             if usage is not None:
                 book = await self.books.get(principal.org_id)
                 revision, chosen = book.revision, book.index.covering(usage)
-            now = self.clock()
             try:
                 if attempt < OPTIMISTIC_ATTEMPTS:
-                    return await self._evaluate(self.pool, principal, chosen, revision, ask, now)
+                    return await self._evaluate(self.pool, principal, chosen, revision, ask)
                 async with self._locked, self.pool.acquire() as conn, conn.transaction():
                     await conn.execute(q("lock_budgets"), principal.org_id, [b.budget_id for b in chosen])
-                    return await self._evaluate(conn, principal, chosen, revision, ask, now)
+                    return await self._evaluate(conn, principal, chosen, revision, ask)
             except _Retry as retry:
                 if retry.budgets_changed:
                     self.books.forget(principal.org_id)
@@ -189,25 +202,37 @@ class Checker:
                 pass  # a concurrent Check with the same request_id won; a deadlock with a writer
         raise Contended("the budgets changed during the check; retry")
 
-    async def _evaluate(self, db: Database, principal: Principal, budgets: list[Budget],
-                        revision: int | None, ask: Ask, now: dt.datetime) -> Verdict:
+    async def _snapshot(self, db: Database, principal: Principal, budgets: list[Budget],
+                        revision: int | None) -> Snapshot:
+        """What the critical section verifies and decides on: the settle_seqs, then the usage."""
+        now = self.clock()
         seqs = await self._seqs(db, principal.org_id, budgets, revision)
         if None in seqs:  # deleted since they were read (a book's would have moved its revision)
             budgets = [b for b, seq in zip(budgets, seqs, strict=True) if seq is not None]
-        known = [seq for seq in seqs if seq is not None]
-        ids = [b.budget_id for b in budgets]
         readings = await self._read(principal, budgets, now, one_at_a_time=db is not self.pool) if budgets else []
+        return Snapshot(now, [b.budget_id for b in budgets], [seq for seq in seqs if seq is not None], readings)
+
+    async def _evaluate(self, db: Database, principal: Principal, budgets: list[Budget],
+                        revision: int | None, ask: Ask) -> Verdict:
+        if db is self.pool:  # concurrent Checks of the same budgets share one reading (server/budgets/shared.py)
+            key = (principal.org_id, revision, tuple(b.budget_id for b in budgets))
+            snap = await self._shared.read(key, lambda: self._snapshot(db, principal, budgets, revision))
+        else:
+            snap = await self._snapshot(db, principal, budgets, revision)
+        now, ids, readings = snap.now, snap.ids, snap.readings
         admissions = [admission(r, ask.estimate.of(r.budget)) for r in readings]
         verdicts = ([a.headroom for a in admissions], [a.strict for a in admissions],
                     [a.enforce for a in admissions], [a.blocked for a in admissions])
         if ask.reserve:
             assert revision is not None
             owner = ask.owner or principal
-            item = Item(principal.org_id, now, revision, "res_" + random_text(24), ask.request_id, now + ask.ttl,
-                        owner.api_key_id, owner.user_id, ids, known, *verdicts, [a.amount for a in admissions])
+            item = Item(principal.org_id, now, revision, "res_" + random_text(24), ask.request_id,
+                        _whole_second(now + ask.ttl),
+                        owner.api_key_id, owner.user_id, ids, snap.seqs, *verdicts, [a.amount for a in admissions])
             row = await (self.reserver.submit(item) if db is self.pool else _one(db, item))
         else:
-            read_row = await db.fetchrow(q("budget_read"), principal.org_id, now, revision, ids, known, *verdicts)
+            read_row = await db.fetchrow(q("budget_read"), principal.org_id, now, revision, ids, snap.seqs,
+                                         *verdicts)
             assert read_row is not None
             row = read_row
         self._remember(principal.org_id, ids, row["seqs"])
@@ -261,6 +286,11 @@ class Checker:
         return Verdict(all(s.allowed for s in states), states, degraded=True, degraded_reason=(
             f"DATABASE_UNAVAILABLE ({why}): the budgets as this server read them {age:.0f} s ago; "
             "each answered by its on_unavailable policy"))
+
+
+def _whole_second(at: dt.datetime) -> dt.datetime:
+    """Reservations expire on whole seconds (budget_held sums the holds by expiry second)."""
+    return at if not at.microsecond else at.replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
 async def _one(db: Database, item: Item) -> asyncpg.Record:

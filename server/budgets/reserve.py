@@ -52,14 +52,14 @@ class Item:
 
 async def reserve(db: Database, items: Sequence[Item]) -> list[asyncpg.Record]:
     """The outcome of each item (budget_reserve's row), in order, in one statement."""
-    per_budget = [(n, *entry) for n, item in enumerate(items, start=1) for entry in zip(
+    per_budget = [entry for item in items for entry in zip(
         item.budget_ids, item.seqs, item.headroom, item.strict, item.enforce, item.blocked, item.amounts,
         strict=True)]
-    columns = list(map(list, zip(*per_budget, strict=True))) if per_budget else [[] for _ in range(8)]
+    columns = list(map(list, zip(*per_budget, strict=True))) if per_budget else [[] for _ in range(7)]
     rows = await db.fetch(
         q("budget_reserve"), [i.org_id for i in items], [i.now for i in items], [i.revision for i in items],
         [i.reservation_id for i in items], [i.request_id for i in items], [i.expires_at for i in items],
-        [i.api_key_id for i in items], [i.user_id for i in items], *columns,
+        [i.api_key_id for i in items], [i.user_id for i in items], [len(i.budget_ids) for i in items], *columns,
     )
     by_item = {row["item"]: row for row in rows}
     return [by_item[n] for n in range(1, len(items) + 1)]

@@ -74,7 +74,7 @@ from (select coalesce(array_agg(b.settle_seq order by x.i), '{}') as seqs
       from unnest($4::text[]) with ordinality as x(id, i)
       left join budgets b on b.org_id = $1 and b.budget_id = x.id) s
 cross join metering_budget_verdicts($1::integer, $2::timestamptz, $4::text[], $6::numeric[], $7::boolean[],
-                                    $8::boolean[], $9::boolean[]) v;
+                                    $8::boolean[], $9::boolean[], null) v;
 
 -- name: budget_reserve
 -- The critical section of a batch of reserving Checks: metering_budget_reserve in
@@ -83,14 +83,6 @@ select * from metering_budget_reserve($1::integer[], $2::timestamptz[], $3::bigi
                                       $6::timestamptz[], $7::text[], $8::text[], $9::integer[], $10::text[],
                                       $11::bigint[], $12::numeric[], $13::boolean[], $14::boolean[],
                                       $15::boolean[], $16::numeric[]);
-
--- name: budget_holds
--- $1 org, $2 budget ids, $3 now: the open, unexpired holds of each budget (read without locks:
--- GetBudget and ListBudgets report the state of the period; Check reads them under its locks).
-select budget_id, sum(amount) as amount
-from budget_holds
-where org_id = $1 and budget_id = any($2::text[]) and expires_at > $3
-group by budget_id;
 
 -- name: get_reservation
 select * from budget_reservations where org_id = $1 and reservation_id = $2;
@@ -103,8 +95,9 @@ select * from metering_budget_close($1::integer[], $2::text[], $3::uuid[], $4::t
 
 -- name: sweep_reservations
 -- Expired reservations (a minute past expiry, so no server's clock still counts them) are
--- marked expired and their holds removed; reservations closed over a week ago are deleted
--- (a retried Check's request_id is honoured that long). At most $1 of each per call.
+-- marked expired and their holds removed, with the expired seconds of budget_held;
+-- reservations closed over a week ago are deleted (a retried Check's request_id is
+-- honoured that long). At most $1 reservations of each kind per call.
 with expired as (
     update budget_reservations r set state = 'expired', close_time = now()
     where (r.org_id, r.reservation_id) in (
@@ -115,6 +108,9 @@ with expired as (
 ), released as (
     delete from budget_holds h using expired e
     where h.org_id = e.org_id and h.reservation_id = e.reservation_id
+    returning 1
+), unheld as (
+    delete from budget_held where expires_at < now() - interval '1 minute'
     returning 1
 ), forgotten as (
     delete from budget_reservations r

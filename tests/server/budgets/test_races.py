@@ -34,7 +34,11 @@ async def two_channels(server: MeteringServer, second_server: MeteringServer) ->
         await channel.close()
 
 
-async def test_200_reservations_over_two_servers_admit_exactly_the_limit(new_team, two_channels):
+HELD = """select (select coalesce(sum(amount), 0) from budget_held where budget_id = $1),
+                  (select coalesce(sum(amount), 0) from budget_holds where budget_id = $1)"""
+
+
+async def test_200_reservations_over_two_servers_admit_exactly_the_limit(new_team, two_channels, db):
     team = await new_team()
     budget = await team.create(limit="50", mode=budgets_pb2.BUDGET_MODE_ENFORCE)
     stubs = [budgets_pb2_grpc.BudgetServiceStub(c) for c in two_channels]
@@ -51,9 +55,9 @@ async def test_200_reservations_over_two_servers_admit_exactly_the_limit(new_tea
     allowed = [r for r in replies if r.allowed]
     assert len(allowed) == 50
     assert all(r.reservation_id for r in allowed) and not any(r.reservation_id for r in replies if not r.allowed)
-    assert {i % 2 for i, r in enumerate(replies) if r.allowed} == {0, 1}  # both servers admitted some
     full = by_id(await team.check())[budget.budget_id]
     assert (full.used, full.reserved, full.remaining, full.allowed) == ("50", "50", "0", False)
+    assert tuple(await db.fetchrow(HELD, budget.budget_id)) == (50, 50)  # the sums by second match the holds
 
     # each reservation settles with an event of $0.50, half of them through each server
     ingest = [ingest_pb2_grpc.IngestServiceStub(c) for c in two_channels]
@@ -63,3 +67,4 @@ async def test_200_reservations_over_two_servers_admit_exactly_the_limit(new_tea
         for i, r in enumerate(allowed)))
     settled = by_id(await team.check())[budget.budget_id]
     assert (settled.used, settled.reserved, settled.remaining, settled.allowed) == ("25", "0", "25", True)
+    assert tuple(await db.fetchrow(HELD, budget.budget_id)) == (0, 0)

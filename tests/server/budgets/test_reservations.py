@@ -34,7 +34,7 @@ async def _principal(db, team) -> Principal:
 async def test_a_hold_stops_counting_at_its_ttl(new_team, checkers, db):
     team = await new_team()
     await team.create(limit="1", mode=budgets_pb2.BUDGET_MODE_ENFORCE)
-    clock = Clock(dt.datetime.now(dt.UTC))
+    clock = Clock(dt.datetime.now(dt.UTC).replace(microsecond=0))  # reservations expire on whole seconds
     checker = checkers(clock=clock)
     principal = await _principal(db, team)
     ttl = duration_pb2.Duration(seconds=90)
