@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
@@ -96,6 +96,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _renderer(request)(GatewayError.from_http(exc.status_code, exc.detail, dict(exc.headers or {})))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client left before its request was read (or the connection guard closed it at a deadline,
+    # gateway/http/connections.py): nobody is there to answer, and nothing went wrong here.
+    log.debug("client gone during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _renderer(request)(GatewayError(grpc.StatusCode.INTERNAL, "internal error"))
@@ -152,7 +159,7 @@ def create_app(
         routes=routes(),
         lifespan=lifespan,
         middleware=[Middleware(BodyLimitMiddleware, max_body_size=max_body_size)],
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={HTTPException: _http_error, ClientDisconnect: _client_gone, Exception: _server_error},
     )
     app.state.openapi = openapi.build(
         app.routes, title=TITLE, version=VERSION,

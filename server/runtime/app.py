@@ -121,6 +121,22 @@ class MeteringServer:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
+                # What a slow or idle client may hold (docs/operations.md): the HTTP/2 handshake
+                # within 5 s; keepalive pings every 60 s find a dead peer within 80 s, even with no
+                # data flowing; clients may ping every 10 s (more often: GOAWAY after 2 strikes); a
+                # connection idle for 5 minutes, or open for an hour, is closed (GOAWAY; calls in
+                # flight get 5 minutes more); at most 1,000 calls at once per connection.
+                ("grpc.server_handshake_timeout_ms", 5_000),
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.max_pings_without_data", 0),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.http2.max_ping_strikes", 2),
+                ("grpc.max_connection_idle_ms", 300_000),
+                ("grpc.max_connection_age_ms", 3_600_000),
+                ("grpc.max_connection_age_grace_ms", 300_000),
+                ("grpc.max_concurrent_streams", 1000),
             ],
         )
         # Ingest and query replies may be sent as bytes put together by hand (server/api/wire.py).

@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 
 from gateway.app import create_app
+from gateway.http.connections import GuardedConfig, HttpLimits
 from metering.v1 import admin_pb2
 from server.runtime.app import MeteringServer
 from server.tenants.credentials import random_text
@@ -88,12 +89,12 @@ class LoopbackServer(uvicorn.Server):
         yield
 
 
-@pytest.fixture(scope="module")
-async def live_gateway(server: MeteringServer) -> AsyncIterator[str]:
-    """The gateway's base URL, served by uvicorn on an ephemeral loopback port in front of the test
-    gRPC server, for clients that need a real HTTP server (the official openai SDK, urllib)."""
-    config = uvicorn.Config(create_app(f"127.0.0.1:{server.port}"), host="127.0.0.1", port=0, log_config=None,
-                            access_log=False, lifespan="on")
+@contextlib.asynccontextmanager
+async def serve_gateway(server: MeteringServer, limits: HttpLimits | None = None) -> AsyncIterator[str]:
+    """The gateway served as `python -m gateway` serves it (uvicorn, GuardedConfig) on an ephemeral
+    loopback port in front of the test gRPC server; yields its base URL."""
+    config = GuardedConfig(create_app(f"127.0.0.1:{server.port}"), limits=limits or HttpLimits(), host="127.0.0.1",
+                           port=0, log_config=None, access_log=False, lifespan="on")
     srv = LoopbackServer(config)
     task = asyncio.create_task(srv.serve())
     while not srv.started:
@@ -102,6 +103,16 @@ async def live_gateway(server: MeteringServer) -> AsyncIterator[str]:
             raise RuntimeError("uvicorn stopped before it started")
         await asyncio.sleep(0.01)
     port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="module")
+async def live_gateway(server: MeteringServer) -> AsyncIterator[str]:
+    """The gateway's base URL over real HTTP, for clients that need a real server (the official openai
+    SDK, urllib) and for socket behaviour (keep-alive, slow clients)."""
+    async with serve_gateway(server) as url:
+        yield url
