@@ -327,8 +327,8 @@ async def test_health_follows_postgres(proxy, outage_server):
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
         proxy.up()
         up = await wait_for_status(health, health_pb2.HealthCheckResponse.SERVING)
-        # a dropped connection is seen at once; the listener's backoff is at most 1 s
-        assert down < 1.0 and up < 2.0, (down, up)
+        # a dropped connection is seen at once; the listener's backoff is at most 1 s (margins for a busy machine)
+        assert down < 2.0 and up < 5.0, (down, up)
         print(f"health: NOT_SERVING {down * 1000:.0f} ms after Postgres went away, SERVING {up * 1000:.0f} ms "
               "after it came back")
 
