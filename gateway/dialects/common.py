@@ -13,7 +13,7 @@ from google.protobuf import message as pb_message
 from starlette.requests import HTTPConnection
 
 from gateway.http.errors import GatewayError
-from gateway.upstream.client import deadline, invoke, metadata, upstream
+from gateway.upstream.client import checked_credential, deadline, invoke, metadata, upstream
 from metering.v1 import query_pb2
 
 QUERY_SERVICE = query_pb2.DESCRIPTOR.services_by_name["QueryService"]
@@ -33,6 +33,7 @@ async def call(conn: HTTPConnection, method: Callable[..., Any], request: pb_mes
         return await upstream(conn).call(conn, method, request)
     if not bearer or not (bearer.isascii() and bearer.isprintable()):  # gRPC metadata could not carry it
         raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, "malformed credentials")
+    checked_credential(bearer)
     pairs = [pair for pair in metadata(conn) if pair[0] != "authorization"]
     pairs.append(("authorization", f"Bearer {bearer}"))
     return await invoke(method, request, tuple(pairs), deadline(conn, upstream(conn).timeout))

@@ -12,6 +12,7 @@ that `render_error` answers as the 422.
 from __future__ import annotations
 
 import decimal
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -26,6 +27,9 @@ from gateway.http.json_body import loads
 from gateway.http.json_response import JSONResponse
 
 M = TypeVar("M", bound=BaseModel)
+# How deep the `input` a 422 echoes goes; deeper containers are shown as "...". A body nested 400
+# deep is refused like any other, and its echo stays small enough to encode.
+MAX_ECHO_DEPTH = 16
 
 
 class ErrorDetail(BaseModel):
@@ -139,18 +143,31 @@ def parse_query(request: Request, model: type[M]) -> M:
     return validated(model, query_values(request.query_params, model), "query")
 
 
+def path_text(request: Request, name: str) -> str:
+    """A path parameter as text; one holding a NUL character (which no stored id has) is a 422 naming it."""
+    value: str = request.path_params[name]
+    if "\x00" in value:
+        raise RequestInvalid([{"type": "string_pattern_mismatch", "loc": ["path", name],
+                               "msg": "String should not contain a NUL character", "input": value}])
+    return value
+
+
 def _without_prefix(message: str, field: str) -> str:
     """The server writes "cost: must be >= 0"; the dialect's loc already names the field."""
     return message[len(field) + 2:] if field and message.startswith(field + ": ") else message
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, (str, int, bool)):
         return value
+    if isinstance(value, float):  # JSON has no NaN or Infinity
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, decimal.Decimal):
         return value if value.is_finite() else str(value)
+    if isinstance(value, (list, tuple, dict)) and depth >= MAX_ECHO_DEPTH:
+        return "..."
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
     return str(value)

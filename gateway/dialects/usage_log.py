@@ -40,6 +40,7 @@ from gateway.dialects.fastapi_style import (
     RequestInvalid,
     parse_body,
     parse_query,
+    path_text,
 )
 from gateway.dialects.fastapi_style import render_error as fastapi_error
 from gateway.http.errors import GatewayError, renders_errors
@@ -184,7 +185,7 @@ async def list_usage(request: Request) -> Response:
                 errors={**ERRORS, 403: ("Neither an admin nor this user", ErrorDetail)}))
 @renders_errors(render_error)
 async def user_usage(request: Request) -> Response:
-    user_id = request.path_params["user_id"]
+    user_id = path_text(request, "user_id")
     page = parse_query(request, Page)
     up = upstream(request)
     me = await up.call(request, up.stubs.admin.WhoAmI, admin_pb2.WhoAmIRequest())
@@ -209,7 +210,7 @@ async def _list(request: Request, page: Page, user_ids: list[str]) -> Response:
 async def get_usage(request: Request) -> Response:
     up = upstream(request)
     event = await up.call(request, up.stubs.records.GetEvent,
-                          records_pb2.GetEventRequest(event_id=request.path_params["usage_id"]))
+                          records_pb2.GetEventRequest(event_id=path_text(request, "usage_id")))
     return fast_json(record(event))
 
 
@@ -218,12 +219,13 @@ async def get_usage(request: Request) -> Response:
                                                404: ("No such record", ErrorDetail)}))
 @renders_errors(_by_id_error)
 async def update_usage(request: Request) -> Response:
+    usage_id = path_text(request, "usage_id")
     body = await parse_body(request, UsageUpdate)
     present = [name for name in TO_PROTO if name in body.model_fields_set]
     if not present:
         raise RequestInvalid([{"type": "missing", "loc": ["body"], "input": {},
                                "msg": f"Name at least one of {', '.join(TO_PROTO)}"}])
-    patch = event_pb2.UsageEvent(event_id=request.path_params["usage_id"])
+    patch = event_pb2.UsageEvent(event_id=usage_id)
     for name in present:
         value = getattr(body, name)
         if value is None:
@@ -249,7 +251,7 @@ async def delete_usage(request: Request) -> Response:
     """Voids the record (VoidEvent). Reply: the voided record (`status_active: false`), so a client
     sees what was removed from the totals; deleting an already voided record answers the same."""
     up = upstream(request)
-    usage_id = request.path_params["usage_id"]
+    usage_id = path_text(request, "usage_id")
     event = await up.call(request, up.stubs.records.VoidEvent,
                           records_pb2.VoidEventRequest(event_id=usage_id, reason=f"DELETE /usage/{usage_id}"))
     return fast_json(record(event))

@@ -25,6 +25,12 @@ METADATA_HEADER_PREFIX = "grpc-metadata-"  # grpc-gateway: Grpc-Metadata-Foo: ba
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+# A credential (Authorization, QueryLake's `auth`) longer than this is no key or token the server
+# issues: 401 here, rather than a call gRPC refuses for its metadata size (RESOURCE_EXHAUSTED, a 429
+# clients would retry). All a request forwards as metadata is bounded too (431): the server's gRPC
+# soft limit on a call's metadata is 8 KiB, pseudo-headers and the gateway's own entries included.
+MAX_CREDENTIAL_CHARS = 4096
+MAX_FORWARDED_BYTES = 6144
 
 
 class Stubs:
@@ -100,6 +106,7 @@ def upstream(conn: HTTPConnection) -> Upstream:
 def metadata(conn: HTTPConnection) -> Metadata:
     """gRPC metadata for a call made on behalf of this HTTP request."""
     pairs = [("x-request-id", request_id_of(conn))]
+    forwarded = 0
     for name, value in conn.headers.items():
         if name in FORWARDED_HEADERS:
             key = name
@@ -110,10 +117,26 @@ def metadata(conn: HTTPConnection) -> Metadata:
         else:
             continue
         if _PRINTABLE.match(value):  # gRPC refuses anything else; the server then sees no credentials
+            if key == "authorization":
+                checked_credential(value)
+            forwarded += len(key) + len(value)
             pairs.append((key, value))
+    if forwarded > MAX_FORWARDED_BYTES:
+        raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"request header fields too large: Authorization, X-Metering-Organization and "
+                           f"Grpc-Metadata-* headers together may have at most {MAX_FORWARDED_BYTES} bytes",
+                           http_status=431)
     if conn.client is not None:
         pairs.append(("x-forwarded-for", conn.client.host))
     return tuple(pairs)
+
+
+def checked_credential(value: str) -> str:
+    """`value` (a credential as the client sent it), unless it is too long to be one (401)."""
+    if len(value) > MAX_CREDENTIAL_CHARS:
+        raise GatewayError(grpc.StatusCode.UNAUTHENTICATED,
+                           f"malformed credentials: longer than {MAX_CREDENTIAL_CHARS} characters")
+    return value
 
 
 _RESOLUTION = 0.001  # seconds

@@ -203,6 +203,8 @@ def make_spec(
             raise InvalidArgument("filters", f"{field} is filtered twice; list all its values in one filter")
         if not values or len(values) > MAX_FILTER_VALUES:
             raise InvalidArgument("filters.values", f"{field}: between 1 and {MAX_FILTER_VALUES} values")
+        if "\x00" in "".join(values):  # Postgres text cannot hold NUL, so no stored value has one
+            raise InvalidArgument("filters.values", f"{field}: a value contains a NUL character")
         merged[field] = tuple(sorted(set(values)))
     unknown = sorted(set(metrics) - set(METRICS) - {"events"})
     if unknown:

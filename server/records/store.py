@@ -30,6 +30,7 @@ FROZEN_FIELDS = frozenset({
 })
 UPDATABLE_FIELDS = frozenset(event_pb2.UsageEvent.DESCRIPTOR.fields_by_name) - FROZEN_FIELDS
 MAP_FIELDS = frozenset({"counters", "labels"})  # an update_mask path may name one entry: "labels.size"
+LIST_FILTERS = ("project_ids", "user_ids", "api_key_ids", "client_ids", "models", "kinds")
 
 
 def _id_millis(event_id: uuid.UUID) -> dt.datetime:
@@ -50,6 +51,7 @@ class Records:
                 raise NotFound(f"event {event_id[:64]!r} not found") from None
             return eid
         if request_id:
+            _no_nul("request_id", request_id)
             found: uuid.UUID | None = await self.pool.fetchval(q("event_by_request_id"), principal.org_id, request_id)
             if found is None:
                 raise NotFound(f"no event with request_id {request_id[:64]!r}")
@@ -71,8 +73,10 @@ class Records:
             raise InvalidArgument("skip", "must be >= 0")
         start = req.start_time.ToDatetime(dt.UTC) if req.HasField("start_time") else None
         end = req.end_time.ToDatetime(dt.UTC) if req.HasField("end_time") else None
-        filters = [list(getattr(req, f)) or None for f in
-                   ("project_ids", "user_ids", "api_key_ids", "client_ids", "models", "kinds")]
+        filters = [list(getattr(req, f)) or None for f in LIST_FILTERS]
+        for name, values in zip(LIST_FILTERS, filters, strict=True):
+            if values:
+                _no_nul(name, *values)
         digest = tokens.request_digest(start and start.isoformat(), end and end.isoformat(), filters,
                                        req.include_voided, principal.read_scope(), principal.org_id)
         after_ts, after_id = _after_event(req.page_token, digest) if req.page_token else (None, None)
@@ -91,6 +95,7 @@ class Records:
         self, principal: Principal, patch: event_pb2.UsageEvent, paths: Sequence[str], reason: str
     ) -> event_pb2.UsageEvent:
         _require_admin(principal)
+        _no_nul("reason", reason)
         if not paths:
             raise InvalidArgument("update_mask", "name at least one field to change", reason="REQUIRED")
         for path in paths:
@@ -145,6 +150,7 @@ class Records:
 
     async def void(self, principal: Principal, event_id: str, reason: str) -> event_pb2.UsageEvent:
         _require_admin(principal)
+        _no_nul("reason", reason)
         current = await self.get(principal, event_id)
         eid = uuid.UUID(current.event_id)
         ts = current.timestamp.ToDatetime(dt.UTC)
@@ -187,6 +193,12 @@ def _audit_json(msg: event_pb2.UsageEvent) -> dict[str, Any]:
     for name in PAYLOAD_FIELDS[1:]:  # keep the audit row small; payloads are not money
         trimmed.ClearField(name)
     return json_format.MessageToDict(trimmed, preserving_proto_field_name=True)
+
+
+def _no_nul(field: str, *values: str) -> None:
+    """Postgres text cannot hold NUL: refused here, naming the field, before any statement sees it."""
+    if "\x00" in "".join(values):
+        raise InvalidArgument(field, "contains a NUL character")
 
 
 def _has_presence(name: str) -> bool:

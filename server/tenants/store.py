@@ -34,6 +34,13 @@ def _name(field: str, value: str) -> str:
     return value
 
 
+def _no_nul(field: str, value: str) -> str:
+    """Postgres text cannot hold NUL: a lookup value with one is refused, naming its field, before any SQL."""
+    if "\x00" in value:
+        raise InvalidArgument(field, "contains a NUL character")
+    return value
+
+
 class Tenants:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -46,7 +53,7 @@ class Tenants:
         return row
 
     async def organization(self, ref: str) -> asyncpg.Record:
-        row = await self.pool.fetchrow(q("find_organization"), ref)
+        row = await self.pool.fetchrow(q("find_organization"), _no_nul("organization", ref))
         if row is None:
             raise NotFound(f"organization {ref!r} not found")
         return row
@@ -93,10 +100,11 @@ class Tenants:
         self, org_id: int, *, project_id: str = "", user_id: str = "", role: str = "", name: str = ""
     ) -> tuple[asyncpg.Record, str]:
         """Returns (the stored key, its plaintext). The plaintext is not kept."""
-        if project_id and await self.pool.fetchrow(q("find_project"), org_id, project_id) is None:
+        if project_id and await self.pool.fetchrow(q("find_project"), org_id,
+                                                   _no_nul("project_id", project_id)) is None:
             raise NotFound(f"project {project_id!r} not found", field="project_id")
         if user_id:
-            user = await self.pool.fetchrow(q("find_user"), org_id, user_id)
+            user = await self.pool.fetchrow(q("find_user"), org_id, _no_nul("user_id", user_id))
             if user is None:
                 raise NotFound(f"user {user_id!r} not found", field="user_id")
             role = role or user["role"]
@@ -107,6 +115,7 @@ class Tenants:
             raise InvalidArgument("role", "admin or member")
         if len(name) > 128:
             raise InvalidArgument("name", "at most 128 characters")
+        _no_nul("name", name)
         key, prefix, digest = credentials.new_api_key()
         # no notification: caches hold keys that were found, never one that was not
         row = await self.pool.fetchrow(
@@ -120,7 +129,7 @@ class Tenants:
         return await self.pool.fetch(q("list_api_keys"), org_id)
 
     async def revoke_api_key(self, org_id: int, ref: str) -> asyncpg.Record:
-        prefix = credentials.key_prefix(ref) or ""
+        prefix = credentials.key_prefix(_no_nul("api_key_id", ref)) or ""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(q("revoke_api_key"), org_id, ref, prefix)
             if row is None:
@@ -138,7 +147,7 @@ class Tenants:
         ttl = ttl_seconds or 3600
         if not 0 < ttl <= MAX_TOKEN_TTL:
             raise InvalidArgument("ttl_seconds", f"between 1 and {MAX_TOKEN_TTL}")
-        row = await self.pool.fetchrow(q("user_for_login"), username)
+        row = await self.pool.fetchrow(q("user_for_login"), _no_nul("username", username))
         stored = row["password_hash"] if row else await asyncio.to_thread(_dummy_hash)
         if not await asyncio.to_thread(credentials.password_matches, password, stored) or row is None:
             raise Unauthenticated("wrong username or password")

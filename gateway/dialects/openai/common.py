@@ -114,6 +114,8 @@ def query_arguments(params: QueryParams, arrays: Collection[str], spaced: Collec
     for key, value in params.multi_items():
         indexed = _INDEXED.match(key)
         name = indexed.group(1) if indexed else key
+        if "\x00" in value:  # no stored value or cursor has one (Postgres text cannot hold it)
+            raise bad_param(name, f"Invalid value for '{name}': it contains a NUL character.")
         if name in arrays:
             parts = _SPACED_COMMA.split(value) if name in spaced else value.split(",")
             data.setdefault(name, []).extend(part for part in parts if part)
