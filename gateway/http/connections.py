@@ -25,7 +25,6 @@ attribute writes rather than a timer of its own (and a deadline holds to within 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import http
 import logging
 import math
@@ -81,12 +80,10 @@ def limits_from_env(environ: Mapping[str, str] = os.environ) -> HttpLimits:
     return HttpLimits(**given)
 
 
-class Phase(enum.Enum):
-    HEADERS = "reading a request's line and headers"
-    BODY = "reading a request's body"
-    APP = "the app has a request"
-    KEEPALIVE = "idle between requests"
-    CLOSED = "closed by the guard"
+# A connection's phase. Plain ints: they are compared a few times on every request.
+HEADERS, BODY, APP, KEEPALIVE, CLOSED = range(5)
+PHASES = ("reading a request's line and headers", "reading a request's body", "the app has a request",
+          "idle between requests", "closed by the guard")
 
 
 class Guard:
@@ -126,7 +123,11 @@ class GuardedConfig(uvicorn.Config):
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """One connection (see the module docstring). Served only by a GuardedConfig."""
+    """One connection (see the module docstring). Served only by a GuardedConfig.
+
+    A request read whole in one read (the usual case) costs a few int compares and assignments and
+    two dict operations: the deadlines of the head and the body are set after a read that leaves
+    them incomplete, and an idle keep-alive connection is closed by uvicorn's own timer."""
 
     def __init__(self, config: uvicorn.Config, server_state: Any, app_state: dict[str, Any],
                  _loop: Any = None) -> None:
@@ -135,7 +136,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.guard = config.guard
         self.limits = config.guard.limits
-        self.phase = Phase.HEADERS
+        self.waiting = config.guard.waiting
+        self.max_head = config.guard.limits.max_header_bytes
+        self.phase = HEADERS
         self.deadline = math.inf  # loop time by which the client must have done its part
         self.head_bytes = 0  # bytes received while reading the current request's line and headers
 
@@ -150,38 +153,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 transport.write(_plain_response(http.HTTPStatus.SERVICE_UNAVAILABLE, retry_after=1))
                 self._close(http.HTTPStatus.SERVICE_UNAVAILABLE)
                 return
-            log.debug("connection closed to make room (it was %s)", oldest.phase.value)
+            log.debug("connection closed to make room (it was %s)", PHASES[oldest.phase])
             oldest._close(http.HTTPStatus.SERVICE_UNAVAILABLE)
-        self._wait(Phase.HEADERS, self.limits.header_timeout)
+        self.deadline = self.loop.time() + self.limits.header_timeout
+        self.guard.wait(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.drop(self)
-        self.phase = Phase.CLOSED
+        self.phase = CLOSED
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.phase is Phase.HEADERS or self.phase is Phase.KEEPALIVE:
+        phase = self.phase
+        if phase == KEEPALIVE:  # the first bytes of the next request
+            self.phase = phase = HEADERS
+            self.deadline = math.inf
+        if phase == HEADERS:
             self.head_bytes += len(data)
-        elif self.phase is Phase.CLOSED:
-            return
+        elif phase == CLOSED:
+            return  # a lingering close: dropped
         super().data_received(data)
-        if self.phase is Phase.HEADERS and self.head_bytes > self.limits.max_header_bytes:
-            self._close(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+        phase = self.phase
+        if phase == HEADERS:
+            if self.head_bytes > self.max_head:
+                self._close(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            elif self.deadline == math.inf:
+                self.deadline = self.loop.time() + self.limits.header_timeout
+        elif phase == BODY and self.deadline == math.inf:
+            self.deadline = self.loop.time() + self.limits.body_timeout
 
     def timed_out(self) -> None:
         """Called by the Guard once the deadline has passed."""
-        log.debug("connection closed: deadline passed while %s", self.phase.value)
+        log.debug("connection closed: deadline passed while %s", PHASES[self.phase])
         self._close(http.HTTPStatus.REQUEST_TIMEOUT)
 
     # -- httptools parser callbacks ------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self.phase is Phase.KEEPALIVE:
-            self._wait(Phase.HEADERS, self.limits.header_timeout)
-
     def on_headers_complete(self) -> None:
-        if self.head_bytes > self.limits.max_header_bytes and self._head_size() > self.limits.max_header_bytes:
+        if self.head_bytes > self.max_head and self._head_size() > self.max_head:
             app, self.app = self.app, _headers_too_large  # complete but too large, all in one read
             try:
                 super().on_headers_complete()
@@ -189,33 +198,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.app = app
         else:
             super().on_headers_complete()
-        if self.phase is Phase.HEADERS:
+        if self.phase == HEADERS:
+            self.phase = BODY
             self.head_bytes = 0
-            self.phase = Phase.BODY
-            self.deadline = self.loop.time() + self.limits.body_timeout
+            self.deadline = math.inf
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        if self.phase is not Phase.BODY:
+        if self.phase != BODY:
             return
-        if self.cycle is not None and self.cycle.response_complete:  # answered before the body was read
-            self._wait(Phase.KEEPALIVE, self.limits.keepalive_timeout)
+        if self.cycle.response_complete:  # answered before its body was read: uvicorn armed no timer
+            self.phase = KEEPALIVE
+            self.deadline = self.loop.time() + self.limits.keepalive_timeout
         else:
-            self.phase = Phase.APP
-            self.guard.drop(self)
+            self.phase = APP
+            self.waiting.pop(self, None)  # the server's turn
 
     def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)  # uvicorn starts the next pipelined request, if any
         super().on_response_complete()
-        if self.phase is Phase.APP and not pipelined and not self.transport.is_closing():
-            self._wait(Phase.KEEPALIVE, self.limits.keepalive_timeout)
+        if self.phase == APP and self.timeout_keep_alive_task is not None:  # idle now (no pipelined request)
+            self.phase = KEEPALIVE
+            self.deadline = math.inf  # uvicorn's keep-alive timer closes it
+            self.guard.wait(self)
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _wait(self, phase: Phase, timeout: float) -> None:
-        self.phase = phase
-        self.deadline = self.loop.time() + timeout
-        self.guard.wait(self)
 
     def _head_size(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -223,12 +229,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _close(self, status: http.HTTPStatus) -> None:
         """Closes the connection, first answering `status` to a request the client has begun to send
         and no response has begun to answer (never to an idle connection)."""
-        cycle = self.cycle
-        pending = (self.phase is Phase.HEADERS and self.head_bytes > 0) or (
-            self.phase is Phase.BODY and cycle is not None and not cycle.response_started)
+        cycle: Any = self.cycle
+        pending = (self.phase == HEADERS and self.head_bytes > 0) or (
+            self.phase == BODY and cycle is not None and not cycle.response_started)
         self.guard.drop(self)
         self.connections.discard(self)  # counted out now: a burst of new connections evicts one each
-        self.phase = Phase.CLOSED
+        self.phase = CLOSED
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's receive() says http.disconnect, its send() is dropped
             cycle.message_event.set()
