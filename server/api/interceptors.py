@@ -25,14 +25,26 @@ log = logging.getLogger(__name__)
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 ERROR_DOMAIN = "metering.v1"
 
-# SQLSTATE class -> gRPC code (anything else is INTERNAL).
+# What a client is told of a database error: (gRPC code, ErrorInfo reason, message), by
+# SQLSTATE, else by its class (anything else is INTERNAL). Never the driver's class name, the
+# SQLSTATE or the SQL: those go to the log, with the request id.
+_UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "database unavailable; retry")
+_TEXT = (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VALUE",
+         "a text value holds a character that cannot be stored (such as NUL)")
+_SQLSTATES = {
+    "22003": (grpc.StatusCode.OUT_OF_RANGE, "OUT_OF_RANGE", "a number is out of the range the service keeps"),
+    "22008": (grpc.StatusCode.OUT_OF_RANGE, "OUT_OF_RANGE", "a time is out of the range the service keeps"),
+    "22021": _TEXT,  # character not in repertoire
+    "22P05": _TEXT,  # untranslatable character
+    "22001": (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VALUE", "a value is too long"),
+}
 _SQLSTATE_CLASSES = {
-    "08": grpc.StatusCode.UNAVAILABLE,  # connection exception
-    "57": grpc.StatusCode.UNAVAILABLE,  # operator intervention (shutdown, cancel)
-    "53": grpc.StatusCode.RESOURCE_EXHAUSTED,  # insufficient resources
-    "40": grpc.StatusCode.ABORTED,  # serialization failure, deadlock
-    "22": grpc.StatusCode.INVALID_ARGUMENT,  # data exception
-    "23": grpc.StatusCode.FAILED_PRECONDITION,  # integrity constraint
+    "08": _UNAVAILABLE,  # connection exception
+    "57": _UNAVAILABLE,  # operator intervention (shutdown, cancel)
+    "53": (grpc.StatusCode.RESOURCE_EXHAUSTED, "DATABASE_BUSY", "the database is out of resources; retry later"),
+    "40": (grpc.StatusCode.ABORTED, "CONCURRENT_CHANGE", "aborted by a concurrent change; retry"),
+    "22": (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VALUE", "a value is invalid"),  # other data exceptions
+    "23": (grpc.StatusCode.FAILED_PRECONDITION, "CONFLICT", "conflicts with stored data"),  # integrity constraint
 }
 # Postgres lost at any point of a call (server/storage/notify.CONNECTION_LOST): a write either
 # committed before the loss or wrote nothing (one transaction, request keys claimed in it), so the
@@ -91,12 +103,15 @@ def to_status(exc: BaseException) -> grpc.Status:
     if isinstance(exc, CONNECTION_LOST):
         return _database_unavailable(exc)
     if isinstance(exc, asyncpg.PostgresError):
-        sqlstate = getattr(exc, "sqlstate", "") or ""
-        code = _SQLSTATE_CLASSES.get(sqlstate[:2], grpc.StatusCode.INTERNAL)
-        if code == grpc.StatusCode.INTERNAL:
-            log.exception("database error %s", sqlstate)
-            return _status(code, "internal database error", "INTERNAL")
-        return _status(code, f"database: {type(exc).__name__}", f"SQLSTATE_{sqlstate}")
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        mapped = _SQLSTATES.get(sqlstate) or _SQLSTATE_CLASSES.get(sqlstate[:2])
+        if mapped is None:
+            log.error("database error %s %s", sqlstate, type(exc).__name__, exc_info=exc)
+            return _status(grpc.StatusCode.INTERNAL, "internal database error", "INTERNAL")
+        log.warning("database error %s %s answered %s, request_id=%s: %s", sqlstate, type(exc).__name__,
+                    mapped[0].name, request_id.get(), exc)
+        code, reason, message = mapped
+        return _status(code, message, reason)
     log.error("unhandled error", exc_info=exc)
     return _status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 

@@ -1,9 +1,15 @@
-"""QueryService: usage queries and the reports built on them."""
+"""QueryService: usage queries and the reports built on them.
+
+The engine's sums are exact Python ints of any size (server/query/sql.py); the reply's
+counters are int64. A sum above int64 (9,223,373 events at the per-event maximum in one
+bucket and group, docs/queries.md "Exact sums") is answered OUT_OF_RANGE naming the metric,
+where it is and its exact value: never a wrong number. protobuf refuses such a value with a
+ValueError, so the check costs nothing until it happens."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from google.protobuf import timestamp_pb2
 
@@ -12,6 +18,7 @@ from server.api import wire
 from server.api.bucket_cache import bucket_cache, usage_reply
 from server.api.context import Context, Core, caller
 from server.core import convert
+from server.core.errors import OutOfRange
 from server.core.events import COUNTER_FIELDS
 from server.query.engine import Bucket, Freshness, Group, QueryEngine, make_spec, page_token
 from server.query.reports import client_usage, tallies, token_usage
@@ -39,6 +46,35 @@ def metrics_pb(row: GroupRow) -> query_pb2.UsageMetrics:
     )
 
 
+INT64_MAX = 2**63 - 1
+
+
+def _too_large(where: str, named: Iterable[tuple[str, int]]) -> OutOfRange | None:
+    """OUT_OF_RANGE for the first value above int64 among `named` (metric, sum); None: none is."""
+    for name, value in named:
+        if value > INT64_MAX:
+            return OutOfRange(f"{name}: {where} sums to {value}, more than the reply's int64 holds ({INT64_MAX}); "
+                              "ask for narrower buckets or filter", field=name)
+    return None
+
+
+def _first(found: Iterable[OutOfRange | None]) -> OutOfRange | None:
+    return next((e for e in found if e is not None), None)
+
+
+def _group_too_large(b: Bucket, group_by: Sequence[str]) -> OutOfRange | None:
+    for g in b.groups:
+        row = g.row
+        key = ", ".join(f"{f}={v}" for f, v in zip(group_by, g.key, strict=True) if v is not None)
+        where = f"the bucket starting {b.start.isoformat()}" + (f" (group {key})" if key else "")
+        found = _too_large(where, [("events", row.events), ("unpriced_events", row.unpriced_events),
+                                   *zip(COUNTER_FIELDS, row.counters, strict=True),
+                                   *((f"counters.{name}", v) for name, v in (row.extra or {}).items())])
+        if found is not None:
+            return found
+    return None
+
+
 _GROUPS = wire.tag(query_pb2.UsageBucket, "groups")
 _METRICS = wire.tag(query_pb2.UsageGroup, "metrics")
 
@@ -58,8 +94,14 @@ def encode_bucket(b: Bucket, group_by: Sequence[str], keys: dict[tuple[str | Non
 
     head = query_pb2.UsageBucket(start_time=convert.timestamp(b.start), end_time=convert.timestamp(b.end),
                                  etag=b.etag, not_modified=b.not_modified).SerializeToString()
-    return head + wire.repeated(
-        _GROUPS, [key_of(g) + wire.delimited(_METRICS, metrics_pb(g.row).SerializeToString()) for g in b.groups])
+    try:
+        groups = [key_of(g) + wire.delimited(_METRICS, metrics_pb(g.row).SerializeToString()) for g in b.groups]
+    except ValueError:  # protobuf refused a sum above int64: say which
+        too_large = _group_too_large(b, group_by)
+        if too_large is None:
+            raise
+        raise too_large from None
+    return head + wire.repeated(_GROUPS, groups)
 
 
 def freshness_pb(f: Freshness | None) -> query_pb2.Freshness | None:
@@ -113,6 +155,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             _time(request.start_time, request.HasField("start_time")),
             _time(request.end_time, request.HasField("end_time")), request.page_size, request.page_token,
         )
+        too_large = _first(
+            _too_large(f"the {t.window} tally starting {t.start.isoformat()} ({category}, model {model or '(none)'})",
+                       counts.items())
+            for t in found for category, models in t.value.items() for model, counts in models.items())
+        if too_large is not None:
+            raise too_large
         return query_pb2.GetUsageTalliesResponse(
             tallies=[
                 query_pb2.UsageTally(
@@ -139,6 +187,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             self.engine, principal, _time(request.start_time, request.HasField("start_time")),
             _time(request.end_time, request.HasField("end_time")), list(request.group_by),
         )
+        too_large = _first(_too_large(f"the token usage of rule_type {r.rule_type}, task {r.task_id}",
+                                      ((f"count.{name}", v) for name, v in r.count.items())) for r in rows)
+        if too_large is not None:
+            raise too_large
         return query_pb2.GetTokenUsageResponse(
             usage=[query_pb2.TokenUsage(rule_type=r.rule_type, task_id=r.task_id, count=r.count) for r in rows],
             freshness=freshness_pb(freshness),
@@ -149,6 +201,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     ) -> query_pb2.ClientUsage:
         principal = await caller(self.core, context)
         report = await client_usage(self.engine, self.records, principal, request.client_id, request.recent_limit)
+        too_large = _first(_too_large(f"the usage of client {report.client_id}{where}", [
+            ("total_requests", m.events), ("total_input_tokens", m.counters["input_tokens"]),
+            ("total_output_tokens", m.counters["output_tokens"])])
+            for where, m in [("", report.totals), *((f", model {r.model}", r.metrics) for r in report.models)])
+        if too_large is not None:
+            raise too_large
         models = []
         for row in report.models:
             msg = query_pb2.ModelUsage(

@@ -28,6 +28,14 @@ class InvalidArgument(MeteringError):
         self.description = message
 
 
+class OutOfRange(MeteringError):
+    """A value the wire cannot carry (a usage sum above the int64 of its field). `field`
+    names the metric; the message says where and the exact value."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+    reason = "OUT_OF_RANGE"
+
+
 class Unauthenticated(MeteringError):
     code = grpc.StatusCode.UNAUTHENTICATED
     reason = "UNAUTHENTICATED"

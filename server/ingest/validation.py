@@ -40,9 +40,9 @@ MAX_MONEY_DIGITS = 38
 # Small enough that sums stay exact and readable: one value is below 2^53, so it survives
 # any JSON reader (JavaScript's numbers included); an int64 reply field holds the sum of
 # 9,223,372 maximal events, and a day of the 10M-token batches at the measured ingest rate
-# (48,400 events/s, docs/performance.md) 1/220 of it. Stored sums are numeric and never
-# overflow: a year of maximal events at 10^6 events/s sums to 3.2 * 10^25
-# (server/storage/migrations/0010_exact_sums.sql, docs/queries.md "Exact sums").
+# (48,400 events/s, docs/performance.md) 1/220 of it. Stored sums never overflow: one that
+# does not fit a bigint is kept numeric, and a year of maximal events at 10^6 events/s sums to
+# 3.2 * 10^25 (server/storage/migrations/0010_exact_sums.sql, docs/queries.md "Exact sums").
 MAX_COUNTER = 10**12
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 FUTURE_SLACK = dt.timedelta(days=1)

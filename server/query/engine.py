@@ -42,13 +42,14 @@ from asyncpg.pool import PoolConnectionProxy
 from metering import page_token as tokens
 from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
+from server.core.money import EXACT
 from server.core.principal import Principal
 from server.core.windows import WINDOW
 from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
-from server.query.rows import GroupRow, Groups, Key, from_record
-from server.query.sql import parameters, usage_statement
+from server.query.rows import GroupRow, Groups, Key, Record, from_record
+from server.query.sql import parameters, usage_rows
 from server.query.tails import add_groups, settled_rows
 from server.storage.db import q
 
@@ -105,9 +106,9 @@ class Metrics:
             self.counters[name] += value
         for name, value in other.extra.items():
             self.extra[name] = self.extra.get(name, 0) + value
-        self.input_cost += other.input_cost
-        self.output_cost += other.output_cost
-        self.cost += other.cost
+        self.input_cost = EXACT.add(self.input_cost, other.input_cost)  # the default context rounds to 28 digits
+        self.output_cost = EXACT.add(self.output_cost, other.output_cost)
+        self.cost = EXACT.add(self.cost, other.cost)
         if other.last_event_at is not None and (self.last_event_at is None or other.last_event_at > self.last_event_at):
             self.last_event_at = other.last_event_at
 
@@ -229,6 +230,14 @@ class QueryEngine:
         etag is in `known_etags` or for which `kept(etag)` has what the caller kept of
         that answer (Bucket.kept)."""
         edges = bucket_edges(start_at or spec.start, spec.end, spec.width, parse_zone(spec.time_zone), limit)
+        try:
+            return await self._aggregate(principal, spec, edges, if_none_match, known_etags, kept, wide=False)
+        except asyncpg.NumericValueOutOfRangeError:  # a counter sum beyond bigint: all again, summed in numeric
+            return await self._aggregate(principal, spec, edges, if_none_match, known_etags, kept, wide=True)
+
+    async def _aggregate(self, principal: Principal, spec: UsageSpec, edges: list[dt.datetime], if_none_match: str,
+                         known_etags: Collection[str], kept: Callable[[str], bytes | None], wide: bool) -> UsageResult:
+        """aggregate() in one snapshot; wide: counters summed in numeric (server/query/sql.py)."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(q("query_tuning"))
             marks = await conn.fetch(q("query_dirty_windows"), principal.org_id, edges[0], edges[-1])
@@ -246,18 +255,19 @@ class QueryEngine:
             known = [bool(e) and e in wanted for e in etags]
             found = [kept(e) if e and not skip else None for e, skip in zip(etags, known, strict=True)]
             todo = [i for i, skip in enumerate(known) if not skip and found[i] is None]
-            groups = await self._read(conn, principal, spec, edges, todo, marks, stamps) if todo else {}
+            groups = await self._read(conn, principal, spec, edges, todo, marks, stamps, wide) if todo else {}
         return UsageResult(_buckets(edges, groups, etags, known, found), freshness, next_start, etag)
 
     async def _read(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec, edges: list[dt.datetime],
-                    todo: list[int], marks: list[asyncpg.Record], stamps: list[asyncpg.Record]) -> dict[int, Groups]:
+                    todo: list[int], marks: list[asyncpg.Record], stamps: list[asyncpg.Record],
+                    wide: bool) -> dict[int, Groups]:
         """The groups of the buckets numbered `todo` (from 0, ascending)."""
         based = self._based(principal, spec, edges, todo, marks, stamps)
         read = [i for i in todo if i not in based]
         groups: dict[int, Groups] = {}
         if read:  # one statement over the stretch (rows of buckets not asked for are dropped)
             first = read[0]
-            rows = await self._rows(conn, principal, spec, edges[first:read[-1] + 2], marks)
+            rows = await self._rows(conn, principal, spec, edges[first:read[-1] + 2], marks, wide=wide)
             groups = _grouped(rows, first, set(read))
         if based:
             # the settled part of each from its etag, else read without the appended events
@@ -267,14 +277,14 @@ class QueryEngine:
                     settled[i] = kept
             missing = [i for i in based if i not in settled]
             if missing:
-                rows = await self._rows(conn, principal, spec, edges[missing[0]:missing[-1] + 2], [])
+                rows = await self._rows(conn, principal, spec, edges[missing[0]:missing[-1] + 2], [], wide=wide)
                 read_now = _grouped(rows, missing[0], set(missing))
                 for i in missing:
                     settled[i] = read_now.get(i, {})
                     self.settled.put(based[i][0], settled[i])
             first = min(based)
             tails = [mark for i in based for mark in based[i][1]]
-            appended = _grouped(await self._rows(conn, principal, spec, edges[first:max(based) + 2], [], tails),
+            appended = _grouped(await self._rows(conn, principal, spec, edges[first:max(based) + 2], [], tails, wide),
                                 first, set(based))
             for i in based:
                 groups[i] = add_groups(settled[i], appended.get(i, {}))
@@ -306,7 +316,7 @@ class QueryEngine:
 
     async def _rows(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec,
                     edges: list[dt.datetime], marks: list[asyncpg.Record],
-                    only_tails: list[int] | None = None) -> list[asyncpg.Record]:
+                    only_tails: list[int] | None = None, wide: bool = False) -> list[Record]:
         """The aggregate over the buckets of `edges` (numbered from 1); only_tails: of
         the events appended under these marks alone."""
         scope = principal.read_scope()
@@ -337,10 +347,8 @@ class QueryEngine:
         if not sources:
             return []
         values["tails"] = tails
-        statement = usage_statement(sources, frozenset(spec.metrics) or None)
-        rows: list[asyncpg.Record] = await conn.fetch(statement,
-                                                      *(values[name] for name in parameters(sources)))
-        return rows
+        return await usage_rows(conn, sources, frozenset(spec.metrics) or None,
+                                [values[name] for name in parameters(sources)], wide)
 
     async def page(
         self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str, if_none_match: str = "",
@@ -392,7 +400,7 @@ def _shape(spec: UsageSpec) -> tuple[object, ...]:
     return (spec.width, spec.time_zone, spec.group_by, spec.filters, *([spec.metrics] if spec.metrics else []))
 
 
-def _grouped(rows: list[asyncpg.Record], first: int, wanted: set[int]) -> dict[int, Groups]:
+def _grouped(rows: list[Record], first: int, wanted: set[int]) -> dict[int, Groups]:
     """Rows of query_usage (buckets numbered from 1 at bucket `first`) as groups by
     bucket number, for the buckets in `wanted`. One pass: a grouped month has ~10,000 groups."""
     by_bucket: dict[int, Groups] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import asyncpg
 
@@ -30,13 +30,17 @@ class GroupRow(NamedTuple):
 
 
 Groups = dict[Key, GroupRow]
+# A record of the aggregate statement: as asyncpg reads it, or read wide and made ints
+# (server.query.sql.usage_rows).
+Record: TypeAlias = "asyncpg.Record | tuple[Any, ...]"
 
 _FIRST = 2  # columns before the row: bucket, group key
 _new_tuple = tuple.__new__
 
 
-def from_record(record: asyncpg.Record) -> GroupRow:
-    """The row of an aggregate statement's record: its slice as the tuple (half the cost of
+def from_record(record: Record) -> GroupRow:
+    """The row of an aggregate statement's record (an asyncpg record, or a tuple read wide:
+    server.query.sql.usage_rows): its slice as the tuple (half the cost of
     GroupRow._make, which checks the length; tests/server/query/test_query_tails.py checks
     the statement's columns are GroupRow's fields)."""
     return _new_tuple(GroupRow, record[_FIRST:])

@@ -17,6 +17,10 @@ Why this is exact under retries, crashes and concurrency:
 * so committed passes over a day are serial, each one sees every event of its
   windows up to its snapshot, and a window without a visible dirty row has
   rollups equal to its raw events in any later snapshot.
+
+A pass sums in bigint; where a sum does not fit (a row, or a finer row kept wide), that
+raises and the pass runs again in a fresh snapshot with the wide statements, which keep
+such rows' sums exactly in numeric (server/rollups/statements.py). It never fails on them.
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ async def recompute_day(pool: asyncpg.Pool, org_id: int, day: dt.datetime) -> Ro
     """One pass over the dirty windows of (org_id, UTC day `day`). Raises a
     retryable asyncpg error when a concurrent pass won (see is_retryable)."""
     day = day_start(day.astimezone(dt.UTC))
+    try:
+        return await _pass(pool, org_id, day, wide=False)
+    except asyncpg.NumericValueOutOfRangeError:  # a sum beyond bigint: again, keeping it wide
+        return await _pass(pool, org_id, day, wide=True)
+
+
+async def _pass(pool: asyncpg.Pool, org_id: int, day: dt.datetime, wide: bool) -> RollupPass:
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read"):
             await conn.execute(q("rollup_tuning"))  # the snapshot is taken here, before anything is read
@@ -59,9 +70,9 @@ async def recompute_day(pool: asyncpg.Pool, org_id: int, day: dt.datetime) -> Ro
             windows = sorted({r["window_start"] for r in dirty})
             hours = sorted({hour_start(w) for w in windows})
             for grain, starts in (("15m", windows), ("1h", hours), ("1d", [day])):  # finest first
-                statements: tuple[str, ...] = rollup_statements(grain).in_order()
+                statements: tuple[str, ...] = rollup_statements(grain, wide).in_order()
                 if grain in CUBE_GRAINS:  # the cubes sum the rows just written, in the same snapshot
-                    statements += cube_statements(grain).in_order()
+                    statements += cube_statements(grain, wide).in_order()
                 for statement in statements:
                     await conn.execute(statement, org_id, starts)
             await conn.execute(q("rollup_delete_dirty"), [r["id"] for r in dirty])

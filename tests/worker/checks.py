@@ -57,6 +57,23 @@ def _floor(ts: dt.datetime, step: dt.timedelta) -> dt.datetime:
     return ts - (ts - _EPOCH) % step
 
 
+def stored_counters(row) -> dict[str, int]:
+    """The exact counter sums of a rollup or cube row: its bigint columns, or, for a row whose
+    sums do not all fit a bigint, its `wide` array (migrations/0010_exact_sums.sql)."""
+    if row["wide"] is None:
+        assert all(row[name] is not None for name in COUNTER_FIELDS)
+        return {name: row[name] for name in COUNTER_FIELDS}
+    assert all(row[name] is None for name in COUNTER_FIELDS), "a wide row keeps no bigint counters"
+    wide = [int(v) for v in row["wide"]]
+    assert max(wide) > 2**63 - 1, "a row is wide only when a sum needs it"
+    return dict(zip(COUNTER_FIELDS, wide, strict=True))
+
+
+def stored_sql(alias: str, name: str) -> str:
+    """SQL for a counter of rollup or cube rows aliased `alias`, exactly (numeric)."""
+    return f"coalesce({alias}.{name}::numeric, {alias}.wide[{COUNTER_FIELDS.index(name) + 1}])"
+
+
 async def assert_rollups_exact(db, org: int) -> int:
     """Every rollup table equals the organization's active raw events summed per
     (window, series), computed here in Python. Returns the number of events."""
@@ -84,8 +101,10 @@ async def assert_rollups_exact(db, org: int) -> int:
             m["last_event_at"] = max(m["last_event_at"], r["ts"])
         got = {}
         for r in await db.fetch(f"select * from {table} where org_id = $1", org):
-            got[(r["window_start"], r["series_id"])] = {name: r[name] for name in _METRICS if name != "counters"}
-            got[(r["window_start"], r["series_id"])]["counters"] = None
+            got[(r["window_start"], r["series_id"])] = {
+                **{name: r[name] for name in _METRICS if name not in (*COUNTER_FIELDS, "counters")},
+                **stored_counters(r),
+                "counters": None}
         counters_table = table.replace("rollups_", "rollup_counters_")
         for r in await db.fetch(f"select * from {counters_table} where org_id = $1", org):
             m = got[(r["window_start"], r["series_id"])]  # never a counter without its sums row

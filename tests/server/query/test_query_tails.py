@@ -64,6 +64,8 @@ async def test_every_statement_prepares(pool, sources):
         assert [a.name for a in statement.get_attributes()] == ["bucket", "gkey", *GroupRow._fields]
         some = await conn.prepare(usage_statement(sources, frozenset({"cost"})))
         assert [a.name for a in some.get_attributes()] == ["bucket", "gkey", *GroupRow._fields]
+        wide = await conn.prepare(usage_statement(sources, wide=True))  # sums in numeric (server/query/sql.py)
+        assert [a.name for a in wide.get_attributes()] == ["bucket", "gkey", *GroupRow._fields]
 
 
 def test_a_statement_needs_known_sources():
