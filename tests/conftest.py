@@ -19,6 +19,7 @@ from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2_grpc, prices_pb2_g
 from server.runtime.app import MeteringServer
 from server.tenants.credentials import random_text
 from tests.support import services
+from tests.support.pg_proxy import PgProxy
 
 MASTER_KEY = "test-master-key-" + random_text(16)
 
@@ -29,6 +30,14 @@ async def database_url() -> AsyncIterator[str]:
     dsn = await services.create_test_database(admin)
     yield dsn
     await services.drop_test_database(admin, dsn)
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[PgProxy]:
+    """A TCP proxy on loopback in front of the test database, which a test can cut (tests/support/pg_proxy.py)."""
+    proxy = await PgProxy(database_url).start()
+    yield proxy
+    await proxy.close()
 
 
 @pytest.fixture(scope="session")

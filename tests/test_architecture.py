@@ -20,7 +20,7 @@ SERVER: dict[str, set[str] | None] = {
     "ingest": {"core", "storage", "pricing"},
     "records": {"core", "storage", "pricing", "ingest"},
     "query": {"core", "storage", "ingest", "records"},
-    "costs": {"core", "storage", "pricing", "ingest", "query"},
+    "costs": {"core", "storage", "pricing", "ingest", "records", "query"},
     "budgets": {"core", "storage", "ingest", "query", "tenants"},
     "api": None,
     "runtime": None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -18,6 +17,7 @@ from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
 from server.pricing.pricer import Pricer
+from server.records.store import after_event, event_token
 from server.storage.db import q
 
 DEFAULT_PAGE_SIZE = 50
@@ -40,7 +40,7 @@ async def list_unpriced(
     wanted = sorted(set(models)) or None
     digest = tokens.request_digest(start and start.isoformat(), end and end.isoformat(), wanted, principal.org_id,
                                    principal.read_scope())
-    after_ts, after_id = _after_event(page_token, digest) if page_token else (None, None)
+    after_ts, after_id = after_event(page_token, digest) if page_token else (None, None)
     rows = await pool.fetch(q("list_unpriced_events"), principal.org_id, start, end, after_ts, after_id,
                             *principal.read_scope(), wanted, size + 1)
     more = len(rows) > size
@@ -52,18 +52,5 @@ async def list_unpriced(
             r["labels"]))
         for r in rows
     ]
-    token = _event_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
+    token = event_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
     return UnpricedPage(events, token)
-
-
-# Pages as ListEvents' (server/records/store.py, which costs may not import): after the last event listed.
-def _event_token(ts: dt.datetime, event_id: uuid.UUID, digest: str) -> str:
-    return tokens.encode({"t": ts.isoformat(), "i": str(event_id)}, digest)
-
-
-def _after_event(token: str, digest: str) -> tuple[dt.datetime, uuid.UUID]:
-    try:
-        fields = tokens.decode(token, digest)
-        return fields.instant("t"), fields.uuid("i")
-    except tokens.PageTokenError as err:
-        raise InvalidArgument("page_token", str(err)) from None

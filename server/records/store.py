@@ -79,14 +79,14 @@ class Records:
                 _no_nul(name, *values)
         digest = tokens.request_digest(start and start.isoformat(), end and end.isoformat(), filters,
                                        req.include_voided, principal.read_scope(), principal.org_id)
-        after_ts, after_id = _after_event(req.page_token, digest) if req.page_token else (None, None)
+        after_ts, after_id = after_event(req.page_token, digest) if req.page_token else (None, None)
         rows = await self.pool.fetch(
             q("list_events"), principal.org_id, start, end, after_ts, after_id, *principal.read_scope(),
             *filters, req.include_voided, size + 1, req.include_payload, req.skip,
         )
         more = len(rows) > size
         rows = rows[:size]
-        token = _event_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
+        token = event_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
         return records_pb2.ListEventsResponse(
             events=[convert.event(r, principal.organization_id) for r in rows], next_page_token=token
         )
@@ -224,12 +224,12 @@ def _require_admin(principal: Principal) -> None:
         raise PermissionDenied("only an admin may adjust or void usage records")
 
 
-def _event_token(ts: dt.datetime, event_id: uuid.UUID, digest: str) -> str:
+def event_token(ts: dt.datetime, event_id: uuid.UUID, digest: str) -> str:
     """The page token of a list of events newest first: the last event listed (metering/page_token.py)."""
     return tokens.encode({"t": ts.isoformat(), "i": str(event_id)}, digest)
 
 
-def _after_event(token: str, digest: str) -> tuple[dt.datetime, uuid.UUID]:
+def after_event(token: str, digest: str) -> tuple[dt.datetime, uuid.UUID]:
     """Where the page of `token` starts (after that event); InvalidArgument on page_token."""
     try:
         fields = tokens.decode(token, digest)

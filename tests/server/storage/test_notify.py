@@ -34,13 +34,6 @@ async def until(condition: Callable[[], bool], deadline: float = DEADLINE) -> fl
 
 
 @pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[PgProxy]:
-    proxy = await PgProxy(database_url).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
 async def listener(proxy: PgProxy, server: MeteringServer) -> AsyncIterator[Listener]:
     listener = Listener(proxy.dsn, ping_seconds=0.2, ping_timeout=1.0, backoff=(0.01, 0.1))
     await listener.start()

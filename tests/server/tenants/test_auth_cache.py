@@ -28,13 +28,6 @@ class Clock:
 
 
 @pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[PgProxy]:
-    proxy = await PgProxy(database_url).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
 async def listener(proxy: PgProxy, server: MeteringServer) -> AsyncIterator[Listener]:
     listener = Listener(proxy.dsn, backoff=(0.01, 0.1))
     await listener.start()

@@ -35,13 +35,6 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[PgProxy]:
-    proxy = await PgProxy(database_url).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
 async def admins(server: MeteringServer, database_url: str, proxy: PgProxy
                  ) -> AsyncIterator[list[admin_pb2_grpc.AdminServiceStub]]:
     """AdminService stubs of two servers on the test database: the session's, and one that
