@@ -166,3 +166,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             await reader
         finally:
             reader.cancel()
+            # The call ended early (an error or the client gone): the writes already submitted still
+            # commit or fail on their own; their outcomes are nobody's now, so retrieve them quietly.
+            while not pending.empty():
+                if (left := pending.get_nowait()) is not None:
+                    left[1].add_done_callback(_discard)
+
+
+def _discard(future: asyncio.Future[ingest_pb2.ItemResult]) -> None:
+    if not future.cancelled():
+        future.exception()
