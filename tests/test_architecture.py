@@ -22,6 +22,9 @@ SERVER: dict[str, set[str] | None] = {
     "query": {"core", "storage", "ingest", "records"},
     "costs": {"core", "storage", "pricing", "ingest", "records", "query"},
     "budgets": {"core", "storage", "ingest", "query", "tenants"},
+    "alerts": {"core", "storage", "pricing", "tenants", "ingest", "query", "costs", "budgets"},
+    "retention": {"core", "storage", "tenants", "rollups"},
+    "otlp": {"core", "ingest"},
     "api": None,
     "runtime": None,
 }
@@ -30,6 +33,7 @@ GATEWAY: dict[str, set[str] | None] = {
     "upstream": {"http"},
     "native": {"http", "upstream"},
     "dialects": {"http", "upstream"},
+    "dashboard": {"http", "upstream"},
 }
 TOP_LEVEL = {  # what each top-level package may import of the others
     "metering": set(),
