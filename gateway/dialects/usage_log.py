@@ -7,11 +7,15 @@
     PUT    /usage/{usage_id}       admin: adjust the fields present (UpdateEvent + update_mask)
     DELETE /usage/{usage_id}       admin: void the record (VoidEvent); see `delete_usage`
 
+A deleted (voided) record is gone for this dialect: GET, PUT and DELETE on it answer 404 and no list
+shows it. It stays in the store, auditable through the native API (ListEvents with include_voided).
+
 Field mapping (seed -> UsageEvent): usage_id = event_id, user_id = user_id (from the
-token: the server defaults it to the caller's own user), api_name, endpoint,
+token: the server defaults it to the caller's own user, whose id is a uuid), api_name, endpoint,
 units_used, cost_usd = cost (exact decimal string on the wire, JSON number here),
 api_key_used = api_key_id (omitted: the caller's own key), status_active = active,
-created_at = received_at. Every event this dialect writes has kind "api_call".
+created_at = received_at in the seed's form, whole seconds in UTC (`2025-07-04T12:00:00Z`).
+Every event this dialect writes has kind "api_call".
 Errors are FastAPI's: `{"detail": "..."}`, validation failures 422 with a `loc`.
 
 `POST /usage` is the hot path (one event per request). It does not call RecordEvent: the event
@@ -28,7 +32,7 @@ import decimal
 from typing import Annotated, Any
 
 import grpc
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -120,8 +124,13 @@ def record(event: event_pb2.UsageEvent) -> dict[str, Any]:
     return _record(
         event.event_id, event.user_id, event.api_name, event.endpoint, event.units_used,
         decimal.Decimal(event.cost) if event.HasField("cost") else None, event.api_key_id, event.active,
-        event.received_at.ToJsonString(),
+        created_at(event.received_at),
     )
+
+
+def created_at(stamp: timestamp_pb2.Timestamp) -> str:
+    """The seed's form: `2025-07-04T12:00:00Z`, whole seconds (the fraction dropped), UTC."""
+    return timestamp_pb2.Timestamp(seconds=stamp.seconds).ToJsonString()
 
 
 def _record(usage_id: str, user_id: str, api_name: str, endpoint: str, units_used: int,
@@ -170,7 +179,7 @@ async def create_usage(request: Request) -> Response:
     me = await up.identities.of(meta)
     return fast_json(_record(
         result.event_id, me.user_id, body.api_name, body.endpoint, body.units_used, _as_stored(cost),
-        body.api_key_used or me.api_key_id, True, result.received_at.ToJsonString(),
+        body.api_key_used or me.api_key_id, True, created_at(result.received_at),
     ))
 
 
@@ -208,10 +217,17 @@ async def _list(request: Request, page: Page, user_ids: list[str]) -> Response:
                 errors={**ERRORS, 404: ("No such record visible to the caller", ErrorDetail)}))
 @renders_errors(_by_id_error)
 async def get_usage(request: Request) -> Response:
+    return fast_json(record(await _live(request, path_text(request, "usage_id"))))
+
+
+async def _live(request: Request, usage_id: str) -> event_pb2.UsageEvent:
+    """The record `usage_id` while it is not deleted (NOT_FOUND, this dialect's 404, once it is)."""
     up = upstream(request)
-    event = await up.call(request, up.stubs.records.GetEvent,
-                          records_pb2.GetEventRequest(event_id=path_text(request, "usage_id")))
-    return fast_json(record(event))
+    event: event_pb2.UsageEvent = await up.call(request, up.stubs.records.GetEvent,
+                                                records_pb2.GetEventRequest(event_id=usage_id))
+    if not event.active:
+        raise GatewayError(grpc.StatusCode.NOT_FOUND, NOT_FOUND)
+    return event
 
 
 @documented(Doc("Adjust a usage record (admin): refunds, billing corrections", tags=(TAG,), body=UsageUpdate,
@@ -234,6 +250,7 @@ async def update_usage(request: Request) -> Response:
             patch.cost = _money(value)
         else:
             setattr(patch, TO_PROTO[name], value)
+    await _live(request, usage_id)  # a deleted record cannot be adjusted: 404
     up = upstream(request)
     event = await up.call(request, up.stubs.records.UpdateEvent, records_pb2.UpdateEventRequest(
         event=patch, update_mask=field_mask_pb2.FieldMask(paths=[TO_PROTO[n] for n in present]),
@@ -243,15 +260,18 @@ async def update_usage(request: Request) -> Response:
 
 
 @documented(Doc("Delete (void) a usage record (admin)", tags=(TAG,), response=UsageRecord,
-                description="The record is voided, not erased: it stops counting in every total and is no longer "
-                            "listed, and the reply is the record as it is now, with status_active false.",
+                description="The record is voided: it stops counting in every total, and GET, PUT and DELETE on it "
+                            "answer 404 and no list shows it from then on. The reply is the record as deleted, with "
+                            "status_active false. It stays auditable through the native API (GET /v1/events with "
+                            "include_voided).",
                 errors={**ERRORS, 403: ("Not an admin", ErrorDetail), 404: ("No such record", ErrorDetail)}))
 @renders_errors(_by_id_error)
 async def delete_usage(request: Request) -> Response:
     """Voids the record (VoidEvent). Reply: the voided record (`status_active: false`), so a client
-    sees what was removed from the totals; deleting an already voided record answers the same."""
+    sees what was removed from the totals; deleting it again answers 404 like any read of it."""
     up = upstream(request)
     usage_id = path_text(request, "usage_id")
+    await _live(request, usage_id)
     event = await up.call(request, up.stubs.records.VoidEvent,
                           records_pb2.VoidEventRequest(event_id=usage_id, reason=f"DELETE /usage/{usage_id}"))
     return fast_json(record(event))

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--username", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--role", choices=["admin", "member"], default="member")
-    p.add_argument("--id", default="", help="user id used in events (default: the username)")
+    p.add_argument("--id", default="", help="user id used in events (default: a new uuid)")
     p.add_argument("--target", help=target_help)
     p = users.add_parser("list", help="list users")
     _add_org(p)

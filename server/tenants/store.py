@@ -6,6 +6,7 @@ import asyncio
 import functools
 import re
 import secrets
+import uuid
 
 import asyncpg
 
@@ -81,8 +82,10 @@ class Tenants:
     async def create_user(
         self, org_id: int, username: str, password: str, role: str = "member", user_id: str = ""
     ) -> asyncpg.Record:
+        """user_id: the id events carry; default a new uuid, stable for ever (the username may serve to log in,
+        never as an id: seed 002's `user_id` is a uuid)."""
         username = _name("username", username)
-        user_id = _name("user_id", user_id) if user_id else username
+        user_id = _name("user_id", user_id) if user_id else str(uuid.uuid4())
         if len(password) < 8:
             raise InvalidArgument("password", "at least 8 characters")
         if role not in ROLES:
@@ -103,10 +106,11 @@ class Tenants:
         if project_id and await self.pool.fetchrow(q("find_project"), org_id,
                                                    _no_nul("project_id", project_id)) is None:
             raise NotFound(f"project {project_id!r} not found", field="project_id")
-        if user_id:
+        if user_id:  # the user's id, or its username
             user = await self.pool.fetchrow(q("find_user"), org_id, _no_nul("user_id", user_id))
             if user is None:
                 raise NotFound(f"user {user_id!r} not found", field="user_id")
+            user_id = user["user_id"]
             role = role or user["role"]
             if role == "admin" and user["role"] != "admin":
                 raise PermissionDenied("a member's key cannot have the admin role", field="role")

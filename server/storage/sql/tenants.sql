@@ -30,7 +30,9 @@ on conflict do nothing
 returning org_id, user_id, username, role, create_time;
 
 -- name: find_user
-select org_id, user_id, username, role, create_time from users where org_id = $1 and user_id = $2;
+-- by id or, failing that, by username (usernames are unique across the service)
+select org_id, user_id, username, role, create_time from users where org_id = $1 and (user_id = $2 or username = $2)
+order by (user_id = $2) desc limit 1;
 
 -- name: user_for_login
 select org_id, user_id, username, role, create_time, password_hash from users where username = $1;

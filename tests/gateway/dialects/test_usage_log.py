@@ -2,7 +2,9 @@
 
 import decimal
 import json
+import re
 import shlex
+import uuid
 
 import pytest
 
@@ -72,12 +74,13 @@ async def test_the_seed_examples_as_written(http, new_tenant):
     assert created.status_code == 200, created.text
     record = created.json()
     assert set(record) == RECORD_FIELDS
-    assert record["user_id"] == t.member.user_id  # from the token
+    assert record["user_id"] == t.member.user_id  # from the token: the user's stable uuid, not its username
+    assert str(uuid.UUID(record["user_id"])) == record["user_id"] != t.member.username
     assert (record["api_name"], record["endpoint"], record["units_used"]) == ("llm_query", "/chat", 346)
     assert '"cost_usd":0.0043' in created.text  # a JSON number, exactly the given value
     assert record["api_key_used"] == "pk_live_abc123"
     assert record["status_active"] is True
-    assert record["created_at"].endswith("Z")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["created_at"])  # as "2025-07-04T12:00:00Z"
     usage_id = record["usage_id"]
 
     listed = await curl(http, CURL_LIST, **{"<token>": user_token})
@@ -102,9 +105,21 @@ async def test_the_seed_examples_as_written(http, new_tenant):
     deleted = await curl(http, CURL_DELETE, **{"usage-uuid": usage_id, "<admin_token>": t.admin.key})
     assert deleted.status_code == 200
     assert deleted.json()["usage_id"] == usage_id and deleted.json()["status_active"] is False
+    # Deleted: gone from this dialect (reads, adjustments, a second delete, every list) ...
+    gone = {"detail": "Usage record not found"}
+    for command, token in ((CURL_GET, user_token), (CURL_GET, t.admin.key), (CURL_PUT, t.admin.key),
+                           (CURL_DELETE, t.admin.key)):
+        after = await curl(http, command, **{"usage-uuid": usage_id, "<token>": token, "<admin_token>": token})
+        assert (after.status_code, after.json()) == (404, gone), command
     assert (await curl(http, CURL_LIST, **{"<token>": user_token})).json() == []
-    after = await curl(http, CURL_GET, **{"usage-uuid": usage_id, "<token>": user_token})
-    assert after.json()["status_active"] is False
+    assert (await curl(http, CURL_LIST, **{"<token>": t.admin.key})).json() == []
+    for token in (user_token, t.admin.key):
+        by_user = await curl(http, CURL_BY_USER, uuid123=t.member.user_id, **{"<admin_or_user_token>": token})
+        assert by_user.json() == []
+    # ... and still auditable through the native API.
+    audit = await http.get("/v1/events?include_voided=true", headers=t.admin.headers)
+    assert [(e["event_id"], e["active"], e["user_id"]) for e in audit.json()["events"]] == \
+        [(usage_id, False, t.member.user_id)]
 
 
 async def post(http, headers, **overrides):

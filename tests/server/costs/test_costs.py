@@ -121,7 +121,8 @@ async def test_costs_by_day_project_line_item_and_key(stubs, pstubs, new_org, se
 async def test_costs_follow_the_read_scope(stubs, pstubs, new_org):
     org = await new_org()
     await set_prices(pstubs.prices, org.auth, new_version("m", {"input": "0.01"}))
-    await stubs.admin.CreateUser(admin_pb2.CreateUserRequest(username=f"{org.name}-amy", password="password-1"),
+    await stubs.admin.CreateUser(admin_pb2.CreateUserRequest(username=f"{org.name}-amy", password="password-1",
+                                                           user_id=f"{org.name}-amy"),
                                  metadata=org.auth)
     member = await stubs.admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(user_id=f"{org.name}-amy"),
                                             metadata=org.auth)
