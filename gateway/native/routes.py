@@ -35,15 +35,17 @@ from gateway.http.json_response import JSONResponse
 from gateway.native import protojson
 from gateway.native.httprule import Binding, bindings
 from gateway.upstream.client import upstream
-from metering.v1 import admin_pb2, budgets_pb2, ingest_pb2, query_pb2, records_pb2
+from metering.v1 import admin_pb2, budgets_pb2, ingest_pb2, prices_pb2, query_pb2, records_pb2
 
-# The services exposed as native REST. A later service (prices) is added here.
+# The services exposed as native REST.
 SERVICES: list[pb_descriptor.ServiceDescriptor] = [
     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
     records_pb2.DESCRIPTOR.services_by_name["RecordService"],
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
     query_pb2.DESCRIPTOR.services_by_name["QueryService"],
     budgets_pb2.DESCRIPTOR.services_by_name["BudgetService"],
+    prices_pb2.DESCRIPTOR.services_by_name["PriceService"],
+    prices_pb2.DESCRIPTOR.services_by_name["CostService"],
 ]
 PREFIX = "/v1/"  # unmatched paths under here get this dialect's error shape
 UPDATE_MASK = "update_mask"

@@ -30,6 +30,7 @@ FROZEN_FIELDS = frozenset({
 })
 UPDATABLE_FIELDS = frozenset(event_pb2.UsageEvent.DESCRIPTOR.fields_by_name) - FROZEN_FIELDS
 MAP_FIELDS = frozenset({"counters", "labels"})  # an update_mask path may name one entry: "labels.size"
+ANY_EVENT = "-"  # as an event_id with a request_id: the event of that request_id
 LIST_FILTERS = ("project_ids", "user_ids", "api_key_ids", "client_ids", "models", "kinds")
 
 
@@ -43,20 +44,27 @@ class Records:
         self.pool = writer.pool
 
     async def _event_id(self, principal: Principal, event_id: str, request_id: str = "") -> uuid.UUID:
+        """The event named by `event_id`, or by `request_id` when event_id is empty or "-" (AIP-159's
+        wildcard: `GET /v1/events/-?request_id=...` over REST). Both given: they must name the same event."""
+        if event_id == ANY_EVENT:
+            event_id = ""
+        eid: uuid.UUID | None = None
         if event_id:
             try:
                 eid = uuid.UUID(event_id)
                 _id_millis(eid)  # an id whose time prefix is past year 9999 names no event
             except (ValueError, OverflowError):
                 raise NotFound(f"event {event_id[:64]!r} not found") from None
-            return eid
         if request_id:
             _no_nul("request_id", request_id)
             found: uuid.UUID | None = await self.pool.fetchval(q("event_by_request_id"), principal.org_id, request_id)
-            if found is None:
-                raise NotFound(f"no event with request_id {request_id[:64]!r}")
+            if found is None or eid not in (None, found):
+                also = f" and id {event_id[:64]!r}" if eid else ""
+                raise NotFound(f"no event with request_id {request_id[:64]!r}{also}")
             return found
-        raise InvalidArgument("event_id", "required", reason="REQUIRED")
+        if eid is None:
+            raise InvalidArgument("event_id", "required", reason="REQUIRED")
+        return eid
 
     async def get(self, principal: Principal, event_id: str, request_id: str = "") -> event_pb2.UsageEvent:
         eid = await self._event_id(principal, event_id, request_id)
