@@ -33,6 +33,8 @@ from server.api.budgets import BudgetsServicer
 from server.api.context import Core
 from server.api.ingest import IngestServicer
 from server.api.interceptors import ServerInterceptor
+from server.api.otlp import SERVICE as TRACE_SERVICE
+from server.api.otlp import TraceServicer
 from server.api.prices import CostServicer, PriceServicer
 from server.api.query import QueryServicer
 from server.api.ratelimit import RateLimiter
@@ -65,6 +67,9 @@ SERVICE_NAMES = [
     prices_pb2.DESCRIPTOR.services_by_name["CostService"].full_name,
     budgets_pb2.DESCRIPTOR.services_by_name["BudgetService"].full_name,
 ]
+# The standard services served beside ours (OTLP/gRPC trace export: GenAI spans as usage), in
+# health and reflection too.
+STANDARD_SERVICE_NAMES = [TRACE_SERVICE.full_name]
 
 
 class MeteringServer:
@@ -154,9 +159,11 @@ class MeteringServer:
         )
         self.budgets = Budgets(self.pool, engine)
         budgets_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetsServicer(core, self.budgets), self.server)
+        add_service(self.server, TRACE_SERVICE, TraceServicer(core, self.ingest))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            [*SERVICE_NAMES, *STANDARD_SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
             self.server,
         )
         try:
@@ -178,7 +185,7 @@ class MeteringServer:
         async with self._health_lock:
             status = (health_pb2.HealthCheckResponse.SERVING if self.listener.connected
                       else health_pb2.HealthCheckResponse.NOT_SERVING)
-            for name in ["", *SERVICE_NAMES]:
+            for name in ["", *SERVICE_NAMES, *STANDARD_SERVICE_NAMES]:
                 await self.health.set(name, status)
 
     async def stop(self, grace: float = 5.0) -> None:
