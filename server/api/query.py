@@ -122,6 +122,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     async def QueryUsage(self, request: query_pb2.QueryUsageRequest, context: Context) -> bytes:
         """Sent encoded (server/api/bucket_cache.py): settled buckets are encoded once, then kept."""
+        return usage_reply(*await self.usage_page(request, context))
+
+    async def usage_page(
+        self, request: query_pb2.QueryUsageRequest, context: Context
+    ) -> tuple[list[bytes], query_pb2.QueryUsageResponse]:
+        """A QueryUsage page: its encoded buckets, and its other fields (also ExportService's chunks)."""
         principal = await caller(self.core, context)
         spec = make_spec(
             _time(request.start_time, request.HasField("start_time")),
@@ -141,10 +147,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             if b.etag and not b.not_modified:  # settled: kept by its etag
                 self.buckets.put(b.etag, bucket)
             encoded.append(bucket)
-        return usage_reply(encoded, query_pb2.QueryUsageResponse(
+        return encoded, query_pb2.QueryUsageResponse(
             next_page_token=page_token(result, spec, principal), freshness=freshness_pb(result.freshness),
             etag=result.etag, not_modified=result.not_modified,
-        ))
+        )
 
     async def GetUsageTallies(
         self, request: query_pb2.GetUsageTalliesRequest, context: Context

@@ -21,6 +21,7 @@ from metering.v1 import (
     admin_pb2_grpc,
     budgets_pb2,
     budgets_pb2_grpc,
+    exports_pb2,
     ingest_pb2,
     prices_pb2,
     prices_pb2_grpc,
@@ -31,6 +32,7 @@ from metering.v1 import (
 from server.api.admin import AdminServicer
 from server.api.budgets import BudgetsServicer
 from server.api.context import Core
+from server.api.exports import ExportServicer
 from server.api.ingest import IngestServicer
 from server.api.interceptors import ServerInterceptor
 from server.api.otlp import SERVICE as TRACE_SERVICE
@@ -66,6 +68,7 @@ SERVICE_NAMES = [
     prices_pb2.DESCRIPTOR.services_by_name["PriceService"].full_name,
     prices_pb2.DESCRIPTOR.services_by_name["CostService"].full_name,
     budgets_pb2.DESCRIPTOR.services_by_name["BudgetService"].full_name,
+    exports_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name,
 ]
 # The standard services served beside ours (OTLP/gRPC trace export: GenAI spans as usage), in
 # health and reflection too.
@@ -149,8 +152,9 @@ class MeteringServer:
         records_pb2_grpc.add_RecordServiceServicer_to_server(RecordsServicer(core), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), self.server)
         engine = QueryEngine(self.pool)
-        add_service(self.server, query_pb2.DESCRIPTOR.services_by_name["QueryService"],
-                    QueryServicer(core, engine, core.records))
+        query = QueryServicer(core, engine, core.records)
+        add_service(self.server, query_pb2.DESCRIPTOR.services_by_name["QueryService"], query)
+        add_service(self.server, exports_pb2.DESCRIPTOR.services_by_name["ExportService"], ExportServicer(core, query))
         prices_pb2_grpc.add_PriceServiceServicer_to_server(
             PriceServicer(core, PriceVersions(self.pool, writer.pricer), Repricer(writer), writer.pricer), self.server
         )
