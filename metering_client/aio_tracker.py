@@ -57,8 +57,8 @@ class AsyncUsageLogger(_AsyncUsage):
         user_id: str,
         input_tokens: int,
         output_tokens: int,
-        input_cost: float,
-        output_cost: float,
+        input_cost: float | None,
+        output_cost: float | None,
         status: str,
         error_message: str | None = None,
         *,
@@ -88,8 +88,8 @@ class AsyncUsageTracker(_AsyncUsage):
         response_raw: str,
         input_tokens: int,
         output_tokens: int,
-        input_cost: float,
-        output_cost: float,
+        input_cost: float | None,
+        output_cost: float | None,
         status: str,
         error_message: str | None = None,
         *,
@@ -110,7 +110,8 @@ class AsyncUsageTracker(_AsyncUsage):
         if not client_id:
             raise ValueError("no client_id: pass one or configure client_id")
         await self.client.sync()
-        return seed.client_usage_data(await self.client.get_client_usage(client_id, recent_limit=seed.RECENT_REQUESTS))
+        usage = await self.client.get_client_usage(client_id, recent_limit=seed.RECENT_REQUESTS)
+        return seed.client_usage_data(usage, await self.client.query_usage(seed.unpriced_request(client_id)))
 
     async def get_request_details(self, request_id: str) -> RequestDetails:
         await self.client.sync()

@@ -5,6 +5,12 @@ Everything here is a pure conversion; the numbers always come from the server
 (QueryService.GetClientUsage, QueryService.QueryUsage, RecordService.GetEvent). Money is a float in
 the models because the seed says so; the server keeps and sums it as exact decimals, and
 get_usage_stats() also gives the exact total (total_cost_decimal).
+
+Unpriced usage (no cost given and no price in the book) is never costed at 0 silently: a cost is the
+sum of what is priced, and every report says what is not: `unpriced_requests` in get_usage_stats()
+(totals, per model, per client) and in ClientUsageData and its ModelUsage (from a second query,
+unpriced_request), `unpriced` on RequestSummary and RequestDetails. Fields the seed does
+not name come after its own, with defaults, so seed-style code reads the models unchanged.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class ModelUsage(_Model):
     total_output_tokens: int
     total_cost: float
     last_used: dt.datetime
+    unpriced_requests: int = 0  # without a cost or a price: not in total_cost
 
 
 class RequestSummary(_Model):
@@ -59,6 +66,7 @@ class RequestSummary(_Model):
     total_cost: float
     status: str
     error_message: Optional[str] = None  # noqa: UP045
+    unpriced: bool = False  # no cost given and no price found: total_cost 0.0 is not a price
 
 
 class ClientUsageData(_Model):
@@ -73,6 +81,7 @@ class ClientUsageData(_Model):
     total_cost: float
     models_used: List[ModelUsage]  # noqa: UP006
     recent_requests: List[RequestSummary]  # noqa: UP006
+    unpriced_requests: int = 0  # without a cost or a price: not in total_cost
 
 
 class RequestDetails(_Model):
@@ -96,6 +105,7 @@ class RequestDetails(_Model):
     total_cost: float
     status: str
     error_message: Optional[str] = None  # noqa: UP045
+    unpriced: bool = False  # no cost given and no price found: the costs 0.0 are not a price
 
 
 def status(value: str | None) -> str | None:
@@ -147,6 +157,7 @@ def request_summary(event: event_pb2.UsageEvent) -> RequestSummary:
         request_id=event.request_id, timestamp=_time(event.timestamp), model_name=event.model,
         model_provider=event.provider, input_tokens=event.input_tokens, output_tokens=event.output_tokens,
         total_cost=_float(event.cost), status=event.status, error_message=event.error_message or None,
+        unpriced=event.unpriced,
     )
 
 
@@ -158,21 +169,34 @@ def request_details(event: event_pb2.UsageEvent) -> RequestDetails:
         response_json=event.response_json, response_raw=event.response_raw,
         input_tokens=event.input_tokens, output_tokens=event.output_tokens,
         input_cost=_float(event.input_cost), output_cost=_float(event.output_cost), total_cost=_float(event.cost),
-        status=event.status, error_message=event.error_message or None,
+        status=event.status, error_message=event.error_message or None, unpriced=event.unpriced,
     )
 
 
-def client_usage_data(reply: query_pb2.ClientUsage) -> ClientUsageData:
+def unpriced_request(client_id: str, now: dt.datetime | None = None) -> query_pb2.QueryUsageRequest:
+    """The unpriced requests of one client, ever, per model and provider (ClientUsageData's counts)."""
+    request = stats_request(now)
+    del request.group_by[:]
+    request.group_by.extend(("model", "provider"))
+    request.metrics.append("unpriced_events")
+    request.filters.add(field="client_id", values=[client_id])
+    return request
+
+
+def client_usage_data(reply: query_pb2.ClientUsage, unpriced: query_pb2.QueryUsageResponse) -> ClientUsageData:
+    """GetClientUsage's reply, with the unpriced counts of `unpriced` (the reply to unpriced_request)."""
+    by_model = {(g.key.get("model", ""), g.key.get("provider", "")): g.metrics.unpriced_events
+                for b in unpriced.buckets for g in b.groups}
     return ClientUsageData(
         client_id=reply.client_id, total_requests=reply.total_requests,
         successful_requests=reply.successful_requests, failed_requests=reply.failed_requests,
         total_input_tokens=reply.total_input_tokens, total_output_tokens=reply.total_output_tokens,
-        total_cost=_float(reply.total_cost),
+        total_cost=_float(reply.total_cost), unpriced_requests=sum(by_model.values()),
         models_used=[
             ModelUsage(
                 model_name=m.model_name, model_provider=m.model_provider, total_input_tokens=m.total_input_tokens,
                 total_output_tokens=m.total_output_tokens, total_cost=_float(m.total_cost),
-                last_used=_time(m.last_used),
+                last_used=_time(m.last_used), unpriced_requests=by_model.get((m.model_name, m.model_provider), 0),
             )
             for m in reply.models_used
         ],
@@ -190,7 +214,7 @@ def stats_request(now: dt.datetime | None = None) -> query_pb2.QueryUsageRequest
 
 class _Totals:
     def __init__(self) -> None:
-        self.requests = self.successful = self.failed = self.input_tokens = self.output_tokens = 0
+        self.requests = self.successful = self.failed = self.input_tokens = self.output_tokens = self.unpriced = 0
         self.cost = decimal.Decimal(0)
         self.last_used: dt.datetime | None = None
 
@@ -203,6 +227,7 @@ class _Totals:
         self.input_tokens += metrics.input_tokens
         self.output_tokens += metrics.output_tokens
         self.cost = _SUMS.add(self.cost, money(metrics.cost))
+        self.unpriced += metrics.unpriced_events
         if metrics.HasField("last_event_time"):
             last = _time(metrics.last_event_time)
             self.last_used = last if self.last_used is None else max(self.last_used, last)
@@ -212,7 +237,8 @@ class _Totals:
             "total_requests": self.requests, "successful_requests": self.successful,
             "failed_requests": self.failed, "total_input_tokens": self.input_tokens,
             "total_output_tokens": self.output_tokens, "total_cost": float(self.cost),
-            "total_cost_decimal": format(self.cost, "f"), "last_used": self.last_used,
+            "total_cost_decimal": format(self.cost, "f"), "unpriced_requests": self.unpriced,
+            "last_used": self.last_used,
         }
 
 

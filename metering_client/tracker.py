@@ -54,7 +54,8 @@ class _Usage:
     def get_usage_stats(self) -> dict[str, Any]:
         """Usage statistics from the server, for everything these credentials may see:
         total_requests, successful_requests, failed_requests, total_input_tokens,
-        total_output_tokens, total_cost (float), total_cost_decimal (exact, str), last_used, and
+        total_output_tokens, total_cost (float), total_cost_decimal (exact, str), unpriced_requests
+        (requests without a cost or a price: not in total_cost, never costed at 0), last_used, and
         the same per model ("models": model_name, model_provider, ...) and per client ("clients")."""
         self.client.sync()
         return seed.usage_stats(self.client.query_usage(seed.stats_request()).buckets)
@@ -97,8 +98,8 @@ class UsageLogger(_Usage):
         user_id: str,
         input_tokens: int,
         output_tokens: int,
-        input_cost: float,
-        output_cost: float,
+        input_cost: float | None,
+        output_cost: float | None,
         status: str,
         error_message: str | None = None,
         *,
@@ -106,7 +107,8 @@ class UsageLogger(_Usage):
         **fields: Any,
     ) -> None:
         """Log a request (queued; delivered in the background). Costs are kept as exact decimals
-        (floats via their shortest repr: 0.0001 stays 0.0001). `reservation_id`: the reservation this
+        (floats via their shortest repr: 0.0001 stays 0.0001); None: not known, priced by the server's
+        price book or reported as unpriced (never $0). `reservation_id`: the reservation this
         request settles (MeteringClient.reserve / check(reserve=True)); recorded through a client
         whose reserve() block holds it, the block then does not release it. Extra keyword arguments
         are other event fields (timestamp, labels, project_id, kind, ...)."""
@@ -135,8 +137,8 @@ class UsageTracker(_Usage):
         response_raw: str,
         input_tokens: int,
         output_tokens: int,
-        input_cost: float,
-        output_cost: float,
+        input_cost: float | None,
+        output_cost: float | None,
         status: str,
         error_message: str | None = None,
         *,
@@ -161,7 +163,8 @@ class UsageTracker(_Usage):
         if not client_id:
             raise ValueError("no client_id: pass one or configure client_id")
         self.client.sync()
-        return seed.client_usage_data(self.client.get_client_usage(client_id, recent_limit=seed.RECENT_REQUESTS))
+        return seed.client_usage_data(self.client.get_client_usage(client_id, recent_limit=seed.RECENT_REQUESTS),
+                                      self.client.query_usage(seed.unpriced_request(client_id)))
 
     def get_request_details(self, request_id: str) -> RequestDetails:
         """Everything recorded for one request. Raises NotFoundError if there is no such request."""

@@ -16,6 +16,7 @@ from arq import cron, func
 from arq.connections import RedisSettings
 
 from server.core.config import ConfigError
+from server.retention.drop import retention_sweep
 from server.rollups.queue import HEALTH_CHECK_SUFFIX, ROLLUP_JOB, SWEEP_JOB, deserialize, queue_name, serialize
 from server.storage.db import create_pool
 from server.storage.migrate import migrate_dsn
@@ -75,7 +76,10 @@ def worker_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> d
     settings: dict[str, Any] = {
         "functions": [func(rollup_day, name=ROLLUP_JOB, keep_result=0, max_tries=MAX_TRIES, timeout=JOB_TIMEOUT)],
         "cron_jobs": [cron(sweep_dirty, name=SWEEP_JOB, second=set(range(0, 60, sweep_every)), microsecond=0,
-                           unique=True, run_at_startup=True, timeout=JOB_TIMEOUT, keep_result=0)],
+                           unique=True, run_at_startup=True, timeout=JOB_TIMEOUT, keep_result=0),
+                      # docs/storage.md "Retention": drops the partitions past every organization's horizon
+                      cron(retention_sweep, name="metering:retention", minute=17, second=0, microsecond=0,
+                           unique=True, timeout=JOB_TIMEOUT, keep_result=0)],
         "redis_settings": redis_settings,
         "queue_name": queue,
         "health_check_key": queue + HEALTH_CHECK_SUFFIX,

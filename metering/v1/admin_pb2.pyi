@@ -225,3 +225,37 @@ class LoginResponse(_message.Message):
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetRetentionRequest(_message.Message):
+    __slots__ = ("organization",)
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    def __init__(self, organization: _Optional[str] = ...) -> None: ...
+
+class UpdateRetentionRequest(_message.Message):
+    __slots__ = ("organization", "event_days", "payload_days")
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_DAYS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    event_days: int
+    payload_days: int
+    def __init__(self, organization: _Optional[str] = ..., event_days: _Optional[int] = ..., payload_days: _Optional[int] = ...) -> None: ...
+
+class Retention(_message.Message):
+    __slots__ = ("organization_id", "event_days", "payload_days", "effective_event_days", "effective_payload_days", "events_kept_from", "payloads_kept_from")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_DAYS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_EVENT_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_PAYLOAD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_KEPT_FROM_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_KEPT_FROM_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    event_days: int
+    payload_days: int
+    effective_event_days: int
+    effective_payload_days: int
+    events_kept_from: _timestamp_pb2.Timestamp
+    payloads_kept_from: _timestamp_pb2.Timestamp
+    def __init__(self, organization_id: _Optional[str] = ..., event_days: _Optional[int] = ..., payload_days: _Optional[int] = ..., effective_event_days: _Optional[int] = ..., effective_payload_days: _Optional[int] = ..., events_kept_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payloads_kept_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -92,6 +92,16 @@ class AdminServiceStub:
                 request_serializer=metering_dot_v1_dot_admin__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=metering_dot_v1_dot_admin__pb2.Principal.FromString,
                 _registered_method=True)
+        self.GetRetention = channel.unary_unary(
+                '/metering.v1.AdminService/GetRetention',
+                request_serializer=metering_dot_v1_dot_admin__pb2.GetRetentionRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_admin__pb2.Retention.FromString,
+                _registered_method=True)
+        self.UpdateRetention = channel.unary_unary(
+                '/metering.v1.AdminService/UpdateRetention',
+                request_serializer=metering_dot_v1_dot_admin__pb2.UpdateRetentionRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_admin__pb2.Retention.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -169,6 +179,21 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRetention(self, request, context):
+        """The organization's retention of raw events and payloads (docs/storage.md "Retention").
+        Organization admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRetention(self, request, context):
+        """Replaces the organization's retention settings; an unset field takes the default.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +251,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=metering_dot_v1_dot_admin__pb2.WhoAmIRequest.FromString,
                     response_serializer=metering_dot_v1_dot_admin__pb2.Principal.SerializeToString,
+            ),
+            'GetRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRetention,
+                    request_deserializer=metering_dot_v1_dot_admin__pb2.GetRetentionRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_admin__pb2.Retention.SerializeToString,
+            ),
+            'UpdateRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRetention,
+                    request_deserializer=metering_dot_v1_dot_admin__pb2.UpdateRetentionRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_admin__pb2.Retention.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -528,6 +563,60 @@ class AdminService:
             '/metering.v1.AdminService/WhoAmI',
             metering_dot_v1_dot_admin__pb2.WhoAmIRequest.SerializeToString,
             metering_dot_v1_dot_admin__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metering.v1.AdminService/GetRetention',
+            metering_dot_v1_dot_admin__pb2.GetRetentionRequest.SerializeToString,
+            metering_dot_v1_dot_admin__pb2.Retention.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metering.v1.AdminService/UpdateRetention',
+            metering_dot_v1_dot_admin__pb2.UpdateRetentionRequest.SerializeToString,
+            metering_dot_v1_dot_admin__pb2.Retention.FromString,
             options,
             channel_credentials,
             insecure,

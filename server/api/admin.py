@@ -7,11 +7,13 @@ from server.api.context import Context, Core, caller, in_organization
 from server.core import convert
 from server.core.errors import PermissionDenied
 from server.core.principal import Principal
+from server.retention.settings import RetentionSettings, RetentionView
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.retention = RetentionSettings(core.records.horizons)
 
     async def _admin(self, context: Context, organization: str = "") -> Principal:
         """An organization-wide admin of the target organization (default: the caller's)."""
@@ -101,3 +103,28 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             organization_id=p.organization_id, role=convert.ROLE_TO_PROTO[p.role], user_id=p.user_id or "",
             project_id=p.project_id or "", api_key_id=p.api_key_id or "", master=p.master,
         )
+
+    async def GetRetention(self, request: admin_pb2.GetRetentionRequest, context: Context) -> admin_pb2.Retention:
+        p = await self._admin(context, request.organization)
+        return _retention(await self.retention.get(p.org_id), p.organization_id)
+
+    async def UpdateRetention(
+        self, request: admin_pb2.UpdateRetentionRequest, context: Context,
+    ) -> admin_pb2.Retention:
+        p = await self._admin(context, request.organization)
+        view = await self.retention.put(
+            p.org_id, request.event_days if request.HasField("event_days") else None,
+            request.payload_days if request.HasField("payload_days") else None)
+        return _retention(view, p.organization_id)
+
+
+def _retention(view: RetentionView, organization_id: str) -> admin_pb2.Retention:
+    reply = admin_pb2.Retention(
+        organization_id=organization_id, event_days=view.event_days, payload_days=view.payload_days,
+        effective_event_days=view.effective.event_days or 0, effective_payload_days=view.effective.payload_days or 0,
+    )
+    if view.horizon.events is not None:
+        reply.events_kept_from.CopyFrom(convert.timestamp(view.horizon.events))
+    if view.horizon.payloads is not None:
+        reply.payloads_kept_from.CopyFrom(convert.timestamp(view.horizon.payloads))
+    return reply

@@ -106,14 +106,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self.committer: GroupCommitter[tuple[int, NewEvent], Written] = GroupCommitter(writer.write, max_inflight=1)
         self.series_memo = SeriesMemo()
 
-    def _validate(self, event: event_pb2.UsageEvent, principal: Principal) -> NewEvent:
-        return Validator(principal, dt.datetime.now(dt.UTC), self.series_memo)(event)
+    async def _validate(self, event: event_pb2.UsageEvent, principal: Principal) -> NewEvent:
+        horizon = await self.core.records.horizons.of(principal.org_id)
+        return Validator(principal, dt.datetime.now(dt.UTC), self.series_memo, horizon)(event)
 
     async def RecordEvent(
         self, request: ingest_pb2.RecordEventRequest, context: Context
     ) -> ingest_pb2.RecordEventResponse:
         principal = await caller(self.core, context)
-        new = self._validate(request.event, principal)
+        new = await self._validate(request.event, principal)
         written = await self.committer.submit((principal.org_id, new))
         return _response(written)
 
@@ -122,7 +123,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         principal = await caller(self.core, context)
         if len(request.events) > MAX_BATCH:
             raise InvalidArgument("events", f"at most {MAX_BATCH} events per batch")
-        check = Validator(principal, dt.datetime.now(dt.UTC), self.series_memo)
+        horizon = await self.core.records.horizons.of(principal.org_id)
+        check = Validator(principal, dt.datetime.now(dt.UTC), self.series_memo, horizon)
         org_id = principal.org_id
         rejected: dict[int, ingest_pb2.ItemResult] = {}
         valid: list[tuple[int, NewEvent]] = []
@@ -144,7 +146,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
         async def one(index: int, event: event_pb2.UsageEvent) -> ingest_pb2.ItemResult:
             try:
-                new = self._validate(event, principal)
+                new = await self._validate(event, principal)
             except MeteringError as error:
                 return _rejected(index, event, error)
             return _written(index, await self.committer.submit((principal.org_id, new)))

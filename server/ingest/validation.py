@@ -25,6 +25,7 @@ from server.core.events import (
     event_uuid_from_millis,
 )
 from server.core.principal import Principal
+from server.storage.horizons import OUTSIDE_RETENTION, Horizon
 
 # Limits (docs/guarantees.md, "Limits").
 MAX_ID_LENGTH = 256
@@ -241,9 +242,13 @@ class Validator:
     value and memoized; only the per-event fields are checked for every event.
     """
 
-    def __init__(self, principal: Principal, now: dt.datetime, memo: SeriesMemo | None = None) -> None:
+    def __init__(self, principal: Principal, now: dt.datetime, memo: SeriesMemo | None = None,
+                 horizon: Horizon | None = None) -> None:
+        """horizon: the organization's retention (server/storage/horizons.py); None: keeps all."""
         self.principal = principal
         self.now = now
+        self._events_before = horizon.events if horizon is not None else None
+        self._payloads_before = horizon.payloads if horizon is not None else None
         self._now_seconds = int(now.timestamp())
         self._series = memo.for_caller(principal) if memo is not None else {}
 
@@ -260,6 +265,9 @@ class Validator:
             self._series[raw] = series
 
         ts, millis = _timestamp(event, self.now, self._now_seconds)
+        if self._events_before is not None and ts < self._events_before:
+            raise InvalidArgument("timestamp", f"before {self._events_before:%Y-%m-%dT%H:%M:%SZ}, the start of the "
+                                  "organization's retention", reason=OUTSIDE_RETENTION)
         request_id = event.request_id
         if len(request_id) > MAX_ID_LENGTH or "\x00" in request_id:
             _text("request_id", request_id, MAX_ID_LENGTH)
@@ -282,6 +290,8 @@ class Validator:
 
         raw_payload = _get_payload(event)
         payload = _strings(PAYLOAD_FIELDS, raw_payload, MAX_PAYLOAD_FIELD) if any(raw_payload) else None
+        if payload is not None and self._payloads_before is not None and ts < self._payloads_before:
+            payload = None  # past the payload retention: the usage is kept, the payload never stored
 
         event_id = event_uuid_from_millis(millis, _random.getrandbits(74))
         new = NewEvent(

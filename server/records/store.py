@@ -20,6 +20,7 @@ from server.core.windows import window_start
 from server.ingest.validation import validate
 from server.ingest.writer import EventWriter
 from server.storage.db import q
+from server.storage.horizons import OUTSIDE_RETENTION, Horizon, Horizons
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -42,6 +43,7 @@ class Records:
     def __init__(self, writer: EventWriter) -> None:
         self.writer = writer
         self.pool = writer.pool
+        self.horizons = Horizons(self.pool)  # retention: events past it are gone (docs/storage.md)
 
     async def _event_id(self, principal: Principal, event_id: str, request_id: str = "") -> uuid.UUID:
         """The event named by `event_id`, or by `request_id` when event_id is empty or "-" (AIP-159's
@@ -68,10 +70,14 @@ class Records:
 
     async def get(self, principal: Principal, event_id: str, request_id: str = "") -> event_pb2.UsageEvent:
         eid = await self._event_id(principal, event_id, request_id)
+        horizon = await self.horizons.of(principal.org_id)
+        if horizon.events is not None and _id_millis(eid) < horizon.events:
+            raise NotFound(f"event {event_id or request_id!r} is past the organization's retention",
+                           reason=OUTSIDE_RETENTION, field="event_id")
         row = await self.pool.fetchrow(q("get_event"), principal.org_id, eid, _id_millis(eid), *principal.read_scope())
         if row is None:
             raise NotFound(f"event {event_id or request_id!r} not found")
-        return convert.event(row, principal.organization_id)
+        return _retained(convert.event(row, principal.organization_id), horizon)
 
     async def list(self, principal: Principal, req: records_pb2.ListEventsRequest) -> records_pb2.ListEventsResponse:
         size = req.page_size or DEFAULT_PAGE_SIZE
@@ -88,6 +94,9 @@ class Records:
         digest = tokens.request_digest(start and start.isoformat(), end and end.isoformat(), filters,
                                        req.include_voided, principal.read_scope(), principal.org_id)
         after_ts, after_id = after_event(req.page_token, digest) if req.page_token else (None, None)
+        horizon = await self.horizons.of(principal.org_id)
+        if horizon.events is not None and (start is None or start < horizon.events):
+            start = horizon.events  # what is past the retention is gone (the page token's digest keeps the asked start)
         rows = await self.pool.fetch(
             q("list_events"), principal.org_id, start, end, after_ts, after_id, *principal.read_scope(),
             *filters, req.include_voided, size + 1, req.include_payload, req.skip,
@@ -96,7 +105,8 @@ class Records:
         rows = rows[:size]
         token = event_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""
         return records_pb2.ListEventsResponse(
-            events=[convert.event(r, principal.organization_id) for r in rows], next_page_token=token
+            events=[_retained(convert.event(r, principal.organization_id), horizon) for r in rows],
+            next_page_token=token,
         )
 
     async def update(
@@ -113,6 +123,13 @@ class Records:
             if top not in UPDATABLE_FIELDS or (dot and (top not in MAP_FIELDS or not key)):
                 raise InvalidArgument("update_mask", f"unknown field {path[:64]!r}")
         current = await self.get(principal, patch.event_id)
+        payloads_before = (await self.horizons.of(principal.org_id)).payloads
+        payload_gone = payloads_before is not None and current.timestamp.ToDatetime(dt.UTC) < payloads_before
+        if payload_gone:
+            for path in paths:
+                if path in PAYLOAD_FIELDS:
+                    raise InvalidArgument(path, "the event's payload is past the organization's payload retention",
+                                          reason=OUTSIDE_RETENTION)
         merged = event_pb2.UsageEvent()
         merged.CopyFrom(current)
         whole = {p for p in paths if "." not in p}
@@ -149,7 +166,7 @@ class Records:
                 *new.counters, new.extra_counters, new.input_cost, new.output_cost, new.cost, new.cost is None,
                 new.payload is not None, new.price_version,
             )
-            if new.payload is not None or locked["has_payload"]:
+            if (new.payload is not None or locked["has_payload"]) and not payload_gone:
                 await conn.execute(q("upsert_payload"), principal.org_id, locked["ts"], eid,
                                    *(new.payload or (None,) * len(PAYLOAD_FIELDS)))
             after = await self._audit(conn, principal, eid, ts, "update", reason, current)
@@ -193,6 +210,14 @@ class Records:
         )
         await conn.execute(q("mark_window_dirty"), principal.org_id, window_start(ts))
         return after
+
+
+def _retained(event: event_pb2.UsageEvent, horizon: Horizon) -> event_pb2.UsageEvent:
+    """The event without its payload once that is past the payload retention."""
+    if horizon.payloads is not None and event.timestamp.ToDatetime(dt.UTC) < horizon.payloads:
+        for name in PAYLOAD_FIELDS:  # error_message included: it is kept in event_payloads
+            event.ClearField(name)
+    return event
 
 
 def _audit_json(msg: event_pb2.UsageEvent) -> dict[str, Any]:

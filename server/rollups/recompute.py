@@ -75,7 +75,7 @@ async def _pass(pool: asyncpg.Pool, org_id: int, day: dt.datetime, wide: bool) -
                     statements += cube_statements(grain, wide).in_order()
                 for statement in statements:
                     await conn.execute(statement, org_id, starts)
-            await conn.execute(q("rollup_delete_dirty"), [r["id"] for r in dirty])
+            await conn.execute(q("rollup_delete_dirty"), [r["id"] for r in dirty], org_id)
             await conn.execute(q("rollup_stamp_hours"), org_id, hours)
         left = await conn.fetchval(q("rollup_dirty_left"), org_id, day)
     return RollupPass(len(windows), bool(left))

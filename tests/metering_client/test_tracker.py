@@ -85,7 +85,7 @@ async def test_seed_examples(target, new_org, db):
         "client_id": "my_app", "user_id": "user123", "config_json": "{}", "request_raw": "", "request_json": "{}",
         "response_json": "{}", "response_raw": "", "input_tokens": 10, "output_tokens": 20,
         "input_cost": 0.0001, "output_cost": 0.0002, "total_cost": 0.0003, "status": "success",
-        "error_message": None,
+        "error_message": None, "unpriced": False,
     }
     assert abs(details.timestamp - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
 
@@ -192,3 +192,34 @@ async def test_construction_styles(target, new_org, monkeypatch):
         UsageTracker(client=client, target=target)
     with pytest.raises(TypeError, match="carries none"):
         UsageTracker(object())
+
+
+async def test_unpriced_usage_is_visible_in_every_report(target, new_org):
+    """1,000 requests without a cost, of a model the price book does not know, beside one priced request:
+    the reports say so (unpriced_requests, unpriced) rather than a bare total_cost of 0.0."""
+    org = await new_org()
+
+    payloads = dict.fromkeys(("config_json", "request_raw", "request_json", "response_json", "response_raw"), "")
+
+    def run() -> tuple[dict, ClientUsageData, RequestDetails, RequestDetails]:
+        with UsageTracker(target=target, api_key=org.admin_key, client_id="app") as tracker:
+            for i in range(1000):
+                tracker.log_request(request_id=f"u-{i}", model_name="no-such-model", model_provider="nobody",
+                                    client_id="app", user_id="u", input_tokens=10, output_tokens=5,
+                                    input_cost=None, output_cost=None, status="success", **payloads)
+            tracker.log_request(request_id="priced", model_name="gpt-4", model_provider="openai", client_id="app",
+                                user_id="u", input_tokens=1, output_tokens=1, input_cost=0.25, output_cost=0.5,
+                                status="success", **payloads)
+            return (tracker.get_usage_stats(), tracker.get_client_usage_data(), tracker.get_request_details("u-7"),
+                    tracker.get_request_details("priced"))
+
+    stats, data, unpriced, priced = await asyncio.to_thread(run)
+    assert (stats["total_requests"], stats["unpriced_requests"], stats["total_cost_decimal"]) == (1001, 1000, "0.75")
+    by_model = {m["model_name"]: m for m in stats["models"]}
+    assert (by_model["no-such-model"]["unpriced_requests"], by_model["gpt-4"]["unpriced_requests"]) == (1000, 0)
+    assert [(c["client_id"], c["unpriced_requests"]) for c in stats["clients"]] == [("app", 1000)]
+    assert (data.total_requests, data.unpriced_requests, data.total_cost) == (1001, 1000, 0.75)
+    assert {m.model_name: m.unpriced_requests for m in data.models_used} == {"no-such-model": 1000, "gpt-4": 0}
+    assert {r.request_id: r.unpriced for r in data.recent_requests}["priced"] is False
+    assert all(r.unpriced for r in data.recent_requests if r.request_id != "priced")
+    assert (unpriced.unpriced, unpriced.total_cost, priced.unpriced) == (True, 0.0, False)

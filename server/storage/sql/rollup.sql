@@ -21,7 +21,8 @@ select exists (
 );
 
 -- name: rollup_delete_dirty
-delete from dirty_windows where id = any($1::bigint[]);
+-- $1 the marks' ids, $2 their organization (the key is (org_id, id): migrations/0014_retention.sql).
+delete from dirty_windows where org_id = $2 and id = any($1::bigint[]);
 
 -- name: rollup_stamp_hours
 -- $1 org, $2 the UTC hours this pass recomputed (migrations/0007_hour_stamps.sql):

@@ -1,0 +1,35 @@
+-- Retention (docs/storage.md "Retention", server/retention/).
+--
+-- * retention_settings: an organization's own retention, overriding the global defaults
+--   (METERING_RETENTION_DAYS, METERING_PAYLOAD_RETENTION_DAYS). A null column takes the
+--   default; 0 keeps for ever. Raw events are kept event_days, payloads payload_days <=
+--   event_days. Rollups and cubes are kept for ever, so usage and cost stay exact.
+-- * retention_floor: one row, the ends of the months whose partitions were dropped
+--   (events, payloads). Ingest refuses event times before it whatever an organization's
+--   retention says later, so a dropped month can never be written to again: a rollup pass
+--   recomputes a window from its raw events, and over a dropped month it would replace
+--   the kept rollups by nothing.
+-- * Partitions are shared by all organizations: a month is dropped once it is past every
+--   organization's horizon (server/retention/drop.py); before that an organization's
+--   events past its own horizon are already gone for it (NOT_FOUND, OUTSIDE_RETENTION).
+
+create table retention_settings (
+    org_id       integer primary key references organizations (org_id),
+    event_days   integer check (event_days >= 0),
+    payload_days integer check (payload_days >= 0),
+    update_time  timestamptz not null default now(),
+    check (payload_days is null or event_days is null or event_days = 0
+           or (payload_days > 0 and payload_days <= event_days))
+);
+
+create table retention_floor (
+    single             boolean primary key default true check (single),
+    events_before      timestamptz,
+    payloads_before    timestamptz
+);
+insert into retention_floor (single) values (true);
+
+-- Organization first in every key (docs/scaling.md): the marks' key becomes (org_id, id).
+-- The rollup pass deletes its marks by organization and id (rollup_delete_dirty).
+alter table dirty_windows drop constraint dirty_windows_pkey;
+alter table dirty_windows add primary key (org_id, id);
