@@ -123,6 +123,8 @@ class NativeRoute(BaseRoute):
             data = protojson.to_json(reply)[field.name]
         else:
             data = protojson.to_json(reply)
+        if isinstance(message, query_pb2.QueryUsageRequest) and message.metrics:
+            _asked_metrics_only(data, message.metrics)
         return JSONResponse(data)
 
     def openapi(self, spec: openapi.Spec) -> None:
@@ -178,6 +180,17 @@ def routes(services: Iterable[pb_descriptor.ServiceDescriptor] = SERVICES) -> li
     for b in found:
         methods_by_template.setdefault(b.template.regex.pattern, []).append(b.http_method)
     return [NativeRoute(b, sorted(set(methods_by_template[b.template.regex.pattern]))) for b in found]
+
+
+def _asked_metrics_only(reply: dict[str, Any], asked: Iterable[str]) -> None:
+    """QueryUsage with `metrics`: the metrics not asked for are left out of the JSON (the proto's "left
+    unset"), so a 0 always means zero; `events` is always there."""
+    keep = {*asked, "events"}
+    for bucket in reply.get("buckets", ()):
+        for group in bucket.get("groups", ()):
+            metrics = group.get("metrics")
+            if isinstance(metrics, dict):
+                group["metrics"] = {name: value for name, value in metrics.items() if name in keep}
 
 
 def _auto_mask_body(binding: Binding) -> pb_descriptor.Descriptor | None:

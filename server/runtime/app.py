@@ -52,7 +52,8 @@ from server.query.engine import QueryEngine
 from server.records.store import Records
 from server.rollups.queue import RollupEnqueuer
 from server.runtime.ports import ensure_free
-from server.storage.db import create_pool
+from server.core.metrics import DB_POOL
+from server.storage.db import create_pool, track_pool
 from server.storage.migrate import migrate_dsn
 from server.storage.notify import Listener
 from server.tenants.auth import Authenticator
@@ -103,6 +104,7 @@ class MeteringServer:
         self.ingest: IngestServicer | None = None
         self.budgets: Budgets | None = None
         self.enqueuer = RollupEnqueuer(redis_url, queue_name, defer=rollup_delay) if redis_url else None
+        self._pool_metrics: asyncio.Task[None] | None = None
         self.port = 0
         self.reuse_port = reuse_port
         # True: from METERING_RATE_LIMIT / METERING_RATE_BURST (default off); None/False: off.
@@ -179,6 +181,7 @@ class MeteringServer:
             raise
         await self.server.start()
         self.budgets.start()
+        self._pool_metrics = asyncio.create_task(track_pool(self.pool, DB_POOL))
         self.listener.on_state(self._publish_health)
         await self._publish_health()
         log.info("grpc server listening on %s", self.addr.rsplit(":", 1)[0] + f":{self.port}")
@@ -202,6 +205,8 @@ class MeteringServer:
             await self.budgets.close()
         if self.enqueuer is not None:
             await self.enqueuer.close()
+        if self._pool_metrics is not None:
+            self._pool_metrics.cancel()
         await self.listener.close()
         if self.pool is not None:
             await self.pool.close()

@@ -1,5 +1,5 @@
-"""Native REST routes the README and docs/prices.md promise (issue 16): the price book and costs
-(PriceService, CostService) and an event fetched by its request id."""
+"""Native REST routes the README and docs promise (issue 16): the price book and costs (PriceService,
+CostService), an event fetched by its request id, and usage with only the metrics asked for."""
 
 import datetime as dt
 
@@ -61,3 +61,22 @@ async def test_an_event_is_fetched_by_its_request_id(http, new_tenant):
     # Another organization's request id names nothing here.
     stranger = await new_tenant()
     assert (await http.get("/v1/events/-?request_id=req-1", headers=stranger.admin.headers)).status_code == 404
+
+
+async def test_metrics_not_asked_for_are_left_out(http, new_tenant):
+    t = await new_tenant()
+    noon = stamp(DAY + dt.timedelta(hours=12))
+    for model, tokens in (("a", 7), ("b", 0)):
+        await http.post("/v1/events", json={"kind": "completions", "model": model, "timestamp": noon,
+                                            "input_tokens": tokens, "output_tokens": 3}, headers=t.admin.headers)
+    span = f"start_time={stamp(DAY)}&end_time={stamp(DAY + dt.timedelta(days=1))}&group_by=model"
+    asked = await http.get(f"/v1/usage?{span}&metrics=input_tokens", headers=t.admin.headers)
+    assert asked.status_code == 200, asked.text
+    groups = {g["key"]["model"]: g["metrics"] for g in asked.json()["buckets"][0]["groups"]}
+    assert groups == {"a": {"events": 1, "input_tokens": 7}, "b": {"events": 1, "input_tokens": 0}}  # 0: zero
+    two = await http.get(f"/v1/usage?{span}&metrics=output_tokens&metrics=cost", headers=t.admin.headers)
+    assert {g["key"]["model"]: set(g["metrics"]) for g in two.json()["buckets"][0]["groups"]} == {
+        "a": {"events", "output_tokens", "cost"}, "b": {"events", "output_tokens", "cost"}}
+    everything = await http.get(f"/v1/usage?{span}", headers=t.admin.headers)  # none asked: every metric
+    metrics = everything.json()["buckets"][0]["groups"][0]["metrics"]
+    assert {"input_tokens", "output_tokens", "images", "cost", "unpriced_events"} <= set(metrics)
