@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from gateway.dialects import fastapi_style, querylake, token_usage, usage_log
+from gateway.dialects import fastapi_style, otlp, querylake, token_usage, usage_log
 from gateway.dialects.openai import common as openai_dialect
 from gateway.dialects.openai import costs as openai_costs
 from gateway.dialects.openai import spend_limits as openai_spend_limits
@@ -31,7 +31,6 @@ from gateway.dialects.openai import usage as openai_usage
 from gateway.http import openapi
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.errors import GatewayError, Renderer, renderer_of
-from gateway.http.metrics import MetricsMiddleware, metrics
 from gateway.http.request_id import RequestIdMiddleware
 from gateway.http.retry_after import RetryAfterMiddleware
 from gateway.native import routes as native
@@ -43,7 +42,6 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's own limit (server/runtime/app.py)
 TITLE = "Metering REST gateway"
 VERSION = "1"
-USER_AGENT = "metering-gateway"  # server/core/metrics.py GATEWAY_USER_AGENT
 # Paths with no matching route get the error shape of the dialect owning their prefix (longest first).
 PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
     (native.PREFIX, native.render_error),
@@ -55,9 +53,8 @@ PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
 
 class Gateway(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
-        # Outermost, so even a 500 from ServerErrorMiddleware carries X-Request-Id; then the metrics,
-        # which time every request (access lines with its id).
-        return RequestIdMiddleware(MetricsMiddleware(RetryAfterMiddleware(super().build_middleware_stack())))
+        # Outermost, so even a 500 from ServerErrorMiddleware carries X-Request-Id.
+        return RequestIdMiddleware(RetryAfterMiddleware(super().build_middleware_stack()))
 
 
 @openapi.documented(openapi.Doc("Health of the gateway and of the gRPC server behind it", tags=("meta",),
@@ -130,9 +127,9 @@ def routes() -> list[BaseRoute]:
     # ingest route) first, before the ~40 native routes.
     return [
         *usage_log.routes(),
+        *otlp.routes(),  # OTLP/HTTP POST /v1/traces: GenAI spans as usage
         Route("/healthz", healthz),
         Route("/openapi.json", openapi_json),
-        Route("/metrics", metrics),
         Route("/docs", docs),
         *native.routes(),
         *querylake.routes(),
@@ -154,8 +151,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.primary_user_agent", USER_AGENT)]  # the server counts our events as path "rest"
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         async with grpc.aio.insecure_channel(grpc_target, options=options) as channel:
             app.state.upstream = Upstream(channel, call_timeout)
             yield
