@@ -1,27 +1,33 @@
-"""`python -m worker`: run the rollup worker until SIGINT/SIGTERM (see worker/settings.py)."""
+"""`python -m worker`: run the rollup worker until SIGINT/SIGTERM (see worker/settings.py), logging
+as METERING_LOG_* say (metering/logs.py), its metrics on METERING_WORKER_METRICS_ADDR when set
+(worker/metrics.py)."""
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
 from arq.worker import run_worker
 
-from server.core.config import ConfigError
+from metering.logs import configure_logging
+from metering.metrics import metrics_addr, serve_metrics
+from worker.metrics import METRICS_ADDR, REGISTRY
 from worker.settings import worker_settings
 
 
 def main() -> int:
-    level = (os.environ.get("METERING_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(level=level if level in {"DEBUG", "INFO", "WARNING", "ERROR"} else "INFO",
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        configure_logging()
         settings = worker_settings()
-    except ConfigError as exc:
+        addr = metrics_addr(METRICS_ADDR)
+        served = serve_metrics(addr, REGISTRY, METRICS_ADDR) if addr else None
+    except (ValueError, OSError) as exc:  # ConfigError too: the message names the variable
         print(f"metering worker: {exc}", file=sys.stderr)
         return 2
-    run_worker(settings)
+    try:
+        run_worker(settings)
+    finally:
+        if served is not None:
+            served.close()
     return 0
 
 

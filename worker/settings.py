@@ -21,6 +21,7 @@ from server.rollups.queue import HEALTH_CHECK_SUFFIX, ROLLUP_JOB, SWEEP_JOB, des
 from server.storage.db import create_pool
 from server.storage.migrate import migrate_dsn
 from worker.jobs import rollup_day, sweep_dirty
+from worker.metrics import METRICS_ADDR, SAMPLE_SECONDS, instrument
 
 JOB_TIMEOUT = 300  # seconds; a job killed with its worker is picked up again this + 10 s later
 MAX_TRIES = 10_000  # re-runs of a day kept dirty by steady writes count as tries (arq resets them daily)
@@ -94,4 +95,5 @@ def worker_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> d
         "max_tries": MAX_TRIES,
     }
     settings.update(overrides)
-    return settings
+    # Every job timed; the backlog and pool sampled when the metrics are served (worker/metrics.py).
+    return instrument(settings, sample_every=SAMPLE_SECONDS if env.get(METRICS_ADDR) else None)

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.http.middleware import HTTPMiddleware
+from metering.logs import request_id
 
 HEADER = "x-request-id"
 SCOPE_KEY = "metering.request_id"
@@ -33,6 +34,7 @@ class RequestIdMiddleware(HTTPMiddleware):
         given = HTTPConnection(scope).headers.get(HEADER, "").strip()
         rid = given if _VALID.match(given) else new_request_id()
         scope[SCOPE_KEY] = rid
+        request_id.set(rid)  # in every log line of the request (metering/logs.py)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

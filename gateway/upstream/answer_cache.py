@@ -21,12 +21,16 @@ kept rendering is exactly what rendering the bucket would give. Only the other b
   its end time and page fields (whose effect on a bucket is in its etag). Which etags a
   caller holds is kept under a hash of its credentials (never the secret itself).
 * Bounded by the bytes of the renderings, least recently used dropped first.
+
+Each lookup of a rendering counts as a hit or a miss in
+metering_query_cache_lookups{cache="gateway_answers"} (gateway/http/metrics.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from gateway.http.metrics import ANSWER_CACHE
 from gateway.upstream.ingest_batcher import Metadata, lane_digest
 from metering.lru import LRU
 
@@ -71,7 +75,9 @@ class AnswerCache:
         return {etag: body for etag in etags if (body := self.rendered(shape, etag)) is not None}
 
     def rendered(self, shape: bytes, etag: str) -> bytes | None:
-        return self._rendered.get((shape, etag))
+        found = self._rendered.get((shape, etag))
+        ANSWER_CACHE["miss" if found is None else "hit"].inc()
+        return found
 
     def keep(self, caller: bytes, shape: bytes, buckets: Buckets) -> None:
         """`buckets` (the settled ones of `caller`'s latest answer) replace what it held."""

@@ -33,6 +33,7 @@ in one batch: the second is the duplicate of the first).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import hashlib
 import logging
@@ -120,7 +121,7 @@ class IngestBatcher:
             # Started now, it runs on the next turn of the loop: a request arriving alone is sent at
             # once, and requests arriving in the same turn (a burst) already share its first call.
             lane.in_flight += 1
-            task = loop.create_task(self._drain(key, lane))
+            task = loop.create_task(self._drain(key, lane), context=contextvars.Context())  # no one request's id
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         timer = loop.call_at(item.deadline, _expire, item.future)

@@ -10,6 +10,8 @@ answer is unchanged.
 
 Replies are then sent as bytes (server/api/wire.py): a reply is the kept buckets' bytes put
 together, then the other fields.
+
+Each lookup counts as a hit or a miss in metering_query_cache_lookups{cache="server_buckets"}.
 """
 
 from __future__ import annotations
@@ -19,14 +21,26 @@ from collections.abc import Iterable
 from metering.lru import LRU
 from metering.v1 import query_pb2
 from server.api import wire
+from server.core.metrics import SERVER_CACHE
 
 MAX_BYTES = 32 << 20  # per server process
 _BUCKETS_TAG = wire.tag(query_pb2.QueryUsageResponse, "buckets")
 
 
+class CountedLRU(LRU[str, bytes]):
+    """An LRU whose lookups are counted as hits and misses."""
+
+    __slots__ = ()
+
+    def get(self, key: str) -> bytes | None:
+        found = super().get(key)
+        SERVER_CACHE["miss" if found is None else "hit"].inc()
+        return found
+
+
 def bucket_cache(max_bytes: int = MAX_BYTES) -> LRU[str, bytes]:
     """Encoded UsageBuckets by etag, at most max_bytes of them (a bucket's at most an eighth)."""
-    return LRU(max_bytes, len, max_item_size=max_bytes // 8)
+    return CountedLRU(max_bytes, len, max_item_size=max_bytes // 8)
 
 
 def usage_reply(buckets: Iterable[bytes], rest: query_pb2.QueryUsageResponse) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
 import time
@@ -16,13 +15,16 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from metering.logs import access_logger
+from metering.logs import request_id as request_id
 from server.api.context import Context
 from server.api.ratelimit import RateLimited, RateLimiter
 from server.core.errors import MeteringError
+from server.core.metrics import GATEWAY_USER_AGENT, RPC_SECONDS, via_gateway
 from server.storage.notify import CONNECTION_LOST
 
 log = logging.getLogger(__name__)
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+access = access_logger()  # one line per RPC, when METERING_ACCESS_LOG is on (metering/logs.py)
 ERROR_DOMAIN = "metering.v1"
 
 # What a client is told of a database error: (gRPC code, ErrorInfo reason, message), by
@@ -140,40 +142,53 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         meta = {k: v if isinstance(v, str) else v.decode() for k, v in handler_call_details.invocation_metadata or ()}
         rid = meta.get("x-request-id", "-")
+        gateway = meta.get("user-agent", "").startswith(GATEWAY_USER_AGENT)
         auth = meta.get("authorization") if self.limiter is not None else None
         limit = (self.limiter, auth) if self.limiter is not None and auth else None
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, method, rid, limit),
+                _unary(handler.unary_unary, method, rid, limit, gateway),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _streaming(handler.stream_stream, method, rid, limit),
+                _streaming(handler.stream_stream, method, rid, limit, gateway),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, method, rid),
+                _streaming(handler.unary_stream, method, rid, None, gateway),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
 
+_timers: dict[tuple[str, str], Any] = {}  # (method, code) -> its RPC_SECONDS child
+
+
 def _log(method: str, rid: str, code: str, started: float, context: Context) -> None:
-    if log.isEnabledFor(logging.INFO):  # context.peer() is a call into grpc: not for a line nobody keeps
-        log.info("rpc %s %s %.1fms peer=%s request_id=%s", method, code, (time.perf_counter() - started) * 1000,
-                 context.peer(), rid)
+    """The end of a call: its latency in RPC_SECONDS, and its access line."""
+    seconds = time.perf_counter() - started
+    timer = _timers.get((method, code))
+    if timer is None:
+        timer = _timers[method, code] = RPC_SECONDS.labels(method, code)
+    timer.observe(seconds)
+    if access.isEnabledFor(logging.INFO):  # context.peer() is a call into grpc: not for a line nobody keeps
+        peer = context.peer()
+        access.info("rpc %s %s %.1fms peer=%s request_id=%s", method, code, seconds * 1000, peer, rid,
+                    extra={"method": method, "code": code, "duration_ms": round(seconds * 1000, 3), "peer": peer})
 
 
 def _unary(
-    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
+    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None,
+    gateway: bool = False,
 ) -> Callable[..., Any]:
     async def wrapper(request: Any, context: Context) -> Any:
         request_id.set(rid)
+        via_gateway.set(gateway)
         started = time.perf_counter()
         try:
             if limit is not None:
@@ -201,10 +216,12 @@ async def _paced(requests: Any, limiter: RateLimiter, auth: str) -> Any:
 
 
 def _streaming(
-    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None
+    behavior: Callable[..., Any], method: str, rid: str, limit: tuple[RateLimiter, str] | None = None,
+    gateway: bool = False,
 ) -> Callable[..., Any]:
     async def wrapper(request: Any, context: Context) -> Any:
         request_id.set(rid)
+        via_gateway.set(gateway)
         started = time.perf_counter()
         try:
             if limit is not None and hasattr(request, "__aiter__"):

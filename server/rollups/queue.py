@@ -11,6 +11,7 @@ through its dirty_windows rows.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -97,7 +98,7 @@ class RollupEnqueuer:
             for org_id, window in windows:
                 self._pending.add((org_id, day_start(window.astimezone(dt.UTC))))
             if self._pending and (self._task is None or self._task.done()):
-                self._task = asyncio.get_running_loop().create_task(self._send())
+                self._task = asyncio.get_running_loop().create_task(self._send(), context=contextvars.Context())
         except Exception as exc:  # pragma: no cover - defensive
             self._warn(exc)
 

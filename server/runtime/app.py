@@ -44,6 +44,7 @@ from server.api.ratelimit import from_env as rate_limiter_from_env
 from server.api.records import RecordsServicer
 from server.api.wire import add_service
 from server.budgets.service import Budgets
+from server.core.metrics import DB_POOL
 from server.costs.report import CostQuery
 from server.costs.reprice import Repricer
 from server.ingest.writer import EventWriter
@@ -52,7 +53,6 @@ from server.query.engine import QueryEngine
 from server.records.store import Records
 from server.rollups.queue import RollupEnqueuer
 from server.runtime.ports import ensure_free
-from server.core.metrics import DB_POOL
 from server.storage.db import create_pool, track_pool
 from server.storage.migrate import migrate_dsn
 from server.storage.notify import Listener

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
+from metering.logs import configure_logging
 from server.core.config import ConfigError, load_settings
 
 
@@ -99,20 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.data_dir:
         os.environ["METERING_DATA_DIR"] = args.data_dir
     try:
         settings = load_settings()
-    except ConfigError as exc:
+        configure_logging()  # METERING_LOG_LEVEL, METERING_LOG_FORMAT, METERING_ACCESS_LOG (metering/logs.py)
+    except ValueError as exc:  # ConfigError too: the message names the variable
         print(f"metering: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
     if args.verb == "up":
         from server.runtime.up import up
 

@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from server.core.config import Settings
@@ -31,11 +31,14 @@ from server.runtime.ports import AddressInUse, ensure_free
 from server.runtime.supervise import Watched, start_child, stop_on_signals, supervise
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from server.runtime.guardian import Guardian
     from server.runtime.running import Claim
 
 log = logging.getLogger(__name__)
 MASTER_KEY_FILE = "master_key"
+METRICS_ADDR = "METERING_METRICS_ADDR"  # the server's metrics (the worker's: METERING_WORKER_METRICS_ADDR)
 
 
 @dataclasses.dataclass
@@ -102,15 +105,33 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         return _serve_processes(settings)  # a light supervisor: no grpc in this process
     import uvloop  # grpc.aio and asyncpg both run on it; asyncpg's round trips get much cheaper
 
+    from server.core.metrics import REGISTRY
     from server.runtime.app import run
 
-    with backing_services(settings) as backing:
+    with _metrics(lambda: REGISTRY), backing_services(settings) as backing:
         try:
             uvloop.run(run(backing.dsn, settings.grpc_addr, master_key(settings), settings.pool_size,
                            backing.redis_url, reuse_port=reuse_port))
         except AddressInUse as exc:
             raise SystemExit(f"metering serve: {exc} (METERING_GRPC_ADDR)") from None
     return 0
+
+
+@contextlib.contextmanager
+def _metrics(registry: Callable[[], CollectorRegistry]) -> Iterator[None]:
+    """METERING_METRICS_ADDR, when set: `registry()` served there while the block runs."""
+    from metering.metrics import metrics_addr, serve_metrics
+
+    try:
+        addr = metrics_addr(METRICS_ADDR)
+        served = serve_metrics(addr, registry(), METRICS_ADDR) if addr else None
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"metering serve: {exc}") from None
+    try:
+        yield
+    finally:
+        if served is not None:
+            served.close()
 
 
 def _serve_processes(settings: Settings) -> int:
@@ -128,11 +149,18 @@ def _serve_processes(settings: Settings) -> int:
         ensure_free(settings.grpc_addr, "METERING_GRPC_ADDR")
     except AddressInUse as exc:
         raise SystemExit(f"metering serve: {exc}") from None
+    from metering.metrics import MULTIPROC_ENV, aggregated_registry, multiprocess_dir
+
     stop = stop_on_signals()
-    with backing_services(settings) as backing:
+    # Metrics: each process keeps its values in files under one directory, and this process
+    # serves their sum on METERING_METRICS_ADDR (metering/metrics.py).
+    with multiprocess_dir() as values, _metrics(lambda: aggregated_registry(values)), \
+            backing_services(settings) as backing:
         asyncio.run(migrate_dsn(backing.dsn))  # once, before the processes race for it
         env = {**os.environ, "METERING_DATABASE_URL": backing.dsn, "METERING_REDIS_URL": backing.redis_url or "",
-               "METERING_MASTER_KEY": master_key(settings)}
+               "METERING_MASTER_KEY": master_key(settings), MULTIPROC_ENV: values, METRICS_ADDR: ""}
+        if not os.environ.get(METRICS_ADDR):
+            del env[MULTIPROC_ENV]  # nobody reads the values: each process keeps them in memory
         children = {
             f"server {i + 1}": start_child(["server.runtime.cli", "serve", "--reuse-port"], env)
             for i in range(settings.server_processes)

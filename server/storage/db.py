@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import operator
@@ -11,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
+from prometheus_client import Gauge
 
 SQL_DIR = pathlib.Path(__file__).parent / "sql"
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
@@ -103,3 +106,22 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+POOL_SAMPLE_SECONDS = 5.0
+
+
+def sample_pool(pool: asyncpg.Pool, gauge: Gauge) -> None:
+    """The pool's connections by state into `gauge` (server/core/metrics.db_pool_gauge)."""
+    size, idle = pool.get_size(), pool.get_idle_size()
+    gauge.labels("in_use").set(size - idle)
+    gauge.labels("idle").set(idle)
+    gauge.labels("max").set(pool.get_max_size())
+
+
+async def track_pool(pool: asyncpg.Pool, gauge: Gauge, every: float = POOL_SAMPLE_SECONDS) -> None:
+    """sample_pool every `every` seconds until cancelled."""
+    while True:
+        with contextlib.suppress(Exception):  # a closing pool: the next sample (or the cancel) follows
+            sample_pool(pool, gauge)
+        await asyncio.sleep(every)

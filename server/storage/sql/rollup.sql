@@ -39,5 +39,11 @@ group by 1, 2
 order by min(marked_at)
 limit $1;
 
+-- name: rollup_lag
+-- The rollup backlog (the worker's metrics): windows waiting, and the age of the oldest mark.
+select count(distinct (org_id, window_start)) as windows,
+       coalesce(extract(epoch from clock_timestamp() - min(marked_at)), 0)::float8 as oldest_seconds
+from dirty_windows;
+
 -- Generated from the counter list: the statements that recompute each grain's rollups
 -- (server/rollups/statements.py) and cubes (server/rollups/cubes.py).
