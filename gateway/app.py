@@ -31,6 +31,7 @@ from gateway.dialects.openai import usage as openai_usage
 from gateway.http import openapi
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.errors import GatewayError, Renderer, renderer_of
+from gateway.http.metrics import MetricsMiddleware, metrics
 from gateway.http.request_id import RequestIdMiddleware
 from gateway.http.retry_after import RetryAfterMiddleware
 from gateway.native import routes as native
@@ -42,6 +43,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's own limit (server/runtime/app.py)
 TITLE = "Metering REST gateway"
 VERSION = "1"
+USER_AGENT = "metering-gateway"  # server/core/metrics.py GATEWAY_USER_AGENT
 # Paths with no matching route get the error shape of the dialect owning their prefix (longest first).
 PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
     (native.PREFIX, native.render_error),
@@ -53,8 +55,9 @@ PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
 
 class Gateway(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
-        # Outermost, so even a 500 from ServerErrorMiddleware carries X-Request-Id.
-        return RequestIdMiddleware(RetryAfterMiddleware(super().build_middleware_stack()))
+        # Outermost, so even a 500 from ServerErrorMiddleware carries X-Request-Id; then the metrics,
+        # which time every request (access lines with its id).
+        return RequestIdMiddleware(MetricsMiddleware(RetryAfterMiddleware(super().build_middleware_stack())))
 
 
 @openapi.documented(openapi.Doc("Health of the gateway and of the gRPC server behind it", tags=("meta",),
@@ -130,6 +133,7 @@ def routes() -> list[BaseRoute]:
         *otlp.routes(),  # OTLP/HTTP POST /v1/traces: GenAI spans as usage
         Route("/healthz", healthz),
         Route("/openapi.json", openapi_json),
+        Route("/metrics", metrics),
         Route("/docs", docs),
         *native.routes(),
         *querylake.routes(),
@@ -151,7 +155,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.primary_user_agent", USER_AGENT)]  # the server counts our events as path "rest"
         async with grpc.aio.insecure_channel(grpc_target, options=options) as channel:
             app.state.upstream = Upstream(channel, call_timeout)
             yield

@@ -1,18 +1,24 @@
-"""/openapi.json, built from the routes themselves, and a self-contained /docs page.
+"""/openapi.json, built from the routes themselves (gateway/dashboard serves it at /docs with Swagger UI).
 
 A native route documents itself from its method descriptor (`route.openapi(spec)`);
 a dialect endpoint carries a `Doc` (set with `@documented(...)`) naming its pydantic
 models. A route with neither still appears, with its docstring as summary.
+
+Every parameter has a type and a description; an operation needing a credential names the `bearer`
+scheme (`security`), one open to all says so with an empty list; a request field annotated
+`(google.api.field_behavior) = REQUIRED` in the protos is a required parameter; EXAMPLES holds request
+bodies that tests/gateway/dashboard/test_reference.py sends to a live gateway, so they stay valid.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 import inspect
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeAlias, TypeVar
 
+from google.api import field_behavior_pb2
 from google.protobuf import descriptor as pb_descriptor
 from pydantic import BaseModel, TypeAdapter
 from starlette.routing import BaseRoute, Route
@@ -59,6 +65,44 @@ _WKT: dict[str, dict[str, Any]] = {
     "google.protobuf.BytesValue": {"type": ["string", "null"], "format": "byte"},
 }
 
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+AUTHENTICATION = """
+
+## Authentication
+
+Every route except the `meta` ones needs a credential, sent as `Authorization: Bearer <credential>`:
+
+- an **API key** (`mk_…`), printed once by `metering keys create` or `POST /v1/api_keys`;
+- a **login token** (`mlt.…`, 1 hour by default) from `POST /v1/login` with a username and password.
+
+What a caller sees follows its key: an organization admin sees its organization, a member only its own
+usage, a project key only its project. The master key may act in another organization with the
+`X-Metering-Organization` header. The QueryLake dialect (`/api/...`) also takes the key as its `auth`
+field. Use **Authorize** above to send a key with every "Try it out"; it stays in this page.
+"""
+# Request bodies shown as examples, each sent by tests/gateway/dashboard/test_reference.py.
+EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/events"): {
+        "request_id": "req-0001", "kind": "completions", "model": "gpt-4o-mini", "provider": "openai",
+        "input_tokens": 1200, "output_tokens": 350, "labels": {"feature": "chat"},
+    },
+    ("POST", "/v1/events:batchRecord"): {"events": [
+        {"request_id": "req-0002", "kind": "completions", "model": "gpt-4o-mini", "input_tokens": 10},
+        {"request_id": "req-0003", "kind": "embeddings", "model": "text-embedding-3-small", "input_tokens": 64},
+    ]},
+    ("POST", "/v1/usage:query"): {
+        "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-02-01T00:00:00Z", "width": "1d",
+        "time_zone": "Europe/Paris", "group_by": ["model"],
+        "filters": [{"field": "kind", "values": ["completions"]}], "metrics": ["input_tokens", "cost"],
+    },
+    ("POST", "/v1/login"): {"username": "alice", "password": "s3cret-pw"},
+}
+_HINTS: dict[str, str] = {  # what a value of a JSON schema type looks like in a query string
+    "date-time": "an RFC 3339 time, e.g. 2026-01-01T00:00:00Z",
+    "int64": "an integer", "int32": "an integer", "uint32": "an integer >= 0", "uint64": "an integer >= 0",
+    "double": "a number", "float": "a number",
+}
+
 F = TypeVar("F", bound=Callable[..., Any])
 Mode: TypeAlias = Literal["validation", "serialization"]
 
@@ -92,8 +136,19 @@ class Spec:
         self.paths: dict[str, dict[str, Any]] = {}
         self.schemas: dict[str, Any] = {}
         self._models: dict[str, Any] = {}
+        self._operation_ids: set[str] = set()
 
     def add(self, path: str, method: str, operation: dict[str, Any]) -> None:
+        example = EXAMPLES.get((method.upper(), path))
+        content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if example is not None and content is not None:
+            content["example"] = example
+        for param in operation.get("parameters", ()):
+            param.setdefault("description", describe(param))
+        op_id = operation.get("operationId", "")
+        if op_id in self._operation_ids:  # two endpoints of one name: name this one by its path too
+            operation["operationId"] = op_id = f"{op_id}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}"
+        self._operation_ids.add(op_id)
         self.paths.setdefault(path, {})[method.lower()] = operation
 
     def type_schema(self, tp: Any, mode: Mode = "validation") -> dict[str, Any]:
@@ -155,13 +210,16 @@ class Spec:
             "paths": self.paths,
             "components": {
                 "schemas": dict(sorted(self.schemas.items())),
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                "securitySchemes": {"bearer": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "An API key (mk_...) or a login token (mlt..., POST /v1/login).",
+                }},
             },
         }
 
 
 def build(routes: Iterable[BaseRoute], *, title: str, version: str, description: str = "") -> dict[str, Any]:
-    spec = Spec(title, version, description)
+    spec = Spec(title, version, description + AUTHENTICATION)
     for route in routes:
         self_documenting = getattr(route, "openapi", None)
         if callable(self_documenting):
@@ -181,19 +239,22 @@ def _operation(spec: Spec, route: Route, method: str) -> dict[str, Any]:
     ]
     responses: dict[str, Any] = {}
     if doc is None:
+        op["security"] = BEARER
         responses["200"] = {"description": "OK"}
     else:
         if doc.description:
             op["description"] = doc.description
         if doc.tags:
             op["tags"] = list(doc.tags)
-        if doc.security:
-            op["security"] = [{"bearer": []}]
+        op["security"] = BEARER if doc.security else []
         if doc.query is not None:
             schema = spec._merge_defs(doc.query.model_json_schema(ref_template=REF))  # enums go to components
             required = set(schema.get("required", ()))
             for name, prop in schema["properties"].items():
-                params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+                param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+                if prop.get("description"):
+                    param["description"] = prop["description"]
+                params.append(param)
         if doc.body is not None:
             op["requestBody"] = {
                 "required": True, "content": {"application/json": {"schema": spec.type_schema(doc.body)}},
@@ -213,61 +274,27 @@ def _operation(spec: Spec, route: Route, method: str) -> dict[str, Any]:
     return op
 
 
-def docs_page(spec: dict[str, Any]) -> str:
-    """The spec as one HTML page, no scripts and no external assets."""
-    esc = html.escape
-    rows = []
-    for path, methods in spec["paths"].items():
-        for method, op in methods.items():
-            params = ", ".join(
-                f"{esc(p['name'])} <i>({esc(p['in'])}{'' if p.get('required') else ', optional'})</i>"
-                for p in op.get("parameters", ())
-            )
-            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-            codes = ", ".join(esc(code) for code in op.get("responses", {}))
-            rows.append(
-                f"<tr><td class=m>{esc(method.upper())}</td><td><code>{esc(path)}</code></td>"
-                f"<td>{esc(op.get('summary', ''))}<div class=d>{esc(op.get('description', ''))}</div></td>"
-                f"<td>{params}</td><td>{_schema_name(body)}</td><td>{codes}</td></tr>"
-            )
-    schemas = []
-    for name, schema in spec.get("components", {}).get("schemas", {}).items():
-        props = schema.get("properties", {})
-        fields = "".join(f"<li><code>{esc(k)}</code>: {_schema_name(v)}</li>" for k, v in props.items())
-        schemas.append(f"<section id='{esc(name)}'><h3>{esc(name)}</h3><ul>{fields}</ul></section>")
-    info = spec.get("info", {})
-    return f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8><title>{esc(info.get('title', 'API'))}</title>
-<style>
-body{{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:.4em;vertical-align:top;text-align:left}} code{{font-size:13px}}
-.m{{font-weight:bold;font-family:monospace}} .d{{color:#666;font-size:12px}} section{{display:inline-block;
-vertical-align:top;margin:0 2em 1em 0}} h3{{margin:.2em 0;font-size:14px}} ul{{margin:0;padding-left:1.2em}}
-</style></head><body>
-<h1>{esc(info.get('title', 'API'))} <small>{esc(info.get('version', ''))}</small></h1>
-<p>{esc(info.get('description', ''))} Machine-readable: <a href="openapi.json">openapi.json</a>.</p>
-<table><tr><th>Method</th><th>Path</th><th>Summary</th><th>Parameters</th><th>Body</th><th>Responses</th></tr>
-{''.join(rows)}</table>
-<h2>Schemas</h2>{''.join(schemas)}
-</body></html>"""
+def required(field: FD) -> bool:
+    """The proto marks the request field `(google.api.field_behavior) = REQUIRED`."""
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behaviors
 
 
-def _schema_name(schema: Any) -> str:
-    if not isinstance(schema, dict):
-        return ""
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[-1]
-        return f"<a href='#{html.escape(name)}'>{html.escape(name)}</a>"
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return " | ".join(_schema_name(s) for s in schema[key])
-    if schema.get("type") == "array":
-        return _schema_name(schema.get("items")) + "[]"
-    if schema.get("type") == "object" and "additionalProperties" in schema:
-        return "map&lt;string, " + _schema_name(schema["additionalProperties"]) + "&gt;"
-    kind = schema.get("type", "any")
-    text = "|".join(kind) if isinstance(kind, list) else str(kind)
-    if "format" in schema:
-        text += f" ({schema['format']})"
-    return html.escape(text)
-
+def describe(param: dict[str, Any]) -> str:
+    """A parameter's description from its name, place and schema, for one the route left undescribed."""
+    schema = param.get("schema", {})
+    kind = schema.get("type", "")
+    kind = next((k for k in kind if k != "null"), "") if isinstance(kind, list) else kind
+    if param.get("in") == "path":
+        return f"`{param['name']}` of the resource, as the API returned it"
+    if kind == "array":
+        item = schema.get("items", {})
+        hint = _HINTS.get(item.get("format", ""), "a string" if item.get("type") == "string" else "a value")
+        return f"`{param['name']}`: a list; repeat the parameter for each value ({hint} each)"
+    if "enum" in schema:
+        return f"`{param['name']}`: one of " + ", ".join(f"`{v}`" for v in schema["enum"])
+    if "$ref" in schema or "anyOf" in schema or "allOf" in schema:
+        return f"`{param['name']}`: see the schema"
+    hint = _HINTS.get(schema.get("format", ""), {"string": "a string", "boolean": "true or false",
+                                                   "integer": "an integer", "number": "a number"}.get(kind, "a value"))
+    return f"`{param['name']}`: {hint}"

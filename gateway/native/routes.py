@@ -35,7 +35,7 @@ from gateway.http.json_response import JSONResponse
 from gateway.native import protojson
 from gateway.native.httprule import Binding, bindings
 from gateway.upstream.client import upstream
-from metering.v1 import admin_pb2, budgets_pb2, ingest_pb2, prices_pb2, query_pb2, records_pb2
+from metering.v1 import admin_pb2, alerts_pb2, budgets_pb2, ingest_pb2, prices_pb2, query_pb2, records_pb2
 
 # The services exposed as native REST.
 SERVICES: list[pb_descriptor.ServiceDescriptor] = [
@@ -46,6 +46,7 @@ SERVICES: list[pb_descriptor.ServiceDescriptor] = [
     budgets_pb2.DESCRIPTOR.services_by_name["BudgetService"],
     prices_pb2.DESCRIPTOR.services_by_name["PriceService"],
     prices_pb2.DESCRIPTOR.services_by_name["CostService"],
+    alerts_pb2.DESCRIPTOR.services_by_name["AlertService"],
 ]
 PREFIX = "/v1/"  # unmatched paths under here get this dialect's error shape
 UPDATE_MASK = "update_mask"
@@ -246,7 +247,8 @@ def _query_params(
             if depth < 2 and not field.is_repeated:
                 params.extend(_query_params(spec, nested, skip, name + ".", depth + 1))
         else:
-            param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": spec.field_schema(field)}
+            param: dict[str, Any] = {"name": name, "in": "query", "required": not prefix and openapi.required(field),
+                                     "schema": spec.field_schema(field)}
             if field.is_repeated:
                 param.update(style="form", explode=True)
             params.append(param)

@@ -23,21 +23,26 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from metering.v1 import event_pb2 as metering_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17metering/v1/query.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17metering/v1/event.proto\"\'\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\xaf\x02\n\x11QueryUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05width\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12$\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x13.metering.v1.Filter\x12\x10\n\x08group_by\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x15\n\rif_none_match\x18\t \x01(\t\x12\x13\n\x0bknown_etags\x18\n \x03(\t\x12\x0f\n\x07metrics\x18\x0b \x03(\t\"\xb2\x06\n\x0cUsageMetrics\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x03\x12\x17\n\x0funpriced_events\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x1b\n\x13input_cached_tokens\x18\x05 \x01(\x03\x12 \n\x18input_cache_write_tokens\x18\x06 \x01(\x03\x12\x19\n\x11input_text_tokens\x18\x07 \x01(\x03\x12\x1a\n\x12output_text_tokens\x18\x08 \x01(\x03\x12 \n\x18input_cached_text_tokens\x18\t \x01(\x03\x12\x1a\n\x12input_audio_tokens\x18\n \x01(\x03\x12!\n\x19input_cached_audio_tokens\x18\x0b \x01(\x03\x12\x1b\n\x13output_audio_tokens\x18\x0c \x01(\x03\x12\x1a\n\x12input_image_tokens\x18\r \x01(\x03\x12!\n\x19input_cached_image_tokens\x18\x0e \x01(\x03\x12\x1b\n\x13output_image_tokens\x18\x0f \x01(\x03\x12\x1a\n\x12num_model_requests\x18\x10 \x01(\x03\x12\x14\n\x0cnum_requests\x18\x11 \x01(\x03\x12\x0e\n\x06images\x18\x12 \x01(\x03\x12\x12\n\ncharacters\x18\x13 \x01(\x03\x12\x0f\n\x07seconds\x18\x14 \x01(\x03\x12\x13\n\x0busage_bytes\x18\x15 \x01(\x03\x12\x14\n\x0cnum_sessions\x18\x16 \x01(\x03\x12\x12\n\nunits_used\x18\x17 \x01(\x03\x12\x39\n\x08\x63ounters\x18\x18 \x03(\x0b\x32\'.metering.v1.UsageMetrics.CountersEntry\x12\x12\n\ninput_cost\x18\x19 \x01(\t\x12\x13\n\x0boutput_cost\x18\x1a \x01(\t\x12\x0c\n\x04\x63ost\x18\x1b \x01(\t\x12\x33\n\x0flast_event_time\x18\x1c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x93\x01\n\nUsageGroup\x12-\n\x03key\x18\x01 \x03(\x0b\x32 .metering.v1.UsageGroup.KeyEntry\x12*\n\x07metrics\x18\x02 \x01(\x0b\x32\x19.metering.v1.UsageMetrics\x1a*\n\x08KeyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x01\n\x0bUsageBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06groups\x18\x03 \x03(\x0b\x32\x17.metering.v1.UsageGroup\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x14\n\x0cnot_modified\x18\x05 \x01(\x08\"\x87\x01\n\tFreshness\x12\x31\n\rsnapshot_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0esettled_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0braw_windows\x18\x03 \x01(\x05\"\xa7\x01\n\x12QueryUsageResponse\x12)\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x18.metering.v1.UsageBucket\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12)\n\tfreshness\x18\x03 \x01(\x0b\x32\x16.metering.v1.Freshness\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x14\n\x0cnot_modified\x18\x05 \x01(\x08\"\xad\x01\n\x16GetUsageTalliesRequest\x12\x0e\n\x06window\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"r\n\x0bTallyCounts\x12\x34\n\x06\x63ounts\x18\x01 \x03(\x0b\x32$.metering.v1.TallyCounts.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x90\x01\n\rTallyCategory\x12\x36\n\x06models\x18\x01 \x03(\x0b\x32&.metering.v1.TallyCategory.ModelsEntry\x1aG\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.metering.v1.TallyCounts:\x02\x38\x01\"\xc1\x02\n\nUsageTally\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\napi_key_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x17\n\x0forganization_id\x18\x07 \x01(\t\x12\x31\n\x05value\x18\x08 \x03(\x0b\x32\".metering.v1.UsageTally.ValueEntry\x1aH\n\nValueEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.metering.v1.TallyCategory:\x02\x38\x01\"\x87\x01\n\x17GetUsageTalliesResponse\x12(\n\x07tallies\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageTally\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12)\n\tfreshness\x18\x03 \x01(\x0b\x32\x16.metering.v1.Freshness\"\x86\x01\n\x14GetTokenUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08group_by\x18\x03 \x03(\t\"\xb5\x01\n\nTokenUsage\x12\x16\n\trule_type\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07task_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x31\n\x05\x63ount\x18\x03 \x03(\x0b\x32\".metering.v1.TokenUsage.CountEntry\x1a,\n\nCountEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\x0c\n\n_rule_typeB\n\n\x08_task_id\"j\n\x15GetTokenUsageResponse\x12&\n\x05usage\x18\x01 \x03(\x0b\x32\x17.metering.v1.TokenUsage\x12)\n\tfreshness\x18\x02 \x01(\x0b\x32\x16.metering.v1.Freshness\"@\n\x15GetClientUsageRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0crecent_limit\x18\x02 \x01(\x05\"\xcc\x01\n\nModelUsage\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x16\n\x0emodel_provider\x18\x02 \x01(\t\x12\x16\n\x0etotal_requests\x18\x03 \x01(\x03\x12\x1a\n\x12total_input_tokens\x18\x04 \x01(\x03\x12\x1b\n\x13total_output_tokens\x18\x05 \x01(\x03\x12\x12\n\ntotal_cost\x18\x06 \x01(\t\x12-\n\tlast_used\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x02\n\x0b\x43lientUsage\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x16\n\x0etotal_requests\x18\x02 \x01(\x03\x12\x1b\n\x13successful_requests\x18\x03 \x01(\x03\x12\x17\n\x0f\x66\x61iled_requests\x18\x04 \x01(\x03\x12\x1a\n\x12total_input_tokens\x18\x05 \x01(\x03\x12\x1b\n\x13total_output_tokens\x18\x06 \x01(\x03\x12\x12\n\ntotal_cost\x18\x07 \x01(\t\x12,\n\x0bmodels_used\x18\x08 \x03(\x0b\x32\x17.metering.v1.ModelUsage\x12\x30\n\x0frecent_requests\x18\t \x03(\x0b\x32\x17.metering.v1.UsageEvent\x12)\n\tfreshness\x18\n \x01(\x0b\x32\x16.metering.v1.Freshness2\x87\x04\n\x0cQueryService\x12v\n\nQueryUsage\x12\x1e.metering.v1.QueryUsageRequest\x1a\x1f.metering.v1.QueryUsageResponse\"\'\x82\xd3\xe4\x93\x02!\"\x0f/v1/usage:query:\x01*Z\x0b\x12\t/v1/usage\x12\x95\x01\n\x0fGetUsageTallies\x12#.metering.v1.GetUsageTalliesRequest\x1a$.metering.v1.GetUsageTalliesResponse\"7\x82\xd3\xe4\x93\x02\x31\"\x17/v1/usage/tallies:query:\x01*Z\x13\x12\x11/v1/usage/tallies\x12p\n\rGetTokenUsage\x12!.metering.v1.GetTokenUsageRequest\x1a\".metering.v1.GetTokenUsageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/usage/tokens\x12u\n\x0eGetClientUsage\x12\".metering.v1.GetClientUsageRequest\x1a\x18.metering.v1.ClientUsage\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/clients/{client_id}/usageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17metering/v1/query.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17metering/v1/event.proto\"\'\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\xb5\x02\n\x11QueryUsageRequest\x12\x34\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05width\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12$\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x13.metering.v1.Filter\x12\x10\n\x08group_by\x18\x06 \x03(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x15\n\rif_none_match\x18\t \x01(\t\x12\x13\n\x0bknown_etags\x18\n \x03(\t\x12\x0f\n\x07metrics\x18\x0b \x03(\t\"\xb2\x06\n\x0cUsageMetrics\x12\x0e\n\x06\x65vents\x18\x01 \x01(\x03\x12\x17\n\x0funpriced_events\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x1b\n\x13input_cached_tokens\x18\x05 \x01(\x03\x12 \n\x18input_cache_write_tokens\x18\x06 \x01(\x03\x12\x19\n\x11input_text_tokens\x18\x07 \x01(\x03\x12\x1a\n\x12output_text_tokens\x18\x08 \x01(\x03\x12 \n\x18input_cached_text_tokens\x18\t \x01(\x03\x12\x1a\n\x12input_audio_tokens\x18\n \x01(\x03\x12!\n\x19input_cached_audio_tokens\x18\x0b \x01(\x03\x12\x1b\n\x13output_audio_tokens\x18\x0c \x01(\x03\x12\x1a\n\x12input_image_tokens\x18\r \x01(\x03\x12!\n\x19input_cached_image_tokens\x18\x0e \x01(\x03\x12\x1b\n\x13output_image_tokens\x18\x0f \x01(\x03\x12\x1a\n\x12num_model_requests\x18\x10 \x01(\x03\x12\x14\n\x0cnum_requests\x18\x11 \x01(\x03\x12\x0e\n\x06images\x18\x12 \x01(\x03\x12\x12\n\ncharacters\x18\x13 \x01(\x03\x12\x0f\n\x07seconds\x18\x14 \x01(\x03\x12\x13\n\x0busage_bytes\x18\x15 \x01(\x03\x12\x14\n\x0cnum_sessions\x18\x16 \x01(\x03\x12\x12\n\nunits_used\x18\x17 \x01(\x03\x12\x39\n\x08\x63ounters\x18\x18 \x03(\x0b\x32\'.metering.v1.UsageMetrics.CountersEntry\x12\x12\n\ninput_cost\x18\x19 \x01(\t\x12\x13\n\x0boutput_cost\x18\x1a \x01(\t\x12\x0c\n\x04\x63ost\x18\x1b \x01(\t\x12\x33\n\x0flast_event_time\x18\x1c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x93\x01\n\nUsageGroup\x12-\n\x03key\x18\x01 \x03(\x0b\x32 .metering.v1.UsageGroup.KeyEntry\x12*\n\x07metrics\x18\x02 \x01(\x0b\x32\x19.metering.v1.UsageMetrics\x1a*\n\x08KeyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x01\n\x0bUsageBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06groups\x18\x03 \x03(\x0b\x32\x17.metering.v1.UsageGroup\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x14\n\x0cnot_modified\x18\x05 \x01(\x08\"\x87\x01\n\tFreshness\x12\x31\n\rsnapshot_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0esettled_before\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0braw_windows\x18\x03 \x01(\x05\"\xa7\x01\n\x12QueryUsageResponse\x12)\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x18.metering.v1.UsageBucket\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12)\n\tfreshness\x18\x03 \x01(\x0b\x32\x16.metering.v1.Freshness\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x14\n\x0cnot_modified\x18\x05 \x01(\x08\"\xb3\x01\n\x16GetUsageTalliesRequest\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"r\n\x0bTallyCounts\x12\x34\n\x06\x63ounts\x18\x01 \x03(\x0b\x32$.metering.v1.TallyCounts.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x90\x01\n\rTallyCategory\x12\x36\n\x06models\x18\x01 \x03(\x0b\x32&.metering.v1.TallyCategory.ModelsEntry\x1aG\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.metering.v1.TallyCounts:\x02\x38\x01\"\xc1\x02\n\nUsageTally\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\napi_key_id\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x17\n\x0forganization_id\x18\x07 \x01(\t\x12\x31\n\x05value\x18\x08 \x03(\x0b\x32\".metering.v1.UsageTally.ValueEntry\x1aH\n\nValueEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.metering.v1.TallyCategory:\x02\x38\x01\"\x87\x01\n\x17GetUsageTalliesResponse\x12(\n\x07tallies\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageTally\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12)\n\tfreshness\x18\x03 \x01(\x0b\x32\x16.metering.v1.Freshness\"\x86\x01\n\x14GetTokenUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08group_by\x18\x03 \x03(\t\"\xb5\x01\n\nTokenUsage\x12\x16\n\trule_type\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07task_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x31\n\x05\x63ount\x18\x03 \x03(\x0b\x32\".metering.v1.TokenUsage.CountEntry\x1a,\n\nCountEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\x0c\n\n_rule_typeB\n\n\x08_task_id\"j\n\x15GetTokenUsageResponse\x12&\n\x05usage\x18\x01 \x03(\x0b\x32\x17.metering.v1.TokenUsage\x12)\n\tfreshness\x18\x02 \x01(\x0b\x32\x16.metering.v1.Freshness\"@\n\x15GetClientUsageRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x14\n\x0crecent_limit\x18\x02 \x01(\x05\"\xcc\x01\n\nModelUsage\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x16\n\x0emodel_provider\x18\x02 \x01(\t\x12\x16\n\x0etotal_requests\x18\x03 \x01(\x03\x12\x1a\n\x12total_input_tokens\x18\x04 \x01(\x03\x12\x1b\n\x13total_output_tokens\x18\x05 \x01(\x03\x12\x12\n\ntotal_cost\x18\x06 \x01(\t\x12-\n\tlast_used\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc6\x02\n\x0b\x43lientUsage\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x16\n\x0etotal_requests\x18\x02 \x01(\x03\x12\x1b\n\x13successful_requests\x18\x03 \x01(\x03\x12\x17\n\x0f\x66\x61iled_requests\x18\x04 \x01(\x03\x12\x1a\n\x12total_input_tokens\x18\x05 \x01(\x03\x12\x1b\n\x13total_output_tokens\x18\x06 \x01(\x03\x12\x12\n\ntotal_cost\x18\x07 \x01(\t\x12,\n\x0bmodels_used\x18\x08 \x03(\x0b\x32\x17.metering.v1.ModelUsage\x12\x30\n\x0frecent_requests\x18\t \x03(\x0b\x32\x17.metering.v1.UsageEvent\x12)\n\tfreshness\x18\n \x01(\x0b\x32\x16.metering.v1.Freshness2\x87\x04\n\x0cQueryService\x12v\n\nQueryUsage\x12\x1e.metering.v1.QueryUsageRequest\x1a\x1f.metering.v1.QueryUsageResponse\"\'\x82\xd3\xe4\x93\x02!\"\x0f/v1/usage:query:\x01*Z\x0b\x12\t/v1/usage\x12\x95\x01\n\x0fGetUsageTallies\x12#.metering.v1.GetUsageTalliesRequest\x1a$.metering.v1.GetUsageTalliesResponse\"7\x82\xd3\xe4\x93\x02\x31\"\x17/v1/usage/tallies:query:\x01*Z\x13\x12\x11/v1/usage/tallies\x12p\n\rGetTokenUsage\x12!.metering.v1.GetTokenUsageRequest\x1a\".metering.v1.GetTokenUsageResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/usage/tokens\x12u\n\x0eGetClientUsage\x12\".metering.v1.GetClientUsageRequest\x1a\x18.metering.v1.ClientUsage\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/clients/{client_id}/usageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metering.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002'
   _globals['_USAGEMETRICS_COUNTERSENTRY']._loaded_options = None
   _globals['_USAGEMETRICS_COUNTERSENTRY']._serialized_options = b'8\001'
   _globals['_USAGEGROUP_KEYENTRY']._loaded_options = None
   _globals['_USAGEGROUP_KEYENTRY']._serialized_options = b'8\001'
+  _globals['_GETUSAGETALLIESREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_GETUSAGETALLIESREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002'
   _globals['_TALLYCOUNTS_COUNTSENTRY']._loaded_options = None
   _globals['_TALLYCOUNTS_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_TALLYCATEGORY_MODELSENTRY']._loaded_options = None
@@ -54,54 +59,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYSERVICE'].methods_by_name['GetTokenUsage']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/usage/tokens'
   _globals['_QUERYSERVICE'].methods_by_name['GetClientUsage']._loaded_options = None
   _globals['_QUERYSERVICE'].methods_by_name['GetClientUsage']._serialized_options = b'\202\323\344\223\002\037\022\035/v1/clients/{client_id}/usage'
-  _globals['_FILTER']._serialized_start=128
-  _globals['_FILTER']._serialized_end=167
-  _globals['_QUERYUSAGEREQUEST']._serialized_start=170
-  _globals['_QUERYUSAGEREQUEST']._serialized_end=473
-  _globals['_USAGEMETRICS']._serialized_start=476
-  _globals['_USAGEMETRICS']._serialized_end=1294
-  _globals['_USAGEMETRICS_COUNTERSENTRY']._serialized_start=1247
-  _globals['_USAGEMETRICS_COUNTERSENTRY']._serialized_end=1294
-  _globals['_USAGEGROUP']._serialized_start=1297
-  _globals['_USAGEGROUP']._serialized_end=1444
-  _globals['_USAGEGROUP_KEYENTRY']._serialized_start=1402
-  _globals['_USAGEGROUP_KEYENTRY']._serialized_end=1444
-  _globals['_USAGEBUCKET']._serialized_start=1447
-  _globals['_USAGEBUCKET']._serialized_end=1631
-  _globals['_FRESHNESS']._serialized_start=1634
-  _globals['_FRESHNESS']._serialized_end=1769
-  _globals['_QUERYUSAGERESPONSE']._serialized_start=1772
-  _globals['_QUERYUSAGERESPONSE']._serialized_end=1939
-  _globals['_GETUSAGETALLIESREQUEST']._serialized_start=1942
-  _globals['_GETUSAGETALLIESREQUEST']._serialized_end=2115
-  _globals['_TALLYCOUNTS']._serialized_start=2117
-  _globals['_TALLYCOUNTS']._serialized_end=2231
-  _globals['_TALLYCOUNTS_COUNTSENTRY']._serialized_start=2186
-  _globals['_TALLYCOUNTS_COUNTSENTRY']._serialized_end=2231
-  _globals['_TALLYCATEGORY']._serialized_start=2234
-  _globals['_TALLYCATEGORY']._serialized_end=2378
-  _globals['_TALLYCATEGORY_MODELSENTRY']._serialized_start=2307
-  _globals['_TALLYCATEGORY_MODELSENTRY']._serialized_end=2378
-  _globals['_USAGETALLY']._serialized_start=2381
-  _globals['_USAGETALLY']._serialized_end=2702
-  _globals['_USAGETALLY_VALUEENTRY']._serialized_start=2630
-  _globals['_USAGETALLY_VALUEENTRY']._serialized_end=2702
-  _globals['_GETUSAGETALLIESRESPONSE']._serialized_start=2705
-  _globals['_GETUSAGETALLIESRESPONSE']._serialized_end=2840
-  _globals['_GETTOKENUSAGEREQUEST']._serialized_start=2843
-  _globals['_GETTOKENUSAGEREQUEST']._serialized_end=2977
-  _globals['_TOKENUSAGE']._serialized_start=2980
-  _globals['_TOKENUSAGE']._serialized_end=3161
-  _globals['_TOKENUSAGE_COUNTENTRY']._serialized_start=3091
-  _globals['_TOKENUSAGE_COUNTENTRY']._serialized_end=3135
-  _globals['_GETTOKENUSAGERESPONSE']._serialized_start=3163
-  _globals['_GETTOKENUSAGERESPONSE']._serialized_end=3269
-  _globals['_GETCLIENTUSAGEREQUEST']._serialized_start=3271
-  _globals['_GETCLIENTUSAGEREQUEST']._serialized_end=3335
-  _globals['_MODELUSAGE']._serialized_start=3338
-  _globals['_MODELUSAGE']._serialized_end=3542
-  _globals['_CLIENTUSAGE']._serialized_start=3545
-  _globals['_CLIENTUSAGE']._serialized_end=3871
-  _globals['_QUERYSERVICE']._serialized_start=3874
-  _globals['_QUERYSERVICE']._serialized_end=4393
+  _globals['_FILTER']._serialized_start=161
+  _globals['_FILTER']._serialized_end=200
+  _globals['_QUERYUSAGEREQUEST']._serialized_start=203
+  _globals['_QUERYUSAGEREQUEST']._serialized_end=512
+  _globals['_USAGEMETRICS']._serialized_start=515
+  _globals['_USAGEMETRICS']._serialized_end=1333
+  _globals['_USAGEMETRICS_COUNTERSENTRY']._serialized_start=1286
+  _globals['_USAGEMETRICS_COUNTERSENTRY']._serialized_end=1333
+  _globals['_USAGEGROUP']._serialized_start=1336
+  _globals['_USAGEGROUP']._serialized_end=1483
+  _globals['_USAGEGROUP_KEYENTRY']._serialized_start=1441
+  _globals['_USAGEGROUP_KEYENTRY']._serialized_end=1483
+  _globals['_USAGEBUCKET']._serialized_start=1486
+  _globals['_USAGEBUCKET']._serialized_end=1670
+  _globals['_FRESHNESS']._serialized_start=1673
+  _globals['_FRESHNESS']._serialized_end=1808
+  _globals['_QUERYUSAGERESPONSE']._serialized_start=1811
+  _globals['_QUERYUSAGERESPONSE']._serialized_end=1978
+  _globals['_GETUSAGETALLIESREQUEST']._serialized_start=1981
+  _globals['_GETUSAGETALLIESREQUEST']._serialized_end=2160
+  _globals['_TALLYCOUNTS']._serialized_start=2162
+  _globals['_TALLYCOUNTS']._serialized_end=2276
+  _globals['_TALLYCOUNTS_COUNTSENTRY']._serialized_start=2231
+  _globals['_TALLYCOUNTS_COUNTSENTRY']._serialized_end=2276
+  _globals['_TALLYCATEGORY']._serialized_start=2279
+  _globals['_TALLYCATEGORY']._serialized_end=2423
+  _globals['_TALLYCATEGORY_MODELSENTRY']._serialized_start=2352
+  _globals['_TALLYCATEGORY_MODELSENTRY']._serialized_end=2423
+  _globals['_USAGETALLY']._serialized_start=2426
+  _globals['_USAGETALLY']._serialized_end=2747
+  _globals['_USAGETALLY_VALUEENTRY']._serialized_start=2675
+  _globals['_USAGETALLY_VALUEENTRY']._serialized_end=2747
+  _globals['_GETUSAGETALLIESRESPONSE']._serialized_start=2750
+  _globals['_GETUSAGETALLIESRESPONSE']._serialized_end=2885
+  _globals['_GETTOKENUSAGEREQUEST']._serialized_start=2888
+  _globals['_GETTOKENUSAGEREQUEST']._serialized_end=3022
+  _globals['_TOKENUSAGE']._serialized_start=3025
+  _globals['_TOKENUSAGE']._serialized_end=3206
+  _globals['_TOKENUSAGE_COUNTENTRY']._serialized_start=3136
+  _globals['_TOKENUSAGE_COUNTENTRY']._serialized_end=3180
+  _globals['_GETTOKENUSAGERESPONSE']._serialized_start=3208
+  _globals['_GETTOKENUSAGERESPONSE']._serialized_end=3314
+  _globals['_GETCLIENTUSAGEREQUEST']._serialized_start=3316
+  _globals['_GETCLIENTUSAGEREQUEST']._serialized_end=3380
+  _globals['_MODELUSAGE']._serialized_start=3383
+  _globals['_MODELUSAGE']._serialized_end=3587
+  _globals['_CLIENTUSAGE']._serialized_start=3590
+  _globals['_CLIENTUSAGE']._serialized_end=3916
+  _globals['_QUERYSERVICE']._serialized_start=3919
+  _globals['_QUERYSERVICE']._serialized_end=4438
 # @@protoc_insertion_point(module_scope)

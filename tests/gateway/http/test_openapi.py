@@ -1,4 +1,3 @@
-import html
 import json
 import re
 
@@ -84,13 +83,3 @@ async def test_usage_log_operations_use_the_seed_fields(http):
     assert {p["name"]: p["schema"]["maximum"] for p in listing["parameters"] if p["name"] == "limit"} == {"limit": 1000}
     assert listing["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
     assert "422" in listing["responses"] and "403" in spec["paths"]["/usage/user/{user_id}"]["get"]["responses"]
-
-
-async def test_docs_page_is_self_contained(http):
-    reply = await http.get("/docs")
-    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
-    page = reply.text
-    for _, path in served_routes():
-        assert html.escape(documented_path(path)) in page
-    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
-    assert "<script" not in page

@@ -1,0 +1,164 @@
+"""The dashboard in a real browser (Chromium, headless) against the gateway and server on loopback:
+log in with a key, the usage chart's numbers (its table) equal the API's for the query the view
+states, in the browser's zone and after switching zone and grouping; a refresh reads only what changed
+(known_etags); costs never show unpriced usage as 0; a member sees only its own usage; an admin creates
+a key (shown once) and revokes it; every view draws without errors and without leaving the origin."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.gateway.dashboard.conftest import Usage, api_query
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+ZONE = "America/New_York"
+VIEWS = ("usage", "costs", "budgets", "events", "keys", "prices")
+
+
+@pytest.fixture
+async def page(browser: Browser, live_gateway: str, tmp_path: pathlib.Path) -> AsyncIterator[Page]:
+    """A fresh tab (own sessionStorage) in New York time; it fails the test on a page error or a request
+    leaving the gateway's origin."""
+    context = await browser.new_context(timezone_id=ZONE, viewport={"width": 1280, "height": 900},
+                                        accept_downloads=True)
+    tab = await context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    tab.on("request", lambda r: None if r.url.startswith(live_gateway) or r.url.startswith("blob:")
+           else problems.append(f"left the origin: {r.url}"))
+    yield tab
+    await context.close()
+    assert problems == []
+
+
+async def log_in(page: Page, base: str, key: str, view: str = "") -> None:
+    await page.goto(f"{base}/dashboard{'#' + view if view else ''}")
+    await page.fill("#key", key)
+    await page.click("#key-form button")
+    await page.wait_for_selector("#nav:not([hidden])")
+
+
+async def shown(page: Page) -> tuple[dict, dict[tuple[str, str], str]]:
+    """The query the usage view states and its table: (bucket start, group) -> value as shown."""
+    table = await page.wait_for_selector("#usage-table")
+    assert table is not None
+    query = json.loads(await table.get_attribute("data-query") or "{}")
+    cells = await page.eval_on_selector_all("#usage-table tbody td[data-group]", """cells => cells.map(c =>
+        [c.closest('tr').dataset.start, c.dataset.group, c.dataset.value])""")
+    return query, {(start, group): value for start, group, value in cells if value not in ("0", "")}
+
+
+def expected(buckets: list[dict], group: str, metric: str) -> dict[tuple[str, str], str]:
+    return {(b["start_time"], g["key"].get(group, "(unset)") if group else "all"): str(g["metrics"][metric])
+            for b in buckets for g in b["groups"] if str(g["metrics"][metric]) != "0"}
+
+
+async def redrawn(page: Page, renders: int) -> None:
+    await page.wait_for_function(f"Number(document.getElementById('view').dataset.renders || 0) > {renders}")
+
+
+async def test_usage_chart_matches_the_api_in_any_zone_and_grouping(page, live_gateway, usage: Usage, tmp_path):
+    await log_in(page, live_gateway, usage.admin_key)
+    await page.wait_for_selector("#usage-chart .uplot")
+    query, cells = await shown(page)
+    assert query["time_zone"] == ZONE and query["group_by"] == ["model"] and query["width"] == "1d"
+    assert query["metrics"] == ["input_tokens"]
+    want = expected(await api_query(live_gateway, usage.admin, query), "model", "input_tokens")
+    assert cells == want and len({g for _, g in want}) == 4  # three chat models and the embeddings
+    assert await page.evaluate("sessionStorage.length") == 1 and "mk_" not in page.url
+    await page.screenshot(path=str(tmp_path / "usage.png"), full_page=True)
+    if os.environ.get("METERING_DASHBOARD_SCREENSHOT") == "1":
+        await page.screenshot(path=str(ROOT / "docs" / "img" / "dashboard.png"))
+
+    renders = int(await page.eval_on_selector("#view", "v => v.dataset.renders"))
+    await page.fill("#usage-zone", "Asia/Kolkata")
+    await page.press("#usage-zone", "Enter")
+    await redrawn(page, renders)
+    query, cells = await shown(page)
+    assert query["time_zone"] == "Asia/Kolkata"
+    buckets = await api_query(live_gateway, usage.admin, query)
+    assert cells == expected(buckets, "model", "input_tokens")
+    assert {start for start, _ in cells} <= {b["start_time"] for b in buckets}
+    assert all(start.endswith("T18:30:00Z") for start, _ in cells)  # local midnights in India
+
+    renders = int(await page.eval_on_selector("#view", "v => v.dataset.renders"))
+    await page.select_option("#usage-group", "user_id")
+    await redrawn(page, renders)
+    query, cells = await shown(page)
+    assert query["group_by"] == ["user_id"]
+    assert cells == expected(await api_query(live_gateway, usage.admin, query), "user_id", "input_tokens")
+    assert {usage.member.user_id, usage.other.user_id} <= {g for _, g in cells}
+
+    # Refresh: every bucket is settled, so all come back not_modified and are taken from the page.
+    renders = int(await page.eval_on_selector("#view", "v => v.dataset.renders"))
+    await page.click("#usage-refresh")
+    await redrawn(page, renders)
+    reused = int(await page.eval_on_selector("#view", "v => v.dataset.reused"))
+    assert reused == len(await api_query(live_gateway, usage.admin, query))
+    assert (await shown(page))[1] == cells
+
+
+async def test_costs_never_show_unpriced_usage_as_zero(page, live_gateway, usage: Usage):
+    await log_in(page, live_gateway, usage.admin_key, "usage?metric=cost&group=model")
+    query, cells = await shown(page)
+    assert query["metrics"] == ["cost", "unpriced_events"]
+    assert cells == expected(await api_query(live_gateway, usage.admin, query), "model", "cost")
+    unpriced = await page.eval_on_selector_all("#usage-table td[data-group='embed-small'][data-unpriced='1']",
+                                               "cells => cells.map(c => c.textContent)")
+    assert unpriced and all(text.startswith("unpriced") for text in unpriced)  # not "0"
+    await page.click("nav a[data-view=costs]")
+    await page.wait_for_selector("#costs-table")
+    text = await page.inner_text("#costs-table")
+    assert "unpriced" in text
+
+
+async def test_a_member_sees_only_its_own_usage(page, live_gateway, usage: Usage):
+    await log_in(page, live_gateway, usage.member.key, "usage?group=user_id")
+    query, cells = await shown(page)
+    assert {group for _, group in cells} == {usage.member.user_id}
+    assert cells == expected(await api_query(live_gateway, usage.admin, {
+        **query, "filters": [{"field": "user_id", "values": [usage.member.user_id]}]}), "user_id", "input_tokens")
+    assert await page.is_hidden("nav a[data-view=keys]")
+
+
+async def test_an_admin_creates_a_key_shown_once_and_revokes_it(page, live_gateway, usage: Usage, tmp_path):
+    await log_in(page, live_gateway, usage.admin_key, "keys")
+    await page.fill("#key-name", "made-in-the-browser")
+    await page.click("#key-create button[type=submit]")
+    key = (await page.inner_text("#new-key-value")).strip()
+    assert key.startswith("mk_")
+    async with httpx.AsyncClient(base_url=live_gateway) as http:
+        assert (await http.get("/v1/whoami", headers={"Authorization": f"Bearer {key}"})).status_code == 200
+        row = page.locator("#keys-table tr", has_text="made-in-the-browser")
+        key_id = await row.get_attribute("data-key")
+        await page.screenshot(path=str(tmp_path / "keys.png"), full_page=True)
+        button = row.locator("button.revoke")
+        await button.click()
+        await button.click()  # the second click revokes
+        await page.wait_for_selector(f"#keys-table tr[data-key='{key_id}'] td.error")
+        assert (await http.get("/v1/whoami", headers={"Authorization": f"Bearer {key}"})).status_code == 401
+    await page.reload()  # the key was shown once: the page holds it no more
+    await page.wait_for_selector("#keys-table")
+    assert key not in await page.content()
+
+
+async def test_every_view_draws(page, live_gateway, usage: Usage, tmp_path):
+    await log_in(page, live_gateway, usage.admin_key)
+    await page.wait_for_selector("#usage-table")
+    for view in VIEWS:
+        await page.click(f"nav a[data-view={view}]")
+        await page.wait_for_function(f"document.getElementById('view').dataset.view === '{view}'")
+        await page.wait_for_load_state("networkidle")
+        assert await page.locator("#view .error").count() == 0, await page.inner_text("#view")
+        await page.screenshot(path=str(tmp_path / f"{view}.png"), full_page=True)
+    await page.click("nav a[data-view=events]")
+    await page.click("#events-table tbody tr >> nth=0")
+    await page.wait_for_selector("#event-card")
+    assert "Event " in await page.inner_text("#event-card h2")
