@@ -12,7 +12,6 @@ from gateway.http.openapi import EXAMPLES
 from tests.gateway.dashboard.conftest import Usage
 
 
-
 async def test_the_reference_is_swagger_ui_over_the_document(browser, live_gateway):
     context = await browser.new_context()
     page = await context.new_page()
