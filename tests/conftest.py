@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,9 @@ from tests.support import services
 from tests.support.pg_proxy import PgProxy
 
 MASTER_KEY = "test-master-key-" + random_text(16)
+# Organizations start with an empty price book in tests (and in the servers tests start), unless a
+# test asks for the catalog (tests/server/pricing/test_catalog.py); users get it by default.
+os.environ.setdefault("METERING_DEFAULT_PRICES", "none")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ site-packages; the project's own files come only from the wheel.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from server.pricing import catalog
 from tests.support import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_the_build_has_no_setuptools_warnings(built):
 
 
 def test_the_wheel_holds_every_module_and_data_file(built):
-    """Everything under the shipped packages (SQL, migrations, price data, stubs, py.typed, every
+    """Everything under the shipped packages (SQL, migrations, stubs, py.typed, every
     subpackage) is in the wheel: a file left out works in the checkout and fails once installed."""
     wheel, _ = built
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
@@ -90,7 +90,7 @@ def test_the_wheel_holds_every_module_and_data_file(built):
         str(path.relative_to(ROOT)) for package in SHIPPED for path in (ROOT / package).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     }
-    assert {"server/storage/migrations/0001_core.sql", "server/pricing/data/openai.json"} <= in_tree
+    assert {"server/storage/migrations/0001_core.sql", "server/storage/sql/prices.sql"} <= in_tree
     assert not in_tree - in_wheel, f"missing from the wheel: {sorted(in_tree - in_wheel)}"
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in in_wheel if n.endswith("entry_points.txt"))).decode()
     assert "metering = server.runtime.cli:main" in entry_points
@@ -112,7 +112,7 @@ async def test_installed_metering_migrates_and_loads_prices(venv, tmp_path):
     metering = venv / "bin" / "metering"
     try:
         migrated = await asyncio.to_thread(_run, [metering, "migrate"], tmp_path, env)
-        loaded = await asyncio.to_thread(_run, [metering, "prices", "load", "--org", "default"], tmp_path, env)
+        loaded = await asyncio.to_thread(_run, [metering, "prices", "sync", "--org", "default"], tmp_path, env)
         conn = await asyncpg.connect(dsn)
         try:
             versions = [r["version"] for r in await conn.fetch("select version from schema_migrations order by 1")]
@@ -127,5 +127,6 @@ async def test_installed_metering_migrates_and_loads_prices(venv, tmp_path):
     shipped = sorted((ROOT / "server" / "storage" / "migrations").glob("*.sql"))
     assert len(versions) == len(shipped) and f"applied: {shipped[0].stem}" in migrated
     assert {"events", "series", "rollups_15m", "organizations", "api_keys", "price_versions"} <= tables
-    models = sum(len(json.loads(p.read_text())["models"]) for p in (ROOT / "server/pricing/data").glob("*.json"))
-    assert f"{models} created, 0 unchanged" in loaded and stored == models
+    # the in-process server gave the default organization the catalog; sync then finds nothing new
+    entries = len(catalog.entries())
+    assert f"{entries} dated versions; 0 created, {entries} unchanged" in loaded and stored == entries

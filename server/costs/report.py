@@ -130,14 +130,15 @@ class CostQuery:
                     unpriced += m.unpriced_events
                     items = _given(model, m)
                 else:
-                    version = book.by_name.get(version_name)
-                    if version is None:
+                    found_version = book.priced_as(version_name)
+                    if found_version is None:
                         raise RuntimeError(f"price version {version_name} of stored usage is not in the price book")
+                    version, tier = found_version  # usage above a long-context tier: that tier's prices
                     labels = {n: v for n in ("size", "quality") if (v := key[f"labels.{n}"]) is not None}
                     counters = [m.counters[name] for name in COUNTER_FIELDS]
                     items = [
                         _Item(f"{model}, {li.label}", li.quantity, li.unit, li.amount)
-                        for li in version.plan(version.variant_for(labels)).line_items(counters)
+                        for li in version.plan(version.variant_for(labels), tier).line_items(counters)
                     ]
                 currency = key["currency"] or "usd"
                 for item in items:

@@ -102,9 +102,13 @@ def _money(value: decimal.Decimal | None) -> str | None:
 @dataclasses.dataclass
 class _Change:
     row: asyncpg.Record
-    old: Version | None
-    new: Version
+    old: tuple[Version, int] | None  # the version and long-context tier it was priced with
+    new: tuple[Version, int]
     costs: tuple[decimal.Decimal, decimal.Decimal, decimal.Decimal]  # input, output, total
+
+    @property
+    def stamp(self) -> str:
+        return self.new[0].stamp(self.new[1])
 
 
 class _Tally:
@@ -119,16 +123,19 @@ class _Tally:
     def add(self, change: _Change, counters: Sequence[int], labels: dict[str, str]) -> None:
         row = change.row
         self.events += 1
-        self.digest.update(f"{row['event_id']}|{row['price_version']}|{change.new.name}|{change.costs[2]}\n".encode())
+        self.digest.update(f"{row['event_id']}|{row['price_version']}|{change.stamp}|{change.costs[2]}\n".encode())
         model = row["model"]
         day = _day(row["ts"])
         touched = set()
 
-        def items(version: Version | None) -> list[LineItem]:
-            return version.plan(version.variant_for(labels)).line_items(counters) if version else []
+        def items(priced: tuple[Version, int] | None) -> list[LineItem]:
+            if priced is None:
+                return []
+            version, tier = priced
+            return version.plan(version.variant_for(labels), tier).line_items(counters)
 
-        for side, version in (("before", change.old), ("after", change.new)):
-            for item in items(version):
+        for side, priced in (("before", change.old), ("after", change.new)):
+            for item in items(priced):
                 key = (day, row["project_id"], f"{model}, {item.label}", row["currency"])
                 delta = self.deltas.get(key)
                 if delta is None:
@@ -151,19 +158,22 @@ def _changes(book: Book, rows: Sequence[asyncpg.Record], spec: RepricingSpec, ta
     out = []
     for row in rows:
         new = book.in_force(row["provider"], row["model"], row["currency"], row["ts"])
-        if new is None or new.name == row["price_version"]:
+        if new is None:
+            continue
+        counters = [row[name] for name in COUNTER_FIELDS]
+        tier = new.tier_for(counters)
+        if new.stamp(tier) == row["price_version"]:
             continue
         if spec.versions is not None and new.name not in spec.versions:
             continue
         labels = row["labels"]
-        counters = [row[name] for name in COUNTER_FIELDS]
-        priced = new.plan(new.variant_for(labels)).price(counters)
+        priced = new.plan(new.variant_for(labels), tier).price(counters)
         if priced is None:
             if row["price_version"] is not None:
                 tally.skipped += 1  # keeps its old price
             continue
-        old = book.by_name.get(row["price_version"]) if row["price_version"] else None
-        change = _Change(row, old, new, (priced.input_cost, priced.output_cost, priced.cost))
+        old = book.priced_as(row["price_version"]) if row["price_version"] else None
+        change = _Change(row, old, (new, tier), (priced.input_cost, priced.output_cost, priced.cost))
         tally.add(change, counters, labels)
         out.append(change)
     return out
@@ -223,21 +233,21 @@ class Repricer:
             keys[c.row["event_id"]] = SeriesKey(
                 kind=r["kind"], dims=tuple(r[name] for name in TEXT_DIMENSIONS), batch=r["batch"],
                 status=r["status"], currency=r["currency"], labels=tuple(sorted(r["labels"].items())),
-                price_version=c.new.name,
+                price_version=c.stamp,
             )
         series = await self.writer.series.resolve(self.pool, {(org_id, k) for k in keys.values()})
         await conn.execute(
             q("reprice_events"), org_id, [c.row["ts"] for c in changes], [c.row["event_id"] for c in changes],
             [series[(org_id, keys[c.row["event_id"]])] for c in changes],
             [c.costs[0] for c in changes], [c.costs[1] for c in changes], [c.costs[2] for c in changes],
-            [c.new.name for c in changes],
+            [c.stamp for c in changes],
         )
         before = [{
             "price_version": c.row["price_version"], "unpriced": c.row["unpriced"], "cost": _money(c.row["cost"]),
             "input_cost": _money(c.row["input_cost"]), "output_cost": _money(c.row["output_cost"]),
         } for c in changes]
         after = [{
-            "price_version": c.new.name, "unpriced": False, "cost": _money(c.costs[2]),
+            "price_version": c.stamp, "unpriced": False, "cost": _money(c.costs[2]),
             "input_cost": _money(c.costs[0]), "output_cost": _money(c.costs[1]),
         } for c in changes]
         await conn.execute(

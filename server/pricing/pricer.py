@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 import asyncpg
 
 from server.core.events import TEXT_DIMENSIONS, NewEvent, SeriesKey
-from server.pricing.rules import UNPRICED, VARIANT_TYPES, Plan, Priced
+from server.pricing import catalog
+from server.pricing.rules import INPUT_TOKENS, TIER_MARK, UNPRICED, VARIANT_TYPES, Plan, Priced
 from server.storage.db import q
 from server.storage.notify import Change, Listener, Topic
 
@@ -44,6 +45,22 @@ class Version:
 
     def __post_init__(self) -> None:
         self.variants = sorted({v for t, v in self.prices if t in VARIANT_TYPES and v})
+        # Long-context tiers: the thresholds of its ">N" prices (rules.py "Tiers").
+        self.tiers = sorted({int(v[1:]) for _, v in self.prices if v.startswith(TIER_MARK)})
+
+    def tier_for(self, counters: Sequence[int]) -> int:
+        """The tier an event's counters fall in: the highest threshold its input_tokens
+        exceed, or 0 (the base prices)."""
+        tier = 0
+        for threshold in self.tiers:
+            if counters[INPUT_TOKENS] > threshold:
+                tier = threshold
+        return tier
+
+    def stamp(self, tier: int = 0) -> str:
+        """What priced usage carries as its price_version: "pv_12", or "pv_12>200000"
+        above a tier (so rollups keep the tiers of a version apart)."""
+        return f"{self.name}{TIER_MARK}{tier}" if tier else self.name
 
     def variant_for(self, labels: Sequence[tuple[str, str]] | dict[str, str]) -> str:
         """The image variant an event's labels select: "<size> <quality>", "<size>" or ""."""
@@ -56,11 +73,24 @@ class Version:
                 return candidate
         return ""
 
-    def plan(self, variant: str = "") -> Plan:
-        plan = self._plans.get(variant)
+    def plan(self, variant: str = "", tier: int = 0) -> Plan:
+        key = f"{variant}{TIER_MARK}{tier}" if tier else variant
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[variant] = Plan(self.prices, variant)
+            plan = self._plans[key] = Plan(self._prices_at(tier), variant)
         return plan
+
+    def _prices_at(self, tier: int) -> dict[tuple[str, str], decimal.Decimal]:
+        """The prices of one tier: the base prices, each overridden by the price of its
+        highest threshold not above the tier."""
+        if not self.tiers:
+            return self.prices
+        out = {k: p for k, p in self.prices.items() if not k[1].startswith(TIER_MARK)}
+        tiered = sorted((int(v[1:]), t, p) for (t, v), p in self.prices.items() if v.startswith(TIER_MARK))
+        for threshold, usage_type, price in tiered:
+            if threshold <= tier:
+                out[(usage_type, "")] = price
+        return out
 
 
 class Book:
@@ -96,6 +126,11 @@ class Book:
         if found is None:
             lines = (self._line(p, model, currency) for p in self._providers(provider, model, currency))
             found = [line for line in lines if line is not None]
+            if not found and self._lines:
+                matched = catalog.match(provider, model)  # the catalog's own match rules
+                if matched is not None and matched != (provider, model):
+                    line = self._line(matched[0], matched[1], currency)
+                    found = [line] if line is not None else []
             if len(self._memo) > 100_000:
                 self._memo.clear()
             self._memo[key] = found
@@ -128,6 +163,14 @@ class Book:
             if i >= 0:
                 return versions[i]
         return None
+
+    def priced_as(self, stamp: str) -> tuple[Version, int] | None:
+        """The version and tier of a price_version stamp ("pv_12" or "pv_12>200000")."""
+        name, mark, tier = stamp.partition(TIER_MARK)
+        version = self.by_name.get(name)
+        if version is None or (mark and not tier.isdigit()):
+            return None
+        return version, int(tier) if mark else 0
 
     def __len__(self) -> int:
         return len(self.by_name)
@@ -166,7 +209,7 @@ class _Target:
         self._pricer = pricer
         self._series = series
         self._line = book.lines(provider, model, series.currency) if model is not None else []
-        self._by_version: dict[int, tuple[Callable[[Sequence[int]], Priced | None], SeriesKey, str]] = {}
+        self._by_version: dict[tuple[int, int], tuple[Callable[[Sequence[int]], Priced | None], SeriesKey, str]] = {}
         self._unpriced: SeriesKey | None = None
 
     def price(self, e: NewEvent) -> NewEvent:
@@ -177,11 +220,13 @@ class _Target:
                 version = versions[i]
                 break
         if version is not None:
-            found = self._by_version.get(version.version_id)
+            tier = version.tier_for(e.counters) if version.tiers else 0
+            found = self._by_version.get((version.version_id, tier))
             if found is None:
-                plan = version.plan(version.variant_for(self._series.labels) if version.variants else "")
-                found = self._by_version[version.version_id] = (
-                    plan.price, self._pricer._with_version(self._series, version.name), version.name)
+                plan = version.plan(version.variant_for(self._series.labels) if version.variants else "", tier)
+                stamp = version.stamp(tier)
+                found = self._by_version[(version.version_id, tier)] = (
+                    plan.price, self._pricer._with_version(self._series, stamp), stamp)
             priced = found[0](e.counters)
             if priced is not None:
                 return _stamped(e, found[1], found[2], *priced)
@@ -288,17 +333,20 @@ class Pricer:
         version to use if it still matches the event (an adjusted event keeps its version)."""
         book = self.book(org_id)
         s = e.series
-        version = book.by_name.get(prefer) if prefer else None
+        preferred = book.priced_as(prefer) if prefer else None
+        version = preferred[0] if preferred else None
         if version is None or version.model != s.dims[_MODEL] or version.currency != s.currency or (
             version.provider and version.provider != s.dims[_PROVIDER]
         ):
             version = book.in_force(s.dims[_PROVIDER], s.dims[_MODEL], s.currency, e.ts)
         priced = None
         if version is not None:
-            priced = version.plan(version.variant_for(s.labels) if version.variants else "").price(e.counters)
-        if priced is None:
+            tier = version.tier_for(e.counters)
+            priced = version.plan(version.variant_for(s.labels) if version.variants else "", tier).price(e.counters)
+        if priced is None or version is None:
             return _stamped(e, self._with_version(s, UNPRICED), None, None, None, None)
-        return _stamped(e, self._with_version(s, version.name), version.name, *priced)  # type: ignore[union-attr]
+        stamp = version.stamp(tier)
+        return _stamped(e, self._with_version(s, stamp), stamp, *priced)
 
     def _with_version(self, key: SeriesKey, version: str) -> SeriesKey:
         found = self._series.get((key, version))
@@ -317,5 +365,5 @@ class Pricer:
         if version is None:
             who = f"{provider}/{model}" if provider else model
             return f"no price version for {who} in {currency} in force at {at.isoformat()}"
-        reason = version.plan(version.variant_for(labels)).why_not(counters)
+        reason = version.plan(version.variant_for(labels), version.tier_for(counters)).why_not(counters)
         return f"{version.name}: {reason}" if reason else ""

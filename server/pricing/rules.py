@@ -36,6 +36,14 @@ version is in force for its (provider, model, currency) at its time, when one of
 its quantities is negative (inconsistent counters, e.g. more cached than input
 tokens) or when a nonzero quantity has no price in that version: it is flagged,
 never costed at 0.
+
+Tiers. A token price may have long-context tiers: the price variant ">N" of a
+token usage type is its unit price for events whose input_tokens exceed N (the
+whole event, as providers bill it: crossing the threshold reprices every token,
+not only those above it). An event is priced with the plan of its tier, the
+highest threshold its input_tokens exceed, and stamped "pv_12>200000" instead of
+"pv_12", so rollups keep the tiers of a version apart and cost queries stay
+exact sums of quantity x unit price (server/pricing/pricer.py Version.tier_for).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from server.core.events import COUNTER_FIELDS
 from server.core.money import EXACT, ZERO
 
 UNPRICED = "unpriced"  # series.price_version of usage without a cost and without a price
+TIER_MARK = ">"  # a tier's price variant ">N"; a tier's stamp "pv_12>N"
 # Exact arithmetic: a result that would need rounding raises decimal.Inexact instead.
 
 
@@ -84,6 +93,7 @@ USAGE_TYPES: dict[str, UsageType] = {t.name: t for t in (
 VARIANT_TYPES = frozenset({"image"})
 
 _I = {name: i for i, name in enumerate(COUNTER_FIELDS)}
+INPUT_TOKENS = _I["input_tokens"]  # what selects a tier
 Combo = tuple[tuple[int, int], ...]  # (counter index, coefficient) pairs
 
 

@@ -14,12 +14,13 @@ import dataclasses
 import datetime as dt
 import decimal
 import re
+from collections.abc import Iterable
 
 import asyncpg
 
 from server.core.errors import InvalidArgument, NotFound
 from server.pricing.pricer import Book, Pricer, Version, version_from_rows
-from server.pricing.rules import USAGE_TYPES, VARIANT_TYPES
+from server.pricing.rules import TIER_MARK, USAGE_TYPES, VARIANT_TYPES
 from server.storage import notify
 from server.storage.db import q
 
@@ -32,6 +33,9 @@ MAX_PRICE_DECIMALS = 30
 MAX_VERSIONS_PER_CALL = 10_000
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 _VERSION = re.compile(r"^pv_[0-9]{1,18}$")
+_PLANNED = 1 << 62  # placeholder ids of versions about to be created: after every stored one
+_TIER = re.compile(r"^>\s*([0-9]{1,15})$")
+Key = tuple[str, str, str]  # provider, model, currency
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +97,15 @@ def check_new_version(
             raise InvalidArgument(f"{where}.usage_type", f"unknown usage type {usage_type[:64]!r}; one of "
                                   f"{', '.join(USAGE_TYPES)}")
         variant = variant.strip()
-        if variant and usage_type not in VARIANT_TYPES:
-            raise InvalidArgument(f"{where}.variant", f"only {', '.join(sorted(VARIANT_TYPES))} prices have variants")
+        if variant.startswith(TIER_MARK):
+            tier = _TIER.match(variant)
+            if USAGE_TYPES[usage_type].unit != "tokens" or tier is None or not int(tier[1]):
+                raise InvalidArgument(f"{where}.variant", "a long-context tier is \">N\" (N > 0 input tokens) "
+                                      "on a token price")
+            variant = f"{TIER_MARK}{int(tier[1])}"
+        elif variant and usage_type not in VARIANT_TYPES:
+            raise InvalidArgument(f"{where}.variant", f"only {', '.join(sorted(VARIANT_TYPES))} prices have variants "
+                                  "(and token prices tiers \">N\")")
         if len(variant) > MAX_VARIANT or "\x00" in variant:
             raise InvalidArgument(f"{where}.variant", f"at most {MAX_VARIANT} characters")
         if (usage_type, variant) in found:
@@ -106,13 +117,21 @@ def check_new_version(
     return NewVersion(provider.strip(), model, currency, start, found, note, replace)
 
 
-def exact_in_force(book: Book, provider: str, model: str, currency: str, at: dt.datetime) -> Version | None:
+def by_key(versions: Iterable[Version]) -> dict[Key, list[Version]]:
+    out: dict[Key, list[Version]] = {}
+    for v in versions:
+        out.setdefault((v.provider, v.model, v.currency), []).append(v)
+    return out
+
+
+def exact_in_force(lines: dict[Key, list[Version]], key: Key, at: dt.datetime) -> Version | None:
     """The version of exactly this key in force at `at` (no any-provider fallback)."""
     best = None
-    for v in book.by_name.values():
-        if (v.provider, v.model, v.currency) == (provider, model, currency) and v.effective_from <= at:
-            if best is None or (v.effective_from, v.version_id) > (best.effective_from, best.version_id):
-                best = v
+    for v in lines.get(key, ()):
+        if v.effective_from <= at and (
+            best is None or (v.effective_from, v.version_id) > (best.effective_from, best.version_id)
+        ):
+            best = v
     return best
 
 
@@ -129,34 +148,49 @@ class PriceVersions:
             raise InvalidArgument("versions", f"at most {MAX_VERSIONS_PER_CALL} per call")
         results: list[tuple[Version, bool]] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            revision = await conn.fetchval(q("lock_price_book"), org_id)
-            book = Book(revision, version_from_rows(await conn.fetch(q("price_book_versions"), [org_id])))
-            created = []
+            await conn.fetchval(q("lock_price_book"), org_id)
+            lines = by_key(version_from_rows(await conn.fetch(q("price_book_versions"), [org_id])))
+            planned: list[tuple[int, NewVersion, dict[tuple[str, str], decimal.Decimal]]] = []
+            outcomes: list[tuple[Version | int, bool]] = []  # a stored version or an index in planned; created
             for new in versions:
-                current = exact_in_force(book, new.provider, new.model, new.currency, new.effective_from)
+                key = (new.provider, new.model, new.currency)
+                current = exact_in_force(lines, key, new.effective_from)
                 prices = dict(new.prices) if new.replace or current is None else {**current.prices, **new.prices}
                 if current is not None and current.prices == prices:
-                    results.append((current, False))
+                    planned_one = current.version_id >= _PLANNED  # an earlier input of this call
+                    outcomes.append((current.version_id - _PLANNED if planned_one else current, False))
                     continue
-                row = await conn.fetchrow(
-                    q("insert_price_version"), org_id, new.provider, new.model, new.currency, new.effective_from,
-                    new.note, actor,
-                )
-                assert row is not None  # insert ... returning always returns the row
-                ordered = sorted(prices.items())
-                await conn.execute(
-                    q("insert_prices"), org_id, row["version_id"], [t for (t, _), _ in ordered],
-                    [v for (_, v), _ in ordered], [p for _, p in ordered],
-                )
-                version = Version(row["version"], row["version_id"], new.provider, new.model, new.currency,
-                                  new.effective_from, prices, new.note, actor, row["create_time"])
-                book = Book(revision, [*book.by_name.values(), version])  # later inputs build on earlier ones
-                created.append(version)
-                results.append((version, True))
+                # Later inputs build on earlier ones: a placeholder ordered after every stored version.
+                placeholder = Version("", _PLANNED + len(planned), *key, new.effective_from, prices)
+                lines.setdefault(key, []).append(placeholder)
+                outcomes.append((len(planned), True))
+                planned.append((len(planned), new, prices))
+            created = await self._insert(conn, org_id, planned, actor)
+            results = [(o if isinstance(o, Version) else created[o], new_one) for o, new_one in outcomes]
             if created:
                 await conn.execute(q("bump_price_book"), org_id)
                 await notify.send(conn, notify.Topic.PRICE_BOOK, org_id)  # every server reloads it on commit
         return results
+
+    @staticmethod
+    async def _insert(
+        conn: asyncpg.pool.PoolConnectionProxy, org_id: int,
+        planned: list[tuple[int, NewVersion, dict[tuple[str, str], decimal.Decimal]]], actor: str,
+    ) -> list[Version]:
+        """The planned versions inserted in three statements whatever their number: ids drawn
+        in input order (so a later correction gets the higher id), the versions, their prices."""
+        if not planned:
+            return []
+        ids = [r["version_id"] for r in await conn.fetch(q("next_price_version_ids"), len(planned))]
+        now = await conn.fetchval(q("insert_price_versions"), org_id, ids, [n.provider for _, n, _ in planned],
+                                  [n.model for _, n, _ in planned], [n.currency for _, n, _ in planned],
+                                  [n.effective_from for _, n, _ in planned], [n.note for _, n, _ in planned], actor)
+        rows = [(vid, t, v, price) for vid, (_, _, prices) in zip(ids, planned, strict=True)
+                for (t, v), price in sorted(prices.items())]
+        if rows:
+            await conn.execute(q("insert_prices"), org_id, *(list(c) for c in zip(*rows, strict=True)))
+        return [Version(f"pv_{vid}", vid, n.provider, n.model, n.currency, n.effective_from, prices, n.note, actor, now)
+                for vid, (_, n, prices) in zip(ids, planned, strict=True)]
 
     async def book(self, org_id: int) -> Book:
         await self.pricer.refresh(self.pool, [org_id])

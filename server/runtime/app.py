@@ -48,6 +48,7 @@ from server.core.metrics import DB_POOL
 from server.costs.report import CostQuery
 from server.costs.reprice import Repricer
 from server.ingest.writer import EventWriter
+from server.pricing import catalog
 from server.pricing.versions import PriceVersions
 from server.query.engine import QueryEngine
 from server.records.store import Records
@@ -83,6 +84,7 @@ class MeteringServer:
         self, dsn: str, addr: str, master_key: str | None, *, pool_size: int = 10,
         redis_url: str | None = None, queue_name: str | None = None, rollup_delay: float = 1.0,
         rate_limiter: RateLimiter | None | bool = True, reuse_port: bool = False, listen_dsn: str | None = None,
+        default_prices: bool | None = None,
     ) -> None:
         """redis_url: where to enqueue rollup jobs after each write (None: don't; the
         worker's sweep still finds every dirty window). queue_name: default
@@ -109,13 +111,17 @@ class MeteringServer:
         self.reuse_port = reuse_port
         # True: from METERING_RATE_LIMIT / METERING_RATE_BURST (default off); None/False: off.
         self.rate_limiter = rate_limiter_from_env() if rate_limiter is True else (rate_limiter or None)
+        # New organizations' books start as the price catalog (default: $METERING_DEFAULT_PRICES, "catalog").
+        self.default_prices = catalog.default_prices() if default_prices is None else default_prices
 
     async def start(self) -> int:
         await migrate_dsn(self.dsn)
         self.pool = await create_pool(self.dsn, min_size=2, max_size=self.pool_size,
                                       application_name="metering-server")
         await self.listener.start()
-        tenants = Tenants(self.pool)
+        if self.default_prices:
+            await catalog.install(self.pool)
+        tenants = Tenants(self.pool, default_prices=self.default_prices)
         await tenants.token_secret()
         writer = EventWriter(self.pool)
         writer.pricer.follow(self.listener, self.pool)

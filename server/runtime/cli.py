@@ -6,7 +6,7 @@
     metering users create --org ORG --username U --password P [--role admin|member]
     metering keys create --org ORG [--project P] [--user U] [--role admin|member] [--name N]
     metering keys revoke --org ORG KEY | keys list --org ORG
-    metering prices load|set|list|reprice|unpriced|costs --org ORG ...   (server/runtime/prices_cli.py)
+    metering prices sync|load|set|list|reprice|unpriced|costs --org ORG ...   (server/runtime/prices_cli.py)
 
 Admin verbs reach the service that runs: --target (or METERING_TARGET), else the
 `up` of the data dir given (--data-dir, METERING_DATA_DIR), else the database named

@@ -1,6 +1,7 @@
 """The `metering prices` verbs: one PriceService / CostService call each.
 
-    metering prices load --org ORG [FILE ...]        (default: every server/pricing/data/*.json)
+    metering prices sync --org ORG                   (the catalog: every genai-prices model, dated)
+    metering prices load --org ORG FILE ...
     metering prices set --org ORG --model M [--provider P] [--currency C] [--effective-from T]
                         [--note N] [--replace] TYPE[:VARIANT]=AMOUNT[/PER] ...
     metering prices list --org ORG [--model M] [--provider P] [--at T]
@@ -10,7 +11,8 @@
 
 Prices are written AMOUNT or AMOUNT/PER, PER one of 1K, 1M, 1B or a whole
 number: "input=2.50/1M" is $2.50 per million input tokens, a unit price of
-0.0000025. The price files use the same notation.
+0.0000025; "input:>200000=6/1M" is the price above a long-context tier. Price
+files use the same notation.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from metering.v1 import prices_pb2, prices_pb2_grpc
 from server.core.config import ConfigError
 from server.core.convert import money
 from server.core.money import EXACT
+from server.pricing import catalog
 from server.pricing.rules import USAGE_TYPES
 
-PRICE_DIR = pathlib.Path(__file__).resolve().parent.parent / "pricing" / "data"
 _PER = {"1K": 10**3, "1M": 10**6, "1B": 10**9}
 _TOKEN_TYPES = frozenset(name for name, t in USAGE_TYPES.items() if t.unit == "tokens")
 Auth = tuple[tuple[str, str], ...]
+SYNC_CHUNK = 5_000  # versions per CreatePriceVersions call (at most 10,000)
 
 
 def unit_price(text: str) -> str:
@@ -92,6 +95,38 @@ def load_file(path: pathlib.Path) -> list[prices_pb2.NewPriceVersion]:
     return out
 
 
+def catalog_versions() -> list[prices_pb2.NewPriceVersion]:
+    """The catalog's dated versions (server/pricing/catalog.py) as CreatePriceVersions inputs."""
+    out = []
+    for entry in catalog.entries():
+        version = prices_pb2.NewPriceVersion(
+            provider=entry.provider, model=entry.model, currency=catalog.CURRENCY, note=entry.note, replace=True,
+            prices=[prices_pb2.Price(usage_type=t, variant=v, unit_price=money(p))
+                    for (t, v), p in sorted(entry.prices.items())],
+        )
+        version.effective_from.FromDatetime(entry.effective_from)
+        out.append(version)
+    return out
+
+
+async def sync(stub: prices_pb2_grpc.PriceServiceStub, auth: Auth, org: str) -> list[str]:
+    """Import the catalog into an organization's book: a version per model and dated
+    change, created only where the book does not have those prices in force at that
+    date already (so a second run creates nothing, a newer catalog only what is new)."""
+    versions = catalog_versions()
+    created = 0
+    lines = []
+    for start in range(0, len(versions), SYNC_CHUNK):
+        resp = await stub.CreatePriceVersions(prices_pb2.CreatePriceVersionsRequest(
+            organization=org, versions=versions[start:start + SYNC_CHUNK]), metadata=auth)
+        created += sum(r.created for r in resp.results)
+        lines += ["created  " + show_version(r.version) for r in resp.results if r.created]
+    models = len({(v.provider, v.model) for v in versions})
+    providers = len({v.provider for v in versions})
+    return [*lines, f"genai-prices {catalog.version()}: {providers} providers, {models} models, {len(versions)} "
+            f"dated versions; {created} created, {len(versions) - created} unchanged"]
+
+
 def add_parser(verbs: Any, target_help: str) -> None:
     prices = verbs.add_parser("prices", help="the price book, repricing and costs").add_subparsers(
         dest="action", required=True)
@@ -102,8 +137,9 @@ def add_parser(verbs: Any, target_help: str) -> None:
         p.add_argument("--target", help=target_help)
         return p
 
-    p = common("load", "load price files (default: the starter table server/pricing/data/*.json)")
-    p.add_argument("files", nargs="*", type=pathlib.Path)
+    common("sync", "import the price catalog (genai-prices): every provider and model, each dated change a version")
+    p = common("load", "load price files")
+    p.add_argument("files", nargs="+", type=pathlib.Path)
     p = common("set", "create a price version for one model")
     p.add_argument("--model", required=True)
     p.add_argument("--provider", default="", help="default: any provider")
@@ -164,9 +200,10 @@ def _report(r: prices_pb2.RepricingReport) -> list[str]:
 async def call(channel: grpc.aio.Channel, auth: Auth, args: argparse.Namespace) -> list[str]:
     stub = prices_pb2_grpc.PriceServiceStub(channel)
     org = args.org
+    if args.action == "sync":
+        return await sync(stub, auth, org)
     if args.action == "load":
-        files = args.files or sorted(PRICE_DIR.glob("*.json"))
-        versions = [v for path in files for v in load_file(path)]
+        versions = [v for path in args.files for v in load_file(path)]
         resp = await stub.CreatePriceVersions(
             prices_pb2.CreatePriceVersionsRequest(organization=org, versions=versions), metadata=auth)
         created = sum(r.created for r in resp.results)

@@ -43,14 +43,18 @@ def _no_nul(field: str, value: str) -> str:
 
 
 class Tenants:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, default_prices: bool = False) -> None:
         self.pool = pool
+        self.default_prices = default_prices  # new organizations' books start as the price catalog
 
     async def create_organization(self, name: str) -> asyncpg.Record:
         name = _name("name", name)
-        row = await self.pool.fetchrow(q("insert_organization"), "org_" + credentials.random_text(16), name)
-        if row is None:
-            raise AlreadyExists(f"organization {name!r} already exists")
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q("insert_organization"), "org_" + credentials.random_text(16), name)
+            if row is None:
+                raise AlreadyExists(f"organization {name!r} already exists")
+            if self.default_prices:  # the catalog template (server/pricing/catalog.py), one INSERT ... SELECT
+                await conn.execute(q("copy_price_catalog"), row["org_id"], "catalog")
         return row
 
     async def organization(self, ref: str) -> asyncpg.Record:

@@ -23,14 +23,26 @@ returning revision;
 -- name: bump_price_book
 update price_books set revision = revision + 1, update_time = now() where org_id = $1 returning revision;
 
--- name: insert_price_version
-insert into price_versions (org_id, provider, model, currency, effective_from, note, created_by)
-values ($1, $2, $3, $4, $5, $6, $7)
-returning version_id, version, create_time;
+-- name: next_price_version_ids
+-- $1 how many: version ids in increasing order (the versions of one call, in input order).
+select nextval(pg_get_serial_sequence('price_versions', 'version_id')) as version_id
+from generate_series(1, $1::integer)
+order by 1;
+
+-- name: insert_price_versions
+-- $1 org, $2.. per version: id, provider, model, currency, effective_from, note; $8 created_by.
+with v as (
+    insert into price_versions (org_id, version_id, provider, model, currency, effective_from, note, created_by)
+    overriding system value
+    select $1, * , $8 from unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+    returning create_time
+)
+select max(create_time) from v;
 
 -- name: insert_prices
+-- $1 org, per price: version id, usage type, variant, unit price.
 insert into prices (org_id, version_id, usage_type, variant, unit_price)
-select $1, $2, * from unnest($3::text[], $4::text[], $5::numeric[]);
+select $1, * from unnest($2::bigint[], $3::text[], $4::text[], $5::numeric[]);
 
 -- name: list_unpriced_events
 -- Newest first, keyset-paginated on (ts, event_id); $4/$5 the last row of the previous page;
@@ -96,3 +108,50 @@ where e.org_id = $1 and e.ts = u.ts and e.event_id = u.event_id;
 insert into event_adjustments (org_id, event_id, ts, actor, action, reason, before, after)
 select $1, u.event_id, u.ts, $2, 'reprice', $3, u.before, u.after
 from unnest($4::uuid[], $5::timestamptz[], $6::jsonb[], $7::jsonb[]) as u(event_id, ts, before, after);
+
+-- name: catalog_state
+-- The template's version, locked until commit (one installer at a time).
+select version from price_catalog_state where singleton for update;
+
+-- name: catalog_claim
+insert into price_catalog_state (version, entries) values ('', 0) on conflict do nothing;
+
+-- name: catalog_clear
+delete from price_catalog;
+
+-- name: catalog_insert
+-- $1..$6 per entry: id, provider, model, currency, effective_from, note.
+insert into price_catalog (entry_id, provider, model, currency, effective_from, note)
+select * from unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]);
+
+-- name: catalog_insert_prices
+insert into price_catalog_prices (entry_id, usage_type, variant, unit_price)
+select * from unnest($1::integer[], $2::text[], $3::text[], $4::numeric[]);
+
+-- name: catalog_installed
+update price_catalog_state set version = $1, entries = $2, install_time = now() where singleton;
+
+-- name: copy_price_catalog
+-- $1 org, $2 created_by: a new organization's book starts as the catalog, copied in one
+-- statement (its versions, their prices, and the book's revision).
+with v as (
+    insert into price_versions (org_id, provider, model, currency, effective_from, note, created_by)
+    select $1, c.provider, c.model, c.currency, c.effective_from, c.note, $2
+    from price_catalog c
+    order by c.entry_id
+    returning version_id, provider, model, currency, effective_from
+), p as (
+    insert into prices (org_id, version_id, usage_type, variant, unit_price)
+    select $1, v.version_id, cp.usage_type, cp.variant, cp.unit_price
+    from v
+    join price_catalog c using (provider, model, currency, effective_from)
+    join price_catalog_prices cp on cp.entry_id = c.entry_id
+)
+insert into price_books (org_id, revision) values ($1, 1)
+on conflict (org_id) do update set revision = price_books.revision + 1, update_time = now();
+
+-- name: copy_price_catalog_default
+-- The default organization gets the catalog at the first start that installs one, as
+-- long as nothing was ever done to its book.
+select o.org_id from organizations o
+where o.id = 'org_default' and not exists (select 1 from price_books b where b.org_id = o.org_id);

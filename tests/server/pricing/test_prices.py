@@ -22,6 +22,7 @@ from metering.v1 import (
     query_pb2,
     records_pb2,
 )
+from server.pricing import catalog
 from server.runtime import prices_cli
 from server.runtime.app import MeteringServer
 from server.runtime.cli import _parser
@@ -270,14 +271,14 @@ async def cli(channel, *argv: str) -> list[str]:
     return await prices_cli.call(channel, MASTER, args)
 
 
-async def test_cli_load_set_list_reprice_and_costs(channel, stubs, new_org):
+async def test_cli_sync_set_list_reprice_and_costs(channel, stubs, new_org):
     org = await new_org()
-    lines = await cli(channel, "load", "--org", org.name)
-    created = int(lines[-1].split()[0])
-    assert created >= 40 and lines[-1].endswith(" created, 0 unchanged")
+    lines = await cli(channel, "sync", "--org", org.name)
+    entries = len(catalog.entries())
+    assert lines[-1].endswith(f"{entries} dated versions; {entries} created, 0 unchanged")
     assert any("openai/gpt-4o\tusd" in line and "input=2.5/1M" in line for line in lines)
-    again = await cli(channel, "load", "--org", org.organization_id)
-    assert again[-1] == f"0 created, {created} unchanged"
+    again = await cli(channel, "sync", "--org", org.organization_id)
+    assert again == [lines[-1].replace(f"{entries} created, 0 unchanged", f"0 created, {entries} unchanged")]
 
     [line] = await cli(channel, "set", "--org", org.name, "--model", "gpt-4o", "--provider", "openai",
                        "--effective-from", "2025-03-10", "output=12/1M", "image:1024x1024 hd=0.08")
