@@ -1,5 +1,5 @@
 """The Starlette application: one shared grpc.aio channel from the lifespan, the
-native routes generated from the protos, the REST dialects, /openapi.json and /docs.
+native routes generated from the protos, the REST dialects, /openapi.json, /docs and /dashboard.
 
 Errors: every route renders failures in its dialect's shape (gateway.http.errors.renders_errors).
 Errors raised outside an endpoint (404 and 405 from routing, 413 from the body limit, 500) are
@@ -19,10 +19,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from gateway.dashboard import pages as dashboard_pages
 from gateway.dialects import fastapi_style, otlp, querylake, token_usage, usage_log
 from gateway.dialects.openai import common as openai_dialect
 from gateway.dialects.openai import costs as openai_costs
@@ -60,8 +61,12 @@ class Gateway(Starlette):
         return RequestIdMiddleware(MetricsMiddleware(RetryAfterMiddleware(super().build_middleware_stack())))
 
 
-@openapi.documented(openapi.Doc("Health of the gateway and of the gRPC server behind it", tags=("meta",),
-                                security=False))
+@openapi.documented(openapi.Doc(
+    "Health of the gateway and of the gRPC server behind it", tags=("meta",), security=False,
+    description='200 `{"status": "SERVING"}`; 503 `{"status": "NOT_SERVING", "error": <gRPC code>}` when the '
+                "server answers otherwise or not at all (a load balancer takes the gateway out).",
+    errors={503: ("The gRPC server is not serving or cannot be reached", None)},
+))
 async def healthz(request: Request) -> JSONResponse:
     stub = health_pb2_grpc.HealthStub(upstream(request).channel)
     try:
@@ -75,11 +80,6 @@ async def healthz(request: Request) -> JSONResponse:
 @openapi.documented(openapi.Doc("This document", tags=("meta",), security=False))
 async def openapi_json(request: Request) -> JSONResponse:
     return JSONResponse(request.app.state.openapi)
-
-
-@openapi.documented(openapi.Doc("Human-readable API reference (HTML)", tags=("meta",), security=False))
-async def docs(request: Request) -> HTMLResponse:
-    return HTMLResponse(request.app.state.docs)
 
 
 def _renderer(request: Request) -> Renderer:
@@ -134,7 +134,7 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", healthz),
         Route("/openapi.json", openapi_json),
         Route("/metrics", metrics),
-        Route("/docs", docs),
+        *dashboard_pages.routes(),  # /dashboard, /docs and their static files
         *native.routes(),
         *querylake.routes(),
         *token_usage.routes(),
@@ -172,5 +172,4 @@ def create_app(
         description="REST over the metering gRPC API: native routes from the protos' google.api.http options, "
                     "and the compatible dialects.",
     )
-    app.state.docs = openapi.docs_page(app.state.openapi)
     return app
