@@ -155,7 +155,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         except Exception:
             counted["failed"].inc(len(valid))
             raise
-        _count(counted, written, len(rejected))
+        count_outcomes(counted, written, len(rejected))
         return batch_response(count, indexes, written, rejected)
 
     async def StreamEvents(
@@ -203,7 +203,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                     left[1].add_done_callback(_discard)
 
 
-def _count(counted: dict[str, Counter], written: list[Written], rejected: int) -> None:
+def count_outcomes(counted: dict[str, Counter], written: list[Written], rejected: int) -> None:
     """A batch's events in the EVENTS counters: one increment per outcome."""
     recorded = sum(w.recorded for w in written)
     if recorded:

@@ -16,9 +16,10 @@ import datetime as dt
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from server.api.context import Context, Core, caller
-from server.api.ingest import MAX_BATCH, IngestServicer
+from server.api.ingest import MAX_BATCH, IngestServicer, count_outcomes
 from server.core.errors import InvalidArgument, MeteringError
 from server.core.events import NewEvent
+from server.core.metrics import INGESTED
 from server.ingest.validation import Validator
 from server.otlp import spans
 
@@ -46,8 +47,14 @@ class TraceServicer:
                 valid.append((principal.org_id, check(event)))
             except MeteringError as error:
                 mapped.reject(label, error.message)  # names the event field (model, user_id, timestamp, ...)
-        if len(valid) == 1:
-            await self.ingest.committer.submit(valid[0])
-        elif valid:
-            await self.ingest.writer.write(valid)
+        counted = INGESTED["otlp"]
+        try:
+            if len(valid) == 1:
+                written = [await self.ingest.committer.submit(valid[0])]
+            else:
+                written = await self.ingest.writer.write(valid) if valid else []
+        except Exception:
+            counted["failed"].inc(len(valid))
+            raise
+        count_outcomes(counted, written, len(mapped.events) - len(valid))
         return mapped.response()

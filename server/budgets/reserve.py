@@ -71,7 +71,7 @@ class Reserver:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._committer: GroupCommitter[Item, asyncpg.Record] = GroupCommitter(
-            self._write, max_batch=MAX_BATCH, max_inflight=MAX_INFLIGHT)
+            self._write, max_batch=MAX_BATCH, max_inflight=MAX_INFLIGHT, name="budget_reservations")
 
     async def submit(self, item: Item) -> asyncpg.Record:
         return await self._committer.submit(item)

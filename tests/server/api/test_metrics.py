@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from metering.metrics import serve_metrics
 from metering.v1 import event_pb2, ingest_pb2, query_pb2, query_pb2_grpc
@@ -17,6 +18,7 @@ from server.core.metrics import REGISTRY
 from server.runtime.app import MeteringServer
 from tests.conftest import Org, Stubs
 from tests.gateway.usage_events import at
+from tests.server.otlp.spans_support import CHAT, export_request, make_spans
 from tests.support.prometheus import Scrape, scrape
 
 RECORD = "/metering.v1.IngestService/RecordEvent"
@@ -90,6 +92,19 @@ async def test_ingest_counts_every_event_by_path_and_outcome(
     assert after.value("metering_db_pool_connections", state="max") == server.pool_size
 
 
+async def test_otlp_spans_count_as_their_own_path(
+        channel: grpc.aio.Channel, new_org: Callable[[], Awaitable[Org]], metrics_url: str):
+    org = await new_org()
+    spans = make_spans([("chat", CHAT), ("chat", CHAT)])
+    export = trace_service_pb2_grpc.TraceServiceStub(channel).Export
+    before = await scrape(metrics_url)
+    for _ in range(2):  # the exporter's retry: duplicates
+        await export(export_request(spans), metadata=org.auth)
+    after = await scrape(metrics_url)
+    assert {outcome: moved(before, after, "metering_events_ingested_total", path="otlp", outcome=outcome)
+            for outcome in BOUNDED["outcome"]} == {"recorded": 2, "duplicate": 2, "rejected": 0, "failed": 0}
+
+
 async def test_the_query_cache_counts_hits_and_misses(
         channel: grpc.aio.Channel, new_org: Callable[[], Awaitable[Org]], metrics_url: str):
     org = await new_org()
@@ -114,7 +129,7 @@ async def test_labels_come_from_small_fixed_sets(
     await stubs.ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=events("l", 1)[0]), metadata=org.auth)
     found = await scrape(metrics_url)
     methods = {s.labels["method"] for s in found.samples if "method" in s.labels}
-    assert methods and all(re.fullmatch(r"/metering\.v1\.\w+/\w+|/grpc\.[\w.]+/\w+", m) for m in methods), methods
+    assert methods and all(re.fullmatch(r"/[a-z][\w.]*\.[A-Z]\w*/[A-Z]\w*", m) for m in methods), methods
     for name, labelsets in found.labelsets().items():
         for labels in labelsets:
             for key, value in labels:
