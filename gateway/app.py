@@ -35,6 +35,7 @@ from gateway.http.errors import GatewayError, Renderer, renderer_of
 from gateway.http.metrics import MetricsMiddleware, metrics
 from gateway.http.request_id import RequestIdMiddleware
 from gateway.http.retry_after import RetryAfterMiddleware
+from gateway.native import exports as native_exports
 from gateway.native import routes as native
 from gateway.upstream.client import DEFAULT_TIMEOUT, Upstream, upstream
 
@@ -135,6 +136,7 @@ def routes() -> list[BaseRoute]:
         Route("/openapi.json", openapi_json),
         Route("/metrics", metrics),
         *dashboard_pages.routes(),  # /dashboard, /docs and their static files
+        *native_exports.routes(),  # before the native routes: GET /v1/usage:export, /v1/events:export
         *native.routes(),
         *querylake.routes(),
         *token_usage.routes(),
