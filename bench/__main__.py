@@ -2,7 +2,7 @@
 
     python -m bench                      # everything, 10M-event query data set (~15 min)
     python -m bench --quick              # smaller sizes, a couple of minutes
-    python -m bench --only ingest,rest   # some sections: ingest, rest, freshness, query, budgets
+    python -m bench --only ingest,rest   # some sections: ingest, rest, freshness, query, budgets, dashboard
 
 Each result is printed next to a baseline measured in the same run on the same
 machine, so the ratio holds on a noisy box. README "Performance" has the numbers.
@@ -20,7 +20,7 @@ from bench import cpu, ingest
 from bench.stack import Stack, stack
 from bench.stats import latency_note
 
-SECTIONS = ("ingest", "rest", "freshness", "query", "budgets")
+SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention")
 Row = tuple[str, str, str]  # benchmark, result, notes
 
 
@@ -81,11 +81,21 @@ async def main(args: argparse.Namespace) -> None:
         reuse = os.environ.get("METERING_BENCH_QUERY_DSN")  # keep the loaded data set between runs
         async with stack(server_processes=args.processes, database=reuse) as st:
             rows += await query.run(st, args.query_events)
+    if "dashboard" in sections:
+        from bench import dashboard
+
+        async with stack(server_processes=args.processes, database=os.environ.get("METERING_BENCH_QUERY_DSN")) as st:
+            rows += await dashboard.run(st, args.query_events)
     if "budgets" in sections:
         from bench import budgets
 
         async with stack(server_processes=args.processes) as st:
             rows += await budgets.run(st, args.quick)
+    if "retention" in sections:
+        from bench import retention
+
+        async with stack(server_processes=args.processes) as st:
+            rows += await retention.run(st, args.events)
     print_table(rows, args, time.monotonic() - started)
 
 

@@ -11,7 +11,10 @@ export class ApiError extends Error {
 
 export const credential = () => sessionStorage.getItem(KEY);
 export const setCredential = (value) => sessionStorage.setItem(KEY, value);
-export const forget = () => sessionStorage.removeItem(KEY);
+// Logging out forgets the credential and what the views keep in the tab.
+export const forget = () => {
+  for (const name of Object.keys(sessionStorage)) if (name.startsWith("metering.") && name !== "metering.zone") sessionStorage.removeItem(name);
+};
 
 export function url(path, query = {}) {
   const u = new URL(path, location.origin);

@@ -37,7 +37,10 @@ export const ctx = {
     location.hash = `${name}${query ? "?" + query : ""}`;
   },
   loggedOut(err) {
-    if (err instanceof ApiError && (err.status === 401 || err.status === 403) && !who) showLogin(err.message);
+    if (err instanceof ApiError && err.status === 401) {
+      forget();
+      showLogin("The credential was refused (revoked or expired): log in again.");
+    }
   },
 };
 
@@ -51,38 +54,40 @@ function showLogin(message = "") {
   $("login-error").textContent = message;
 }
 
+// Who the credential is, asked while the view loads (the view's own calls need no answer from it).
 async function start() {
+  const asking = api("GET", "/v1/whoami");
+  $("login").hidden = true;
+  const drawn = route(asking);
   try {
-    who = await api("GET", "/v1/whoami");
+    who = await asking;
   } catch (err) {
     forget();
+    current?.dispose?.();
+    current = null;
     showLogin(err instanceof ApiError && err.status === 401 ? "That credential was refused." : String(err.message));
     return;
   }
-  $("login").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = false;
   const role = who.master ? "master key" : (who.role || "").replace("ROLE_", "").toLowerCase();
   $("who").textContent = `${who.organization_id} · ${role}${who.user_id ? " · " + who.user_id : ""}`;
   for (const a of document.querySelectorAll("nav a[data-admin]")) a.hidden = !ctx.admin;
-  await route();
+  await drawn;
 }
 
-async function route() {
-  if (!who) return;
+async function route(asking) {
+  if (!who && !asking) return;
   const { name, params } = location_();
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === name);
   const root = $("view");
-  if (current?.name === name && current.module.update) {
-    await current.module.update(params);
-    return;
-  }
   current?.dispose?.();
   root.replaceChildren();
   root.dataset.view = name;
   try {
     const module = await VIEWS[name]();
     current = { name, module, dispose: null };
+    if (name !== "usage") await asking; // the other views show or hide what depends on the caller's role
     current.dispose = await module.render(root, params, ctx);
   } catch (err) {
     root.append(errorBox(err));
@@ -117,6 +122,6 @@ $("logout").addEventListener("click", () => {
   showLogin();
 });
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => route());
 if (credential()) start();
 else showLogin();

@@ -16,8 +16,18 @@ const FILTERS = ["model", "project_id", "user_id", "api_key_id", "kind", "provid
 const TOP = 12; // groups drawn one by one; the rest are summed as "other"
 const REFRESH_SECONDS = 30;
 
-// Buckets held, by etag, for the query they answer (one query at a time).
+// Buckets held, by etag, for the query they answer (one query at a time), kept in the tab's
+// sessionStorage too, so coming back to the view (a reload, another view and back) asks only for what
+// changed. Up to HELD_BYTES of JSON; a bigger answer is held in memory only.
+const HELD = "metering.usage.held";
+const HELD_BYTES = 2_000_000;
 const held = { query: "", buckets: [], byEtag: new Map() };
+try {
+  Object.assign(held, JSON.parse(sessionStorage.getItem(HELD) || "{}"));
+  held.byEtag = new Map(held.buckets.filter((b) => b.etag).map((b) => [b.etag, b]));
+} catch {
+  sessionStorage.removeItem(HELD);
+}
 
 export function queryOf(params, zone) {
   const width = params.get("width") || "1d";
@@ -58,6 +68,13 @@ export async function fetchBuckets(query) {
   } while (token);
   held.buckets = buckets;
   held.byEtag = new Map(buckets.filter((b) => b.etag).map((b) => [b.etag, b]));
+  const kept = JSON.stringify({ query: key, buckets: buckets.filter((b) => b.etag) });
+  try {
+    if (kept.length <= HELD_BYTES) sessionStorage.setItem(HELD, kept);
+    else sessionStorage.removeItem(HELD);
+  } catch {
+    sessionStorage.removeItem(HELD); // storage full: held in memory only
+  }
   return { buckets, reused, freshness };
 }
 
@@ -176,11 +193,11 @@ export async function render(root, params, ctx) {
     clearInterval(timer);
     if (auto.checked) timer = setInterval(() => load("refresh"), REFRESH_SECONDS * 1000);
   });
+  await load("load");
   if (await hasRoute("GET", "/v1/usage:export")) {
     csv.hidden = false;
     csv.addEventListener("click", () => download("/v1/usage:export", exportQuery(query), "usage.csv"));
   }
-  await load("load");
   return () => { disposed = true; clearInterval(timer); plot?.destroy(); };
 }
 
