@@ -7,6 +7,7 @@
     metering keys create --org ORG [--project P] [--user U] [--role admin|member] [--name N]
     metering keys revoke --org ORG KEY | keys list --org ORG
     metering prices sync|load|set|list|reprice|unpriced|costs --org ORG ...   (server/runtime/prices_cli.py)
+    metering export usage|events [filters] --out FILE [--format csv|ndjson] [--resume]   (server/runtime/export_cli.py)
 
 Admin verbs reach the service that runs: --target (or METERING_TARGET), else the
 `up` of the data dir given (--data-dir, METERING_DATA_DIR), else the database named
@@ -96,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     from server.runtime.prices_cli import add_parser as add_prices_parser
 
     add_prices_parser(verbs, target_help)
+    from server.runtime.export_cli import add_parser as add_export_parser
+
+    add_export_parser(verbs, target_help)
     return parser
 
 
@@ -123,6 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.runtime.up import migrate
 
         return migrate(settings)
+    if args.verb == "export":
+        from server.runtime.export_cli import run_export
+
+        try:
+            return asyncio.run(run_export(args, settings, data_dir_given=bool(os.environ.get("METERING_DATA_DIR"))))
+        except ConfigError as exc:
+            print(f"metering: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"metering: interrupted; the same command with --resume continues {args.out}", file=sys.stderr)
+            return 130
     from server.runtime.admin_cli import run_admin
     from server.runtime.running import AlreadyRunning
 
