@@ -220,9 +220,12 @@ async def get_usage(request: Request) -> Response:
     return fast_json(record(await _live(request, path_text(request, "usage_id"))))
 
 
-async def _live(request: Request, usage_id: str) -> event_pb2.UsageEvent:
-    """The record `usage_id` while it is not deleted (NOT_FOUND, this dialect's 404, once it is)."""
+async def _live(request: Request, usage_id: str, *, admin: bool = False) -> event_pb2.UsageEvent:
+    """The record `usage_id` while it is not deleted (NOT_FOUND, this dialect's 404, once it is).
+    admin: for PUT and DELETE, refused with 403 first to anyone else, whatever the record."""
     up = upstream(request)
+    if admin and (await up.identities.of(metadata(request))).role != admin_pb2.ROLE_ADMIN:
+        raise GatewayError(grpc.StatusCode.PERMISSION_DENIED, FORBIDDEN)
     event: event_pb2.UsageEvent = await up.call(request, up.stubs.records.GetEvent,
                                                 records_pb2.GetEventRequest(event_id=usage_id))
     if not event.active:
@@ -250,7 +253,7 @@ async def update_usage(request: Request) -> Response:
             patch.cost = _money(value)
         else:
             setattr(patch, TO_PROTO[name], value)
-    await _live(request, usage_id)  # a deleted record cannot be adjusted: 404
+    await _live(request, usage_id, admin=True)  # a deleted record cannot be adjusted: 404
     up = upstream(request)
     event = await up.call(request, up.stubs.records.UpdateEvent, records_pb2.UpdateEventRequest(
         event=patch, update_mask=field_mask_pb2.FieldMask(paths=[TO_PROTO[n] for n in present]),
@@ -271,7 +274,7 @@ async def delete_usage(request: Request) -> Response:
     sees what was removed from the totals; deleting it again answers 404 like any read of it."""
     up = upstream(request)
     usage_id = path_text(request, "usage_id")
-    await _live(request, usage_id)
+    await _live(request, usage_id, admin=True)
     event = await up.call(request, up.stubs.records.VoidEvent,
                           records_pb2.VoidEventRequest(event_id=usage_id, reason=f"DELETE /usage/{usage_id}"))
     return fast_json(record(event))
