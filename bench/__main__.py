@@ -20,7 +20,7 @@ from bench import cpu, ingest
 from bench.stack import Stack, stack
 from bench.stats import latency_note
 
-SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention")
+SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention", "prices")
 Row = tuple[str, str, str]  # benchmark, result, notes
 
 
@@ -96,6 +96,11 @@ async def main(args: argparse.Namespace) -> None:
 
         async with stack(server_processes=args.processes) as st:
             rows += await retention.run(st, args.events)
+    if "prices" in sections:
+        from bench import prices
+
+        async with stack(server_processes=1) as st:
+            rows += await prices.run(st, args.quick)
     print_table(rows, args, time.monotonic() - started)
 
 

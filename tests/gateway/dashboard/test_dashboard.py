@@ -18,6 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page
 
+from tests.gateway.conftest import PASSWORD
 from tests.gateway.dashboard.conftest import Usage, api_query
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -125,7 +126,13 @@ async def test_costs_never_show_unpriced_usage_as_zero(page, live_gateway, usage
 
 
 async def test_a_member_sees_only_its_own_usage(page, live_gateway, usage: Usage):
-    await log_in(page, live_gateway, usage.member.key, "usage?group=user_id")
+    """Logged in with a username and password (a login token, AdminService.Login)."""
+    await page.goto(f"{live_gateway}/dashboard#usage?group=user_id")
+    await page.fill("#username", usage.member.username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#password-form button")
+    await page.wait_for_selector("#nav:not([hidden])")
+    assert (await page.evaluate("sessionStorage.getItem('metering.credential')")).startswith("mlt.")
     query, cells = await shown(page)
     assert {group for _, group in cells} == {usage.member.user_id}
     assert cells == expected(await api_query(live_gateway, usage.admin, {
