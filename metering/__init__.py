@@ -1,6 +1,7 @@
 """What the server, the gateway and the SDK share: the generated API (metering.v1, made from
 protos/metering/v1 by protos/generate.py; do not edit it) and the small dependency-free helpers
-all sides use: page_token (the one opaque page-token codec) and lru (the one bounded LRU map).
+all sides use: page_token (the one opaque page-token codec), lru (the one bounded LRU map) and
+exports (the rows of an export as CSV or NDJSON, for the gateway and `metering export`).
 
 Imports nothing else of the project (tests/test_architecture.py): server, gateway and SDK import it.
 """
