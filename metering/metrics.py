@@ -60,7 +60,7 @@ def new_registry() -> CollectorRegistry:
     """A registry with the process's own metrics (process_*, python_gc_*, python_info), which
     prometheus-client gives only a single-process registry. The metrics made after it carry no
     `_created` series (a second series per counter and histogram that dashboards do not use)."""
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry(auto_describe=True)
     if not multiprocess_mode():
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
