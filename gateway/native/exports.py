@@ -13,7 +13,9 @@ Errors: anything wrong before the first chunk (a bad parameter, credentials, sco
 in the native error shape with its HTTP status. A failure after the body started cannot change
 the status any more: NDJSON then ends with one line `{"error": {code, message, details}}` (the
 native error shape), and CSV, which has no place for it, is cut: the connection closes without
-the chunked body's last chunk, which every HTTP client reports as an incomplete body.
+the chunked body's last chunk, which every HTTP client reports as an incomplete body (uvicorn
+logs it as one line, "ASGI callable returned without completing response", after this module's
+warning naming the error).
 """
 
 from __future__ import annotations
@@ -75,17 +77,17 @@ class EventExportQuery(ExportFormat):
 
     start_time: str | None = Field(None, description="inclusive, RFC 3339")
     end_time: str | None = Field(None, description="exclusive, RFC 3339")
-    project_ids: list[str] | None = None
-    user_ids: list[str] | None = None
-    api_key_ids: list[str] | None = None
-    client_ids: list[str] | None = None
-    models: list[str] | None = None
-    kinds: list[str] | None = None
-    include_voided: bool | None = None
+    project_ids: list[str] | None = Field(None, description="only these projects (repeat the parameter)")
+    user_ids: list[str] | None = Field(None, description="only these users")
+    api_key_ids: list[str] | None = Field(None, description="only these API keys")
+    client_ids: list[str] | None = Field(None, description="only these clients")
+    models: list[str] | None = Field(None, description="only these models")
+    kinds: list[str] | None = Field(None, description="only these kinds (completions, embeddings, ...)")
+    include_voided: bool | None = Field(None, description="also voided events (active false)")
     include_payload: bool | None = Field(None, description="add the payload columns")
     page_size: int | None = Field(None, description="events per upstream chunk (1..1000, default 1000)")
     page_token: str | None = Field(None, description="start after this cursor (ExportEventsChunk.cursor)")
-    skip: int | None = None
+    skip: int | None = Field(None, description="events to skip before the first row")
 
 
 _ERRORS: dict[int, tuple[str, Any]] = {
