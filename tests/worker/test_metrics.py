@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
 
 import pytest
 from arq import Retry
@@ -14,10 +21,12 @@ from metering.metrics import serve_metrics
 from metering.v1 import ingest_pb2
 from server.rollups.queue import ROLLUP_JOB, SWEEP_JOB
 from tests.support.prometheus import Scrape, scrape
+from tests.support.services import free_port
 from tests.worker.checks import usage
 from worker.metrics import METRICS_ADDR, REGISTRY, sample, timed
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
+ROOT = Path(__file__).resolve().parents[2]
 START = dt.datetime(2024, 9, 1, tzinfo=dt.UTC)
 JOBS = "metering_worker_job_duration_seconds_count"
 
@@ -71,3 +80,32 @@ async def test_a_retry_and_a_failure_are_counted_as_such(metrics_url):
     after = await scrape(metrics_url)
     assert moved(before, after, JOBS, job="test_conflict", outcome="retry") == 1
     assert moved(before, after, JOBS, job="test_broken", outcome="failed") == 1
+
+
+async def test_python_m_worker_serves_its_metrics(worker_env: dict[str, str], tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, **worker_env, "METERING_WORKER_METRICS_ADDR": f"127.0.0.1:{port}",
+           "METERING_LOG_FORMAT": "json"}
+    log = tmp_path / "worker.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stderr=err)
+    try:
+        found = None
+        for _ in range(200):  # the sweep runs at start; the sampler reads the backlog once the pool is open
+            await asyncio.sleep(0.05)
+            assert proc.poll() is None, log.read_text()
+            try:
+                found = await scrape(f"http://127.0.0.1:{port}/metrics")
+            except httpx.TransportError:
+                continue
+            if found.value("metering_db_pool_connections", state="max") and \
+                    found.value(JOBS, job=SWEEP_JOB, outcome="done"):
+                break
+        assert found is not None and found.value("metering_db_pool_connections", state="max") > 0
+        assert found.value(JOBS, job=SWEEP_JOB, outcome="done") >= 1
+        assert "process_cpu_seconds_total" in {s.name for s in found.samples}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    assert proc.returncode == 0, log.read_text()
+    assert all(line.startswith("{") for line in log.read_text().splitlines())  # JSON lines only
