@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-
 import pytest
 from arq import Retry
 
