@@ -272,5 +272,8 @@ async def run_export(args: argparse.Namespace, settings: Settings, data_dir_give
             print(f"metering: {args.out} holds {state.rows:,} rows; the same command with --resume continues",
                   file=sys.stderr)
         return 1
+    except OSError as exc:  # the file: a missing directory, no space left, ...
+        print(f"metering: {exc}", file=sys.stderr)
+        return 1
     print(f"{state.rows:,} rows written to {args.out}")
     return 0

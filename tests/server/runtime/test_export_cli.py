@@ -17,7 +17,6 @@ import grpc
 import pytest
 
 from metering.v1 import exports_pb2, records_pb2
-from server.core.config import load_settings
 from server.runtime import cli, export_cli
 from tests.support.export_data import Tenant, tenant
 
@@ -137,4 +136,6 @@ async def test_errors_of_the_service_are_reported(server, usage, tmp_path, capsy
     code = await metering("usage", *RANGE, "--width", "2d", "--out", str(out), "--key", usage.admin_key,
                           *target(server), "--quiet")
     assert code == 1 and "INVALID_ARGUMENT: width" in capsys.readouterr().err
-    assert load_settings() is not None
+    code = await metering("events", "--out", str(tmp_path / "missing" / "e.csv"), "--key", usage.admin_key,
+                          *target(server), "--quiet")
+    assert code == 1 and "No such file or directory" in capsys.readouterr().err
