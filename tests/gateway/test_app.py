@@ -20,7 +20,7 @@ async def test_request_id_is_echoed_or_made_up(http):
 
 async def test_request_id_and_credentials_reach_the_server(http, new_tenant, caplog):
     t = await new_tenant()
-    caplog.set_level(logging.INFO, logger="server.api.interceptors")
+    caplog.set_level(logging.INFO, logger="metering.access")
     reply = await http.get("/v1/whoami", headers={**t.member.headers, "X-Request-Id": "trace-me-42"})
     assert reply.status_code == 200 and reply.json()["user_id"] == t.member.user_id
     assert any("WhoAmI" in r.getMessage() and "request_id=trace-me-42" in r.getMessage() for r in caplog.records)

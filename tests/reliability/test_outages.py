@@ -378,7 +378,7 @@ async def test_sdk_retries_through_a_graceful_stop(proxy, outage_server, ingest,
     from metering_client import MeteringClient, Outcome
 
     monkeypatch.setenv("METERING_JOURNAL_DIR", str(tmp_path))
-    caplog.set_level(logging.INFO, logger="server.api.interceptors")  # one line per call, with its code
+    caplog.set_level(logging.INFO, logger="metering.access")  # one line per call, with its code
     org = await new_org()
     await warm(ingest, org)
     await proxy.shut_down()

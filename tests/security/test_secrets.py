@@ -78,7 +78,7 @@ async def test_no_secret_or_dsn_in_server_or_gateway_logs(
     world: World, stubs: Stubs, http: httpx.AsyncClient, database_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    for name in ("server", "gateway", "server.api.interceptors", "asyncpg", "grpc", "metering_client"):
+    for name in ("server", "gateway", "metering.access", "asyncpg", "grpc", "metering_client"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     try:
         password = "pw-" + random_text(16)
@@ -105,7 +105,7 @@ async def test_no_secret_or_dsn_in_server_or_gateway_logs(
     finally:
         for name in ("server", "gateway", "asyncpg", "grpc", "metering_client"):
             logging.getLogger(name).setLevel(logging.NOTSET)
-        logging.getLogger("server.api.interceptors").setLevel(logging.WARNING)
+        logging.getLogger("metering.access").setLevel(logging.NOTSET)
     logged = caplog.text + "\n".join(
         f"{r.getMessage()} {r.exc_text or ''} {r.__dict__}" for r in caplog.records)
     assert "rpc " in logged  # the per-RPC log line was captured at all

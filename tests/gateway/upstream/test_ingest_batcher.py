@@ -139,11 +139,11 @@ async def test_callers_are_never_mixed_in_one_call(server, db, new_tenant):
 
 async def test_created_at_comes_without_reading_the_record_back(server, new_tenant, caplog):
     t = await new_tenant()
-    caplog.set_level(logging.INFO, logger="server.api.interceptors")
+    caplog.set_level(logging.INFO, logger="metering.access")
     async with gateway(server) as (http, _):
         created = await http.post("/usage", json=BODY, headers={**t.member.headers, "X-Request-Id": "trace-post-1"})
     assert created.status_code == 200, created.text
-    rpcs = [r.getMessage() for r in caplog.records if r.name == "server.api.interceptors"]
+    rpcs = [r.getMessage() for r in caplog.records if r.name == "metering.access"]
     assert any("RecordEvents" in line and "request_id=trace-post-1" in line for line in rpcs), rpcs
     assert not any("GetEvent" in line for line in rpcs), rpcs
     record = created.json()
