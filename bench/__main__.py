@@ -20,7 +20,7 @@ from bench import cpu, ingest
 from bench.stack import Stack, stack
 from bench.stats import latency_note
 
-SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention", "prices")
+SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention", "otlp", "prices")
 Row = tuple[str, str, str]  # benchmark, result, notes
 
 
@@ -101,6 +101,11 @@ async def main(args: argparse.Namespace) -> None:
 
         async with stack(server_processes=1) as st:
             rows += await prices.run(st, args.quick)
+    if "otlp" in sections:
+        from bench import otlp
+
+        async with stack(server_processes=args.processes) as st:
+            rows += await otlp.run(st, args.events)
     print_table(rows, args, time.monotonic() - started)
 
 

@@ -42,11 +42,11 @@ class TraceServicer:
             raise InvalidArgument("resource_spans", f"at most {MAX_BATCH} GenAI spans per export")
         check = Validator(principal, dt.datetime.now(dt.UTC), self.ingest.series_memo)
         valid: list[tuple[int, NewEvent]] = []
-        for label, event in mapped.events:
+        for span, event in mapped.events:
             try:
                 valid.append((principal.org_id, check(event)))
             except MeteringError as error:
-                mapped.reject(label, error.message)  # names the event field (model, user_id, timestamp, ...)
+                mapped.reject(span, error.message)  # names the event field (model, user_id, timestamp, ...)
         counted = INGESTED["otlp"]
         try:
             if len(valid) == 1:

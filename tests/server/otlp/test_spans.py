@@ -22,7 +22,7 @@ def _one(attributes: Attrs, **kwargs: object) -> event_pb2.UsageEvent:
 def test_current_conventions_map_to_every_field() -> None:
     made = make_spans([("chat gpt-4o", {**CHAT, "user.id": "u-7", "openai.response.service_tier": "default"})],
                       resource={"metering.project_id": "proj-a"})
-    [(label, event)] = spans.events(export_request(made)).events
+    [(source, event)] = spans.events(export_request(made)).events
     span = made[0]
     assert span.end_time is not None
     expected = event_pb2.UsageEvent(
@@ -33,7 +33,7 @@ def test_current_conventions_map_to_every_field() -> None:
     )
     expected.timestamp.FromNanoseconds(span.end_time)
     assert event == expected
-    assert label.startswith("'chat gpt-4o' (")
+    assert spans.describe(source).startswith("'chat gpt-4o' (")
 
 
 @pytest.mark.parametrize("attributes", [
@@ -109,7 +109,7 @@ def test_spans_without_usage_and_aggregates_are_skipped_with_reasons() -> None:
         ("worse", {"gen_ai.usage.output_tokens": "many"}),
     ])
     mapped = spans.events(export_request(made))
-    assert [label.split(" (")[0] for label, _ in mapped.events] == ["'chat'"]
+    assert [span.name for span, _ in mapped.events] == ["chat"]
     reasons = [reason for _, reason in mapped.rejected]
     assert reasons == [
         spans.NO_USAGE, spans.NOT_A_MODEL_CALL, spans.NOT_A_MODEL_CALL,
