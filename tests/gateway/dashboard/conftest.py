@@ -11,11 +11,12 @@ import datetime as dt
 import pathlib
 from collections.abc import AsyncIterator
 
+import grpc
 import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from metering.v1 import admin_pb2
+from metering.v1 import admin_pb2, budgets_pb2, budgets_pb2_grpc
 from server.rollups.recompute import recompute_day
 from server.tenants.credentials import random_text
 from tests.conftest import MASTER, Stubs
@@ -53,7 +54,7 @@ class Usage:
 
 
 @pytest.fixture(scope="module")
-async def usage(stubs: Stubs, db) -> Usage:
+async def usage(stubs: Stubs, channel: grpc.aio.Channel, db) -> Usage:
     org = await module_org(stubs, "dash")
     people = []
     for prefix in ("member", "other"):
@@ -74,6 +75,10 @@ async def usage(stubs: Stubs, db) -> Usage:
                 for h in (1, 5, 13, 22)))
         await record(stubs, org.admin_key, event("embeddings", day + dt.timedelta(hours=9), model="embed-small",
                                                  input_tokens=64 * (i + 1)))  # no cost, no price: unpriced
+    budget = budgets_pb2.Budget(name="tokens-per-month", metric="input_tokens", limit="100000",
+                                period=budgets_pb2.BUDGET_PERIOD_MONTH, time_zone="UTC")
+    await budgets_pb2_grpc.BudgetServiceStub(channel).CreateBudget(
+        budgets_pb2.CreateBudgetRequest(budget=budget), metadata=org.auth)
     number = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
     for day in days:
         await recompute_day(db, number, day)

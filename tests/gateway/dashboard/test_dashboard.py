@@ -2,7 +2,8 @@
 log in with a key, the usage chart's numbers (its table) equal the API's for the query the view
 states, in the browser's zone and after switching zone and grouping; a refresh reads only what changed
 (known_etags); costs never show unpriced usage as 0; a member sees only its own usage; an admin creates
-a key (shown once) and revokes it; every view draws without errors and without leaving the origin."""
+a key (shown once) and revokes it; every view draws without errors and without leaving the origin;
+/docs is Swagger UI (vendored) drawing the reference without leaving the origin."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import os
 import pathlib
 from collections.abc import AsyncIterator
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -154,7 +156,7 @@ async def test_an_admin_creates_a_key_shown_once_and_revokes_it(page, live_gatew
         button = row.locator("button.revoke")
         await button.click()
         await button.click()  # the second click revokes
-        await page.wait_for_selector(f"#keys-table tr[data-key='{key_id}'] td.error")
+        await page.wait_for_selector(f"#keys-table tr[data-key='{key_id}'] td.revoked")
         assert (await http.get("/v1/whoami", headers={"Authorization": f"Bearer {key}"})).status_code == 401
     await page.reload()  # the key was shown once: the page holds it no more
     await page.wait_for_selector("#keys-table")
@@ -170,6 +172,15 @@ async def test_every_view_draws(page, live_gateway, usage: Usage, tmp_path):
         await page.wait_for_load_state("networkidle")
         assert await page.locator("#view .error").count() == 0, await page.inner_text("#view")
         await page.screenshot(path=str(tmp_path / f"{view}.png"), full_page=True)
+    await page.click("nav a[data-view=budgets]")
+    await page.wait_for_selector("#budgets-table")
+    budget = page.locator("#budgets-table tr", has_text="tokens-per-month")
+    now = dt.datetime.now(dt.UTC)
+    resets = dt.datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=dt.UTC)  # the UTC month's end
+    cells = await budget.locator("td").all_inner_texts()
+    assert "100,000" in cells[4] and resets.astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:%M:%S") in cells
+    share = float(await budget.locator(".bar").get_attribute("data-share") or "nan")
+    assert 0 < share < 1  # the month's input tokens against the limit
     await page.click("nav a[data-view=events]")
     await page.click("#events-table tbody tr >> nth=0")
     await page.wait_for_selector("#event-card")
@@ -193,3 +204,22 @@ async def test_download_csv_equals_the_api(page, live_gateway, usage: Usage, htt
 
 def utc(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_the_reference_is_swagger_ui_over_the_document(browser, live_gateway):
+    context = await browser.new_context()
+    page = await context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(live_gateway) else outside.append(r.url))
+    try:
+        await page.goto(f"{live_gateway}/docs")
+        await page.wait_for_selector(".swagger-ui .opblock-tag")
+        text = await page.inner_text(".swagger-ui")
+        assert "Authentication" in text and "Authorization: Bearer" in text
+        assert await page.locator(".swagger-ui .btn.authorize").count() == 1
+        await page.click(".opblock-tag[data-tag=QueryService]")
+        await page.wait_for_selector("#operations-QueryService-QueryService_QueryUsage_1, .opblock-summary-path")
+        assert "/v1/usage" in await page.inner_text(".swagger-ui")
+    finally:
+        await context.close()
+    assert outside == []

@@ -1,6 +1,7 @@
 // Budgets: BudgetService.ListBudgets (GET /v1/budgets), each with its current period's state: used
-// against the limit, reserved, remaining, when it resets (in the chosen zone), unpriced usage.
-import { api } from "./api.js";
+// against the limit, reserved, remaining, when it resets (in the chosen zone), unpriced usage. Then the
+// alerts sent (AlertService.ListDeliveries, GET /v1/deliveries) where the gateway serves them.
+import { api, hasRoute } from "./api.js";
 import { el, errorBox, num, table } from "./dom.js";
 import { time } from "./zone.js";
 
@@ -18,7 +19,9 @@ function progress(state) {
 export async function render(root, params, ctx) {
   const zone = ctx.zone(params);
   const box = el("div", { id: "budgets-box" }, "loading…");
-  root.append(el("h1", {}, "Budgets"), box);
+  const alerts = el("div", { id: "alerts-box" });
+  root.append(el("h1", {}, "Budgets"), box, alerts);
+  if (ctx.admin && (await hasRoute("GET", "/v1/deliveries"))) showAlerts(alerts, zone, ctx);
   try {
     const budgets = [];
     let token = "";
@@ -45,6 +48,23 @@ export async function render(root, params, ctx) {
         el("td", {}, s.reason || "within limit",
           Number(s.unpriced_events) ? el("div", { class: "unpriced" }, `${s.unpriced_events} unpriced events`) : ""));
     })));
+  } catch (err) {
+    ctx.loggedOut(err);
+    box.replaceChildren(errorBox(err));
+  }
+}
+
+async function showAlerts(box, zone, ctx) {
+  try {
+    const page = await api("GET", "/v1/deliveries", { query: { page_size: 50 } });
+    box.replaceChildren(el("h2", {}, "Alerts sent (latest 50)"), page.deliveries.length
+      ? table("alerts-table", [`Created (${zone})`, "Event", "Channel", "State", ["Attempts", { class: "num" }], "Last answer"],
+        page.deliveries.map((d) => {
+          const last = d.log?.at(-1);
+          return [time(d.create_time, zone), d.event_type, d.channel, (d.state || "").replace("DELIVERY_STATE_", "").toLowerCase(),
+            [String(d.attempts), { class: "num" }], last ? (last.status_code ? `HTTP ${last.status_code}` : last.error) : ""];
+        }))
+      : el("p", {}, "No alert sent yet (webhook endpoints and spend alerts: see the API reference)."));
   } catch (err) {
     ctx.loggedOut(err);
     box.replaceChildren(errorBox(err));

@@ -35,7 +35,7 @@ export async function render(root, params, ctx) {
         keys.api_keys.map((k) => el("tr", { "data-key": k.api_key_id },
           el("td", {}, k.name), el("td", {}, k.api_key_id), el("td", {}, el("code", {}, k.prefix)), el("td", {}, k.role.replace("ROLE_", "").toLowerCase()),
           el("td", {}, k.project_id), el("td", {}, k.user_id), el("td", {}, time(k.create_time, zone)),
-          el("td", { class: k.revoked ? "error" : "" }, k.revoked ? `revoked ${time(k.revoke_time, zone)}` : "active"),
+          el("td", { class: k.revoked ? "revoked" : "" }, k.revoked ? `revoked ${time(k.revoke_time, zone)}` : "active"),
           el("td", {}, k.revoked || k.api_key_id === ctx.who.api_key_id ? "" : revokeButton(k, reload))))));
       usersBox.replaceChildren(table("users-table", ["Username", "Id", "Role", `Created (${zone})`],
         users.users.map((u) => [u.username, u.user_id, u.role.replace("ROLE_", "").toLowerCase(), time(u.create_time, zone)])));
