@@ -33,3 +33,27 @@ insert into retention_floor (single) values (true);
 -- The rollup pass deletes its marks by organization and id (rollup_delete_dirty).
 alter table dirty_windows drop constraint dirty_windows_pkey;
 alter table dirty_windows add primary key (org_id, id);
+
+-- The partitions of a dropped month are never created again, whatever path a write takes:
+-- the same function as 0001_core.sql's, refusing months before the floor (SQLSTATE 22008,
+-- answered OUT_OF_RANGE "a time is out of the range the service keeps").
+create or replace function metering_ensure_partition(at timestamptz) returns void
+language plpgsql as $$
+declare
+    lo timestamptz := date_trunc('month', at at time zone 'UTC') at time zone 'UTC';
+    hi timestamptz := lo + interval '1 month';
+    suffix text := to_char(lo at time zone 'UTC', 'YYYY_MM');
+    parent text;
+begin
+    perform pg_advisory_xact_lock(hashtext('metering_ensure_partition'));
+    if hi <= (select events_before from retention_floor) then
+        raise exception 'the events of % are dropped (retention)', suffix using errcode = '22008';
+    end if;
+    foreach parent in array array['events', 'event_payloads'] loop
+        if to_regclass(format('%I_%s', parent, suffix)) is null then
+            execute format('create table %I partition of %I for values from (%L) to (%L)',
+                           parent || '_' || suffix, parent, lo, hi);
+        end if;
+    end loop;
+end;
+$$;

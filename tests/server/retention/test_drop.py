@@ -159,3 +159,19 @@ async def test_payloads_go_first_and_their_events_stay_adjustable(own: tuple[Stu
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     [info], _ = details(rich_status(err.value))
     assert (info.reason, info.metadata["field"]) == ("OUTSIDE_RETENTION", "request_json")
+
+
+async def test_no_path_can_create_a_dropped_months_partition_again(own: tuple[Stubs, asyncpg.Pool]) -> None:
+    """Whatever the write path (one that skipped the horizon check, a process that never saw
+    the drop), the partitions of a month before the floor are not created again."""
+    stubs, pool = own
+    month = (NOW - dt.timedelta(days=45)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    await retain(stubs, 0)
+    await record(stubs, event(700, month + dt.timedelta(days=3)))
+    for org_id, day in await dirty_days(pool):
+        await rollup_day({"db": pool, "rollup_delay": 0}, org_id, day.isoformat())
+    await retain(stubs, 10)  # the month ends at least 14 days ago
+    assert f"events_{month:%Y_%m}" in (await drop_expired(pool)).dropped
+    with pytest.raises(asyncpg.DatetimeFieldOverflowError, match="dropped"):
+        await pool.execute("select metering_ensure_partition($1)", month + dt.timedelta(days=3))
+    assert not await exists(pool, f"events_{month:%Y_%m}")
