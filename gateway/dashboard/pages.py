@@ -22,18 +22,23 @@ STATIC = pathlib.Path(__file__).with_name("static")
 STATIC_PATH = "/dashboard/static"
 # The pages change with the package: revalidate them (the static files carry ETags, so that is a 304).
 HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+# The pages run only their own scripts and talk only to this gateway, so nothing injected could send the
+# credential elsewhere (uPlot and Swagger UI set inline styles; blob: is the CSV download).
+PAGE_HEADERS = {**HEADERS, "Content-Security-Policy": (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"), "X-Frame-Options": "DENY"}
 
 
 @openapi.documented(openapi.Doc("The usage dashboard (HTML; log in with an API key or a username)",
                                 tags=("meta",), security=False))
 async def dashboard(request: Request) -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers=HEADERS)
+    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
 
 @openapi.documented(openapi.Doc("Interactive API reference over /openapi.json (HTML, Swagger UI)",
                                 tags=("meta",), security=False))
 async def docs(request: Request) -> FileResponse:
-    return FileResponse(STATIC / "docs.html", headers=HEADERS)
+    return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
 
 
 class _Static(StaticFiles):

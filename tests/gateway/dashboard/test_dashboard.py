@@ -30,13 +30,14 @@ VIEWS = ("usage", "costs", "budgets", "events", "keys", "prices")
 
 @pytest.fixture
 async def page(browser: Browser, live_gateway: str, tmp_path: pathlib.Path) -> AsyncIterator[Page]:
-    """A fresh tab (own sessionStorage) in New York time; it fails the test on a page error or a request
-    leaving the gateway's origin."""
+    """A fresh tab (own sessionStorage) in New York time; it fails the test on a page error, an error on
+    the console (a Content-Security-Policy refusal among them) or a request leaving the gateway's origin."""
     context = await browser.new_context(timezone_id=ZONE, viewport={"width": 1280, "height": 900},
                                         accept_downloads=True)
     tab = await context.new_page()
     problems: list[str] = []
     tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    tab.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
     tab.on("request", lambda r: None if r.url.startswith(live_gateway) or r.url.startswith("blob:")
            else problems.append(f"left the origin: {r.url}"))
     yield tab
@@ -67,7 +68,7 @@ def expected(buckets: list[dict], group: str, metric: str) -> dict[tuple[str, st
 
 
 async def redrawn(page: Page, renders: int) -> None:
-    await page.wait_for_function(f"Number(document.getElementById('view').dataset.renders || 0) > {renders}")
+    await page.wait_for_selector(f"#view[data-renders='{renders + 1}']")  # (the page's CSP forbids eval)
 
 
 async def test_usage_chart_matches_the_api_in_any_zone_and_grouping(page, live_gateway, usage: Usage, tmp_path):
@@ -168,7 +169,7 @@ async def test_every_view_draws(page, live_gateway, usage: Usage, tmp_path):
     await page.wait_for_selector("#usage-table")
     for view in VIEWS:
         await page.click(f"nav a[data-view={view}]")
-        await page.wait_for_function(f"document.getElementById('view').dataset.view === '{view}'")
+        await page.wait_for_selector(f"#view[data-view='{view}']")
         await page.wait_for_load_state("networkidle")
         assert await page.locator("#view .error").count() == 0, await page.inner_text("#view")
         await page.screenshot(path=str(tmp_path / f"{view}.png"), full_page=True)
@@ -211,6 +212,7 @@ async def test_the_reference_is_swagger_ui_over_the_document(browser, live_gatew
     page = await context.new_page()
     outside: list[str] = []
     page.on("request", lambda r: None if r.url.startswith(live_gateway) else outside.append(r.url))
+    page.on("console", lambda m: outside.append(f"console: {m.text}") if m.type == "error" else None)
     try:
         await page.goto(f"{live_gateway}/docs")
         await page.wait_for_selector(".swagger-ui .opblock-tag")
