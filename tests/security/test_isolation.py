@@ -177,7 +177,7 @@ MATRIX: dict[str, tuple[Builder, set[str]]] = {
               ALL),
     "WhoAmI": (_const(lambda w: admin_pb2.WhoAmIRequest()), ALL),
     "GetRetention": (_const(lambda w: admin_pb2.GetRetentionRequest(organization=w.org_a)), ADMINS),
-    "UpdateRetention": (_const(lambda w: admin_pb2.UpdateRetentionRequest(organization=w.org_a)), ADMINS),  # the defaults
+    "UpdateRetention": (_const(lambda w: admin_pb2.UpdateRetentionRequest(organization=w.org_a)), ADMINS),
     # queries: everyone, scoped
     "QueryUsage": (_const(lambda w: query_pb2.QueryUsageRequest(
         start_time=START, end_time=_end(), width="all", group_by=["model", "client_id", "user_id"])), ALL),
