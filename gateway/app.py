@@ -38,6 +38,7 @@ from gateway.http.retry_after import RetryAfterMiddleware
 from gateway.native import exports as native_exports
 from gateway.native import routes as native
 from gateway.upstream.client import DEFAULT_TIMEOUT, Upstream, upstream
+from metering.metrics import GATEWAY_USER_AGENT
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -45,7 +46,6 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's own limit (server/runtime/app.py)
 TITLE = "Metering REST gateway"
 VERSION = "1"
-USER_AGENT = "metering-gateway"  # server/core/metrics.py GATEWAY_USER_AGENT
 # Paths with no matching route get the error shape of the dialect owning their prefix (longest first).
 PREFIX_RENDERERS: list[tuple[str, Renderer]] = [
     (native.PREFIX, native.render_error),
@@ -158,7 +158,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.primary_user_agent", USER_AGENT)]  # the server counts our events as path "rest"
+                   ("grpc.primary_user_agent", GATEWAY_USER_AGENT)]  # the server counts our events as path "rest"
         async with grpc.aio.insecure_channel(grpc_target, options=options) as channel:
             app.state.upstream = Upstream(channel, call_timeout)
             yield

@@ -35,6 +35,8 @@ from prometheus_client import (
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The gateway's gRPC user agent: the server counts the events of its calls as path "rest".
+GATEWAY_USER_AGENT = "metering-gateway"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds: from a cached answer or one small write (~1 ms) to a month's report (seconds).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -25,7 +25,6 @@ REGISTRY = new_registry()
 # (its calls carry the gateway's user agent; `via_gateway` is set per call by the interceptor).
 PATHS = ("grpc_unary", "grpc_batch", "grpc_stream", "rest", "otlp")
 OUTCOMES = ("recorded", "duplicate", "rejected", "failed")
-GATEWAY_USER_AGENT = "metering-gateway"
 via_gateway: contextvars.ContextVar[bool] = contextvars.ContextVar("via_gateway", default=False)
 
 EVENTS = Counter(
