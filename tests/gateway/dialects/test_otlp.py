@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from gateway.dialects.otlp import MAX_DECODED_BYTES
 from metering.v1 import event_pb2, records_pb2
 from tests.conftest import Org, Stubs
 from tests.gateway.conftest import auth
@@ -138,3 +139,14 @@ async def test_bad_credentials_are_401_in_either_encoding(http: httpx.AsyncClien
     reply = await http.post("/v1/traces", json=otlp_json())
     assert (reply.status_code, reply.json()["code"], reply.headers["content-type"]) == (401, 16, "application/json")
     assert "missing credentials" in reply.json()["message"]
+
+
+async def test_a_body_too_large_once_gunzipped_is_413(http: httpx.AsyncClient) -> None:
+    """A small gzip body that inflates past the limit (a zip bomb) is refused without inflating it all."""
+    bomb = gzip.compress(b"\0" * (MAX_DECODED_BYTES + 1))
+    assert len(bomb) < 100_000
+    reply = await http.post("/v1/traces", content=bomb,
+                            headers={**PROTOBUF, "Content-Encoding": "gzip", **auth("mk_any")})
+    assert reply.status_code == 413
+    assert status_pb2.Status.FromString(reply.content).message == (
+        f"request body larger than {MAX_DECODED_BYTES} bytes once gunzipped")
