@@ -32,6 +32,8 @@ from typing import IO
 
 import psutil
 
+from metering.logs import configure_logging
+
 log = logging.getLogger(__name__)
 # A fast shutdown of Postgres writes a checkpoint, seconds under load on a slow disk: past this
 # it becomes an immediate one, so the whole stack is gone within 5 s of up's death.
@@ -104,7 +106,7 @@ def clean_up(data_dir: pathlib.Path, children: list[psutil.Process]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()  # as the `up` it guards (which checked the settings)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only end-of-file on stdin ends it
     data_dir = pathlib.Path(argv[1])
     children: list[psutil.Process] = []
