@@ -19,6 +19,7 @@ from server.core.config import ConfigError
 from server.retention.drop import retention_sweep
 from server.rollups.queue import HEALTH_CHECK_SUFFIX, ROLLUP_JOB, SWEEP_JOB, deserialize, queue_name, serialize
 from server.storage.db import create_pool
+from server.storage.horizons import retention_defaults
 from server.storage.migrate import migrate_dsn
 from worker.jobs import rollup_day, sweep_dirty
 from worker.metrics import METRICS_ADDR, SAMPLE_SECONDS, instrument
@@ -86,7 +87,8 @@ def worker_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> d
         "health_check_key": queue + HEALTH_CHECK_SUFFIX,
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "ctx": {"database_url": database_url, "queue": queue, "rollup_delay": delay},
+        "ctx": {"database_url": database_url, "queue": queue, "rollup_delay": delay,
+                "retention_defaults": retention_defaults(env)},  # a bad METERING_RETENTION_DAYS fails here
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "keep_result": 0,

@@ -121,4 +121,4 @@ async def _drop_month(pool: asyncpg.Pool, defaults: Retention, now: dt.datetime,
 
 async def retention_sweep(ctx: dict[str, Any]) -> int:
     """The worker's cron job: partitions dropped now."""
-    return len((await drop_expired(ctx["db"])).dropped)
+    return len((await drop_expired(ctx["db"], ctx.get("retention_defaults"))).dropped)

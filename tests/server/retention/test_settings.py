@@ -16,6 +16,7 @@ from server.core.config import ConfigError
 from server.storage.horizons import Retention, effective, horizon, retention_defaults
 from tests.conftest import bearer
 from tests.server.ingest.test_validation import details, rich_status
+from worker.settings import worker_settings
 
 UTC = dt.UTC
 
@@ -131,3 +132,14 @@ def test_effective_retention_and_horizons():
     assert retention_defaults({"METERING_RETENTION_DAYS": "90"}) == Retention(90, 90)
     with pytest.raises(ConfigError, match="METERING_PAYLOAD_RETENTION_DAYS"):
         retention_defaults({"METERING_RETENTION_DAYS": "9", "METERING_PAYLOAD_RETENTION_DAYS": "10"})
+
+
+def test_the_worker_runs_the_sweep_hourly_and_checks_the_defaults_at_start():
+    env = {"METERING_DATABASE_URL": "postgresql://x/y", "METERING_REDIS_URL": "redis://127.0.0.1:1/0",
+           "METERING_RETENTION_DAYS": "400", "METERING_PAYLOAD_RETENTION_DAYS": "30"}
+    settings = worker_settings(env)
+    [sweep] = [job for job in settings["cron_jobs"] if job.name == "metering:retention"]
+    assert sweep.minute == 17 and sweep.unique
+    assert settings["ctx"]["retention_defaults"] == Retention(400, 30)
+    with pytest.raises(ConfigError, match="METERING_RETENTION_DAYS"):
+        worker_settings({**env, "METERING_RETENTION_DAYS": "soon"})
