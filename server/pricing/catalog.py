@@ -32,7 +32,7 @@ from server.core.money import EXACT
 from server.storage.db import q
 
 if TYPE_CHECKING:  # imported when first used: the package takes a quarter of a second to import
-    from genai_prices.types import ModelInfo, ModelPrice
+    from genai_prices.types import ModelInfo, ModelPrice, Provider
 
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 CURRENCY = "usd"
@@ -150,32 +150,37 @@ def entries() -> tuple[Entry, ...]:
     return tuple(out)
 
 
-@functools.cache
-def _owners() -> dict[int, str]:
-    from genai_prices.data import providers
-
-    return {id(model): provider.id for provider in providers for model in provider.models}
-
-
 @functools.lru_cache(maxsize=65_536)
 def match(provider: str | None, model: str) -> tuple[str, str] | None:
     """The catalog's (provider id, model id) for an event's provider and model by
     genai-prices' own rules: the provider by id or its provider_match rule (none
-    given: the first provider whose model_match rule takes the model), the model by
-    its match rule (equals, starts_with, regex, ...; case-insensitive), also among
-    the models the provider resells (azure: openai's, ...). None: no match."""
-    from genai_prices import data_snapshot
+    given, or one it does not know: the first provider whose model_match rule takes
+    the model), the model by its match rule (equals, starts_with, regex, ...;
+    case-insensitive), also among the models the provider resells (azure: openai's).
+    None: no match. Its lookup functions are called directly, not through its
+    snapshot, whose caches would grow with every distinct name (ours is bounded)."""
+    from genai_prices.data_snapshot import find_provider_by_id
 
-    snapshot = data_snapshot.get_snapshot()
-    if provider and data_snapshot.find_provider_by_id(snapshot.providers, provider) is None:
-        # OpenTelemetry's names (x_ai, mistral_ai, ...) or one the catalog does not know: by the model
-        known = data_snapshot.find_provider_by_id(snapshot.providers, provider.replace("_", "-"))
-        provider = known.id if known is not None else None
-    try:
-        found, info = snapshot.find_provider_model(model, None, provider or None, None)
-    except LookupError:
+    providers, owners = _catalog()
+    model = model.lower()
+    found = None
+    if provider:
+        # OpenTelemetry's names (x_ai, mistral_ai, ...) are the catalog's with "_" for "-"
+        found = find_provider_by_id(providers, provider) or find_provider_by_id(providers, provider.replace("_", "-"))
+    if found is None:
+        found = next((p for p in providers if p.model_match is not None and p.model_match.is_match(model)), None)
+    info = found.find_model(model, all_providers=providers) if found is not None else None
+    if found is None or info is None:
         return None
-    return _owners().get(id(info), found.id), info.id
+    return owners.get(id(info), found.id), info.id
+
+
+@functools.cache
+def _catalog() -> tuple[list[Provider], dict[int, str]]:
+    """genai-prices' providers (loaded once: about 0.3 s) and the provider owning each model."""
+    from genai_prices.data import providers
+
+    return providers, {id(model): provider.id for provider in providers for model in provider.models}
 
 
 async def install(pool: asyncpg.Pool) -> bool:
@@ -183,6 +188,7 @@ async def install(pool: asyncpg.Pool) -> bool:
     give the default organization the catalog if its book was never touched. One
     transaction; concurrent starts wait for each other. True if the template changed."""
     wanted = version()
+    _catalog()  # loaded now rather than by the first event of an unknown model name
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(q("catalog_claim"))
         changed = await conn.fetchval(q("catalog_state")) != wanted
