@@ -33,6 +33,8 @@ async def rollup_day(ctx: dict[str, Any], org_id: int, day: str) -> int:
         if is_retryable(exc):
             raise Retry(defer=CONFLICT_RETRY_SECONDS * ctx.get("job_try", 1)) from exc
         raise
+    if "alerts" in ctx:
+        ctx["alerts"].changed(int(org_id))  # detection follows the changed windows (worker/alerts.py)
     if done.dirty_left:
         # Writes committed after our snapshot: their enqueue found this job
         # running and was refused, so run again.

@@ -21,6 +21,7 @@ from server.rollups.queue import HEALTH_CHECK_SUFFIX, ROLLUP_JOB, SWEEP_JOB, des
 from server.storage.db import create_pool
 from server.storage.horizons import retention_defaults
 from server.storage.migrate import migrate_dsn
+from worker import alerts
 from worker.jobs import rollup_day, sweep_dirty
 from worker.metrics import METRICS_ADDR, SAMPLE_SECONDS, instrument
 
@@ -31,11 +32,13 @@ MAX_JOBS = 8
 
 async def startup(ctx: dict[str, Any]) -> None:
     await migrate_dsn(ctx["database_url"])
-    ctx["db"] = await create_pool(ctx["database_url"], min_size=1, max_size=MAX_JOBS + 1,
+    ctx["db"] = await create_pool(ctx["database_url"], min_size=1, max_size=MAX_JOBS + 1 + alerts.CONNECTIONS,
                                   application_name="metering-worker")
+    await alerts.start(ctx)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await alerts.stop(ctx)
     pool = ctx.pop("db", None)
     if pool is not None:
         await pool.close()

@@ -149,6 +149,7 @@ class NativeRoute(BaseRoute):
         op: dict[str, Any] = {
             "operationId": binding.operation_id,
             "summary": f"{binding.service.name}.{method.name}",
+            "description": openapi.comment(method.full_name),
             "tags": [binding.service.name],
             "security": [{"bearer": []}],
             "parameters": params,
@@ -242,7 +243,8 @@ def _query_params(
         nested = field.message_type
         if nested is not None and nested.GetOptions().map_entry:
             params.append({"name": f"{name}[key]", "in": "query", "required": False,
-                           "schema": spec.field_schema(nested.fields_by_name["value"])})
+                           "schema": spec.field_schema(nested.fields_by_name["value"]),
+                           "description": f"{openapi.comment(field.full_name)} (one parameter per key)".lstrip()})
         elif nested is not None and nested.full_name not in protojson.SCALAR_WKT:
             if depth < 2 and not field.is_repeated:
                 params.extend(_query_params(spec, nested, skip, name + ".", depth + 1))
@@ -251,5 +253,6 @@ def _query_params(
                                      "schema": spec.field_schema(field)}
             if field.is_repeated:
                 param.update(style="form", explode=True)
+            param["description"] = openapi.field_doc(field, param)
             params.append(param)
     return params

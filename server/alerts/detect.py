@@ -46,12 +46,13 @@ def _utcnow() -> dt.datetime:
 
 class Detector:
     def __init__(self, pool: asyncpg.Pool, engine: QueryEngine | None = None, *,
-                 clock: Callable[[], dt.datetime] = _utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = _utcnow, slots: int | None = None) -> None:
+        """slots: detections at once (each holds two connections); default half the pool."""
         self.pool = pool
         self.engine = engine or QueryEngine(pool)
         self.clock = clock
         # each detection holds a connection while the engine reads on another
-        self._slots = asyncio.Semaphore(max(1, (pool.get_max_size() - 1) // 2))
+        self._slots = asyncio.Semaphore(slots or max(1, (pool.get_max_size() - 1) // 2))
 
     async def sweep(self) -> int:
         """Every organization with rules; returns the events written."""
@@ -90,8 +91,8 @@ class Detector:
             log.info("alerts: %d events for budget %s", written, budget_id)
         return written
 
-    async def _write(self, conn: PoolConnectionProxy[asyncpg.Record], org: Principal, reading: Reading, key: dt.datetime,
-                     change: Transition) -> None:
+    async def _write(self, conn: PoolConnectionProxy[asyncpg.Record], org: Principal, reading: Reading,
+                     key: dt.datetime, change: Transition) -> None:
         event_id = ""
         if change.event_type is not None:
             event_id = "evt_" + random_text(24)

@@ -19,6 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from metering.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    alerts_pb2,
+    alerts_pb2_grpc,
     budgets_pb2,
     budgets_pb2_grpc,
     exports_pb2,
@@ -29,7 +31,11 @@ from metering.v1 import (
     records_pb2,
     records_pb2_grpc,
 )
+from server.alerts.deliveries import Deliveries
+from server.alerts.endpoints import Endpoints
+from server.alerts.spend_alerts import SpendAlerts
 from server.api.admin import AdminServicer
+from server.api.alerts import AlertsServicer
 from server.api.budgets import BudgetsServicer
 from server.api.context import Core
 from server.api.exports import ExportServicer
@@ -70,6 +76,7 @@ SERVICE_NAMES = [
     prices_pb2.DESCRIPTOR.services_by_name["PriceService"].full_name,
     prices_pb2.DESCRIPTOR.services_by_name["CostService"].full_name,
     budgets_pb2.DESCRIPTOR.services_by_name["BudgetService"].full_name,
+    alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
     exports_pb2.DESCRIPTOR.services_by_name["ExportService"].full_name,
 ]
 # The standard services served beside ours (OTLP/gRPC trace export: GenAI spans as usage), in
@@ -171,6 +178,8 @@ class MeteringServer:
         )
         self.budgets = Budgets(self.pool, engine)
         budgets_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetsServicer(core, self.budgets), self.server)
+        alerts_pb2_grpc.add_AlertServiceServicer_to_server(AlertsServicer(
+            core, Endpoints(self.pool), Deliveries(self.pool), SpendAlerts(self.pool, self.budgets.store)), self.server)
         add_service(self.server, TRACE_SERVICE, TraceServicer(core, self.ingest))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

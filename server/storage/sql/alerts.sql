@@ -84,15 +84,23 @@ returning *;
 delete from webhook_endpoints where org_id = $1 and endpoint_id = $2 returning endpoint_id;
 
 -- name: claim_deliveries
--- Due deliveries, leased to this worker for $1; $2 at most; none of the endpoints in $3
--- (those this worker already sends to at its per-endpoint limit).
+-- Due deliveries, leased to this worker for $1; $2 at most, $4 at most per endpoint, none of
+-- the endpoints in $3 (those this worker still sends to).
 update alert_deliveries d set lease_until = now() + $1::interval, attempts = d.attempts + 1
 from (
     select org_id, delivery_id from alert_deliveries
-    where state = 'pending' and next_attempt_at <= now() and (lease_until is null or lease_until <= now())
-      and coalesce(endpoint_id, '') <> all ($3::text[])
-    order by next_attempt_at
-    limit $2
+    where (org_id, delivery_id) in (
+        select org_id, delivery_id from (
+            select org_id, delivery_id, next_attempt_at,
+                   row_number() over (partition by org_id, coalesce(endpoint_id, delivery_id)
+                                      order by next_attempt_at) as n
+            from alert_deliveries
+            where state = 'pending' and next_attempt_at <= now() and (lease_until is null or lease_until <= now())
+              and coalesce(endpoint_id, '') <> all ($3::text[])
+        ) c
+        where n <= $4
+        order by next_attempt_at
+        limit $2)
     for update skip locked
 ) due, alert_events e
 where d.org_id = due.org_id and d.delivery_id = due.delivery_id and e.org_id = d.org_id and e.event_id = d.event_id
@@ -122,13 +130,13 @@ select min(greatest(next_attempt_at, coalesce(lease_until, next_attempt_at))) fr
 where state = 'pending';
 
 -- name: list_deliveries
--- $1 org, $2 endpoint ('' every one), $3/$4 after (create_time, delivery_id), $5 limit
+-- $1 org, $2 endpoint ('' every one), $3/$4 after (create_time, delivery_id), $5 limit, $6 one delivery ('' all)
 select d.*, e.type,
        coalesce((select jsonb_agg(to_jsonb(a) - 'org_id' - 'delivery_id' order by a.attempt)
                  from alert_attempts a where a.org_id = d.org_id and a.delivery_id = d.delivery_id), '[]') as log
 from alert_deliveries d join alert_events e using (org_id, event_id)
 where d.org_id = $1 and ($2 = '' or d.endpoint_id = $2)
-  and ($3::timestamptz is null or (d.create_time, d.delivery_id) > ($3, $4))
+  and ($3::timestamptz is null or (d.create_time, d.delivery_id) > ($3, $4)) and ($6 = '' or d.delivery_id = $6)
 order by d.create_time, d.delivery_id limit $5;
 
 -- name: redeliver
@@ -136,3 +144,36 @@ order by d.create_time, d.delivery_id limit $5;
 update alert_deliveries set state = 'pending', next_attempt_at = now(), retry_from = now(), lease_until = null
 where org_id = $1 and delivery_id = $2
 returning delivery_id, pg_notify('metering_alerts', '');
+
+-- name: count_webhook_endpoints
+select count(*) from webhook_endpoints where org_id = $1;
+
+-- name: insert_alert_email
+insert into alert_emails (org_id, budget_id, project_id, recipients, subject_prefix)
+values ($1, $2, $3, $4, $5);
+
+-- name: update_alert_email
+update alert_emails set recipients = $4, subject_prefix = $5
+where org_id = $1 and budget_id = $2 and project_id = $3
+returning budget_id;
+
+-- name: get_spend_alert
+-- $1 org, $2 alert (budget) id, $3 project ('' the organization's)
+select m.budget_id, m.project_id, m.recipients, m.subject_prefix, m.create_time, b.limit_amount
+from alert_emails m join budgets b using (org_id, budget_id)
+where m.org_id = $1 and m.budget_id = $2 and m.project_id = $3;
+
+-- name: list_spend_alerts
+-- $1 org, $2 project, $3 from (an id: the rows past it in this order; '' from the start),
+-- $4 descending, $5 limit
+with mark as (
+    select create_time, budget_id from alert_emails where org_id = $1 and project_id = $2 and budget_id = $3
+)
+select m.budget_id, m.project_id, m.recipients, m.subject_prefix, m.create_time, b.limit_amount
+from alert_emails m join budgets b using (org_id, budget_id)
+where m.org_id = $1 and m.project_id = $2
+  and ($3 = '' or (case when $4 then (m.create_time, m.budget_id) < (select create_time, budget_id from mark)
+                        else (m.create_time, m.budget_id) > (select create_time, budget_id from mark) end))
+order by case when $4 then m.create_time end desc, case when $4 then m.budget_id end desc,
+         m.create_time, m.budget_id
+limit $5;

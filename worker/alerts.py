@@ -1,0 +1,98 @@
+"""The worker's alerts: detection after rollups and on a sweep, and delivery, started and
+stopped with the worker (worker/settings.py).
+
+Detection (server/alerts/detect.py) runs for an organization when a rollup job of its
+changed windows ran (writes, voids, adjustments and repricings all mark windows dirty),
+coalesced in this process, and for every organization with rules every
+METERING_ALERT_SWEEP_SECONDS (default 30), which catches a raised limit, a new period and
+anything a crash or a Redis outage left. Both loops work from Postgres alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from server.alerts.detect import Detector
+from server.core.config import ConfigError
+from worker.delivery import Deliverer, config_from_env
+
+log = logging.getLogger(__name__)
+DEFAULT_SWEEP = 30.0
+DETECTION_SLOTS = 2  # detections at once, two connections each
+CONNECTIONS = 2 * DETECTION_SLOTS + 2  # of the worker's pool: detection, the delivery loop's listener and writes
+
+
+def sweep_seconds(env: Mapping[str, str]) -> float:
+    raw = env.get("METERING_ALERT_SWEEP_SECONDS")
+    if not raw:
+        return DEFAULT_SWEEP
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"METERING_ALERT_SWEEP_SECONDS must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"METERING_ALERT_SWEEP_SECONDS must be above 0 and at most 3600, got {raw!r}")
+    return value
+
+
+class Detection:
+    def __init__(self, detector: Detector, sweep: float) -> None:
+        self.detector = detector
+        self.sweep = sweep
+        self._changed: set[int] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self, org_id: int) -> None:
+        """The organization's usage changed: detect soon."""
+        self._changed.add(org_id)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
+        while True:
+            try:
+                if loop.time() >= next_sweep:
+                    self._changed.clear()
+                    await self.detector.sweep()
+                    next_sweep = loop.time() + self.sweep
+                while self._changed:
+                    await self.detector.organization(self._changed.pop())
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("alerts: detection failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(1)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_sweep - loop.time()))
+            except TimeoutError:
+                pass
+
+
+async def start(ctx: dict[str, Any], env: Mapping[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+    ctx["alerts"] = Detection(Detector(ctx["db"], slots=DETECTION_SLOTS), sweep_seconds(env))
+    ctx["deliverer"] = Deliverer(ctx["db"], config_from_env(env))
+    ctx["alerts"].start()
+    ctx["deliverer"].start()
+
+
+async def stop(ctx: dict[str, Any]) -> None:
+    for name in ("alerts", "deliverer"):
+        running = ctx.pop(name, None)
+        if running is not None:
+            await running.close()
