@@ -6,10 +6,7 @@ known usage; the SDK's BatchSpanProcessor sends the spans with the OTLP HTTP exp
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
-import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,7 +14,7 @@ import openai
 import pytest
 import uvicorn
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
@@ -31,31 +28,6 @@ from tests.conftest import Org, Stubs
 from tests.gateway.conftest import LoopbackServer
 from tests.gateway.dialects.test_otlp import http_export, stored
 from tests.server.otlp.spans_support import request_id
-
-
-def _metric_instruments_shim() -> None:
-    """The pinned opentelemetry-instrumentation-openai-v2 2.4b0 imports its two metric histograms from
-    `opentelemetry.util.genai.instruments`, which the installed opentelemetry-util-genai 1.3b0 (not
-    pinned) no longer has. Only those metrics' factories are supplied here; the spans, what this test
-    is about, are the instrumentation's own."""
-    if importlib.util.find_spec("opentelemetry.util.genai.instruments") is not None:
-        return
-    shim = types.ModuleType("opentelemetry.util.genai.instruments")
-
-    def create_duration_histogram(meter: Meter) -> Histogram:
-        return meter.create_histogram("gen_ai.client.operation.duration", unit="s")
-
-    def create_token_histogram(meter: Meter) -> Histogram:
-        return meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
-
-    shim.create_duration_histogram = create_duration_histogram  # type: ignore[attr-defined]
-    shim.create_token_histogram = create_token_histogram  # type: ignore[attr-defined]
-    sys.modules[shim.__name__] = shim
-
-
-_metric_instruments_shim()
-from opentelemetry.instrumentation import openai_v2  # noqa: E402
-from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor  # noqa: E402
 
 USAGE = {"prompt_tokens": 37, "completion_tokens": 12, "total_tokens": 49,
          "prompt_tokens_details": {"cached_tokens": 16}, "completion_tokens_details": {"reasoning_tokens": 5}}
@@ -89,12 +61,8 @@ async def model_stub() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def instrumented(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """openai instrumented for the test only (the instrumentor patches the module). Its default
-    (stable conventions) span path: the installed opentelemetry-util-genai 1.3b0 reports the
-    experimental path always on, but its TelemetryHandler lacks the start_inference that path of
-    openai-v2 2.4b0 calls (the version mismatch of _metric_instruments_shim)."""
-    monkeypatch.setattr(openai_v2, "is_experimental_mode", lambda: False)
+def instrumented() -> Any:
+    """openai instrumented for the test only (the instrumentor patches the module)."""
     instrumentor = OpenAIInstrumentor()
     yield instrumentor
     instrumentor.uninstrument()
@@ -126,5 +94,5 @@ async def test_an_instrumented_openai_app_is_metered_once(
     assert (event.request_id, event.kind, event.model, event.provider, event.client_id, event.status) == (
         request_id(span), "completions", "gpt-4o-mini-2024-07-18", "openai", "support-bot", "success")
     assert (event.input_tokens, event.output_tokens, event.num_model_requests) == (37, 12, 1)
-    # The cached tokens count when the span carries them (this path of openai-v2 2.4b0 does not).
+    # Cached tokens count when the span carries them (this version's chat path does not emit them).
     assert event.input_cached_tokens == (span.attributes or {}).get("gen_ai.usage.cache_read.input_tokens", 0)
