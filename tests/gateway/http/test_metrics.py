@@ -55,6 +55,23 @@ async def test_requests_are_timed_by_route_template_and_rest_events_counted(
     assert moved(server_before, server_after, "metering_events_ingested_total", path="rest", outcome="recorded") == 3
 
 
+async def test_the_answer_cache_counts_hits_and_misses(live_gateway: str, new_tenant: Callable[[], Awaitable[Tenant]]):
+    t = await new_tenant()
+    start = 1583020800  # 2020-03-01: settled days with nothing in them
+    params: dict[str, str | int] = {"start_time": start, "end_time": start + 3 * 86400, "bucket_width": "1d"}
+    name = "metering_query_cache_lookups_total"
+    async with httpx.AsyncClient(base_url=live_gateway) as http:
+        scrapes = [await scrape(f"{live_gateway}/metrics")]
+        for _ in range(2):
+            reply = await http.get("/v1/organization/usage/completions", params=params, headers=t.admin.headers)
+            assert reply.status_code == 200 and len(reply.json()["data"]) == 3, reply.text
+            scrapes.append(await scrape(f"{live_gateway}/metrics"))
+    before, middle, after = scrapes
+    assert moved(before, middle, name, cache="gateway_answers", result="miss") == 3  # rendered, then kept
+    assert moved(middle, after, name, cache="gateway_answers", result="hit") == 3  # the caller's kept renderings
+    assert moved(middle, after, name, cache="gateway_answers", result="miss") == 0
+
+
 async def test_metrics_is_prometheus_text_and_documented(live_gateway: str):
     async with httpx.AsyncClient(base_url=live_gateway) as http:
         reply = await http.get("/metrics")
