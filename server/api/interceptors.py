@@ -121,9 +121,15 @@ def to_status(exc: BaseException) -> grpc.Status:
 
 
 def _cost(request: Any) -> int:
-    """Events a call counts for the rate limit: a batch its events, anything else 1."""
+    """Events a call counts for the rate limit: a batch its events, an OTLP export its spans,
+    anything else 1."""
     events = getattr(request, "events", None)
-    return max(1, len(events)) if events is not None and not isinstance(events, (str, bytes)) else 1
+    if events is not None and not isinstance(events, (str, bytes)):
+        return max(1, len(events))
+    resources = getattr(request, "resource_spans", None)  # opentelemetry's ExportTraceServiceRequest
+    if resources is not None:
+        return max(1, sum(len(scope.spans) for resource in resources for scope in resource.scope_spans))
+    return 1
 
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"

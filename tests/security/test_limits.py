@@ -220,3 +220,15 @@ async def test_rest_body_limit(http: httpx.AsyncClient, new_org: Callable[[], Aw
     assert reply.status_code == 413
 
 
+
+
+def test_an_otlp_export_counts_its_spans() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    from server.api.interceptors import _cost
+
+    scopes = [ScopeSpans(spans=[Span(name="a"), Span(name="b")]), ScopeSpans(spans=[Span(name="c")])]
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=scopes), ResourceSpans()])
+    assert _cost(request) == 3
+    assert _cost(ExportTraceServiceRequest()) == 1
