@@ -27,6 +27,7 @@ from gateway.dashboard import pages as dashboard_pages
 from gateway.dialects import fastapi_style, otlp, querylake, token_usage, usage_log
 from gateway.dialects.openai import common as openai_dialect
 from gateway.dialects.openai import costs as openai_costs
+from gateway.dialects.openai import spend_alerts as openai_spend_alerts
 from gateway.dialects.openai import spend_limits as openai_spend_limits
 from gateway.dialects.openai import usage as openai_usage
 from gateway.http import openapi
@@ -143,13 +144,14 @@ def routes() -> list[BaseRoute]:
         *openai_usage.routes(),
         *openai_costs.routes(),
         *openai_spend_limits.routes(),
+        *openai_spend_alerts.routes(),
     ]
 
 
 def create_app(
     target: str | None = None, *, timeout: float | None = None, max_body_size: int = MAX_BODY_BYTES
 ) -> Starlette:
-    """`target`: the gRPC server (default METERING_GRPC_ADDR, else 127.0.0.1:50051); `timeout`: the
+    """`target`: the gRPC server or servers (default METERING_GRPC_ADDR, else 127.0.0.1:50051); `timeout`: the
     deadline of every call in seconds (default METERING_GATEWAY_TIMEOUT, else 30)."""
     grpc_target = target or os.environ.get("METERING_GRPC_ADDR") or DEFAULT_TARGET
     call_timeout = timeout if timeout is not None else timeout_from_env()
@@ -158,7 +160,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.primary_user_agent", GATEWAY_USER_AGENT)]  # the server counts our events as path "rest"
+                   ("grpc.primary_user_agent", GATEWAY_USER_AGENT),  # the server counts our events as path "rest"
+                   # several servers ("ipv4:10.0.0.1:50051,10.0.0.2:50051", a DNS name with several records):
+                   # calls spread over those that answer, a dead one skipped (docs/scaling.md#replicas)
+                   ("grpc.lb_policy_name", "round_robin"),
+                   ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000)]
         async with grpc.aio.insecure_channel(grpc_target, options=options) as channel:
             app.state.upstream = Upstream(channel, call_timeout)
             yield
