@@ -21,8 +21,7 @@ select exists (
 );
 
 -- name: rollup_delete_dirty
--- $1 the marks' ids, $2 their organization (the key is (org_id, id): migrations/0014_retention.sql).
-delete from dirty_windows where org_id = $2 and id = any($1::bigint[]);
+delete from dirty_windows where org_id = $2 and id = any($1::bigint[]);  -- $2 the org (key: 0014_retention.sql)
 
 -- name: rollup_stamp_hours
 -- $1 org, $2 the UTC hours this pass recomputed (migrations/0007_hour_stamps.sql):
