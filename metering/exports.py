@@ -152,8 +152,12 @@ def _time(stamp: timestamp_pb2.Timestamp) -> str:
     return text + "Z"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON text, compact; one encoder for all (json.dumps with options makes one per call)."""
+    return _ENCODER.encode(value) if value else "{}"  # a map or a row: an empty one is an empty map
 
 
 def csv_text(rows: Iterable[Row]) -> str:
