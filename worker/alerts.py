@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +19,7 @@ import asyncpg
 
 from server.alerts.detect import Detector
 from server.core.config import ConfigError
-from worker.delivery import Deliverer, config_from_env
+from worker.delivery import Deliverer, DeliveryConfig, config_from_env
 
 log = logging.getLogger(__name__)
 DEFAULT_SWEEP = 30.0
@@ -64,7 +63,7 @@ class Detection:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time()
+        next_sweep = loop.time() + self.sweep  # the first sweep a period after start (burst workers never sweep)
         while True:
             try:
                 if loop.time() >= next_sweep:
@@ -83,10 +82,14 @@ class Detection:
                 pass
 
 
-async def start(ctx: dict[str, Any], env: Mapping[str, str] | None = None) -> None:
-    env = os.environ if env is None else env
-    ctx["alerts"] = Detection(Detector(ctx["db"], slots=DETECTION_SLOTS), sweep_seconds(env))
-    ctx["deliverer"] = Deliverer(ctx["db"], config_from_env(env))
+def settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The worker context's alert settings, read (and checked) with the worker's."""
+    return {"alert_sweep": sweep_seconds(env), "delivery": config_from_env(env)}
+
+
+async def start(ctx: dict[str, Any]) -> None:
+    ctx["alerts"] = Detection(Detector(ctx["db"], slots=DETECTION_SLOTS), ctx.get("alert_sweep", DEFAULT_SWEEP))
+    ctx["deliverer"] = Deliverer(ctx["db"], ctx.get("delivery") or DeliveryConfig())
     ctx["alerts"].start()
     ctx["deliverer"].start()
 

@@ -49,6 +49,7 @@ CHANNEL = "metering_alerts"
 MAX_BODY = 64 * 1024
 EXCERPT = 1024
 RETRY_CAP = 3600.0
+LEASE_MARGIN = 5.0  # seconds a claimed delivery's lease outlasts its attempt's longest time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +139,7 @@ class Deliverer:
         room = self.config.concurrency - len(self._tasks)
         if room <= 0:
             return 0
-        lease = dt.timedelta(seconds=self.config.timeout * 3 + 30)
+        lease = dt.timedelta(seconds=self.config.timeout * 2 + LEASE_MARGIN)  # an attempt ends within 2 timeouts
         rows = await self.pool.fetch(q("claim_deliveries"), lease, room, list(self._busy), self.config.per_endpoint)
         for row in rows:
             endpoint = row["endpoint_id"] or ""

@@ -91,7 +91,8 @@ def worker_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> d
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"database_url": database_url, "queue": queue, "rollup_delay": delay,
-                "retention_defaults": retention_defaults(env)},  # a bad METERING_RETENTION_DAYS fails here
+                "retention_defaults": retention_defaults(env),  # a bad METERING_RETENTION_DAYS fails here
+                **alerts.settings(env)},  # and a bad alerts or delivery setting (worker/alerts.py)
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "keep_result": 0,

@@ -1,0 +1,86 @@
+"""The real worker (`python -m worker`) end to end: events recorded through a server that
+enqueues rollups, the worker's rollup job runs detection, its delivery loop signs and sends;
+SIGKILLed while deliveries are in flight, a second worker delivers everything, duplicates
+only with the same webhook-id."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import asyncpg
+import grpc
+
+from metering.v1 import alerts_pb2, alerts_pb2_grpc, budgets_pb2, budgets_pb2_grpc, event_pb2, ingest_pb2
+from server.runtime.app import MeteringServer
+from tests.worker.webhooks import Receiver
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STATES = ("select d.state from alert_deliveries d join organizations o using (org_id) where o.id = $1")
+
+
+async def _until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def _worker(worker_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **worker_env, "METERING_LOG_LEVEL": "WARNING", "METERING_WEBHOOK_ALLOW_PRIVATE": "1",
+           "METERING_WEBHOOK_TIMEOUT": "1", "METERING_WEBHOOK_RETRY_BASE": "0.1",
+           "METERING_ALERT_SWEEP_SECONDS": "3600"}
+    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env)
+
+
+async def test_worker_killed_mid_delivery_loses_nothing(rollup_server: MeteringServer, rstubs, rollup_org,
+                                                        worker_env, db: asyncpg.Pool, monkeypatch):
+    monkeypatch.setenv("METERING_WEBHOOK_ALLOW_PRIVATE", "1")
+    org = await rollup_org()
+    receiver = Receiver()
+    receiver.delay = 0.6  # deliveries are in flight when the worker dies
+    await receiver.start()
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{rollup_server.port}") as channel:
+            alerts = alerts_pb2_grpc.AlertServiceStub(channel)
+            endpoint = await alerts.CreateWebhookEndpoint(alerts_pb2.CreateWebhookEndpointRequest(
+                endpoint=alerts_pb2.WebhookEndpoint(url=receiver.url)), metadata=org.auth)
+            receiver.secrets = [endpoint.secret]
+            await budgets_pb2_grpc.BudgetServiceStub(channel).CreateBudget(budgets_pb2.CreateBudgetRequest(
+                budget=budgets_pb2.Budget(limit="10", thresholds=["10", "20", "30", "40", "50", "60"])),
+                metadata=org.auth)
+        workers.append(_worker(worker_env))
+        await rstubs.ingest.RecordEvent(ingest_pb2.RecordEventRequest(event=event_pb2.UsageEvent(
+            kind="completions", model="m", cost="7")), metadata=org.auth)
+
+        async def in_flight() -> bool:  # the first attempts reached the receiver
+            return receiver.arrived.is_set() or await db.fetchval(
+                "select count(*) from alert_deliveries d join organizations o using (org_id) "
+                "where o.id = $1 and d.lease_until is not null", org.organization_id) > 0
+        await _until(in_flight)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(timeout=10)
+        workers.append(_worker(worker_env))
+
+        async def all_delivered() -> bool:
+            states = [r["state"] for r in await db.fetch(STATES, org.organization_id)]
+            return len(states) == 6 and set(states) == {"delivered"}
+        await _until(all_delivered)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=15)
+        await receiver.stop()
+    events = {r["event_id"] for r in await db.fetch(
+        "select e.event_id from alert_events e join organizations o using (org_id) where o.id = $1",
+        org.organization_id)}
+    assert len(events) == 6
+    assert {r.webhook_id for r in receiver.received} == events  # every one, duplicates only as the same id
+    assert receiver.rejected == 0
