@@ -40,7 +40,8 @@ class TraceServicer:
         mapped = spans.events(request)
         if len(mapped.events) > MAX_BATCH:
             raise InvalidArgument("resource_spans", f"at most {MAX_BATCH} GenAI spans per export")
-        check = Validator(principal, dt.datetime.now(dt.UTC), self.ingest.series_memo)
+        horizon = await self.core.records.horizons.of(principal.org_id)  # retention (docs/storage.md)
+        check = Validator(principal, dt.datetime.now(dt.UTC), self.ingest.series_memo, horizon)
         valid: list[tuple[int, NewEvent]] = []
         for span, event in mapped.events:
             try:
