@@ -20,7 +20,7 @@ from bench import cpu, ingest
 from bench.stack import Stack, stack
 from bench.stats import latency_note
 
-SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention", "otlp", "prices")
+SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention", "otlp", "prices", "exports")
 Row = tuple[str, str, str]  # benchmark, result, notes
 
 
@@ -101,6 +101,11 @@ async def main(args: argparse.Namespace) -> None:
 
         async with stack(server_processes=1) as st:
             rows += await prices.run(st, args.quick)
+    if "exports" in sections:
+        from bench import exports
+
+        async with stack(server_processes=1) as st:  # one server process: its RSS is the server's
+            rows += await exports.run(st, args.events * 5)
     if "otlp" in sections:
         from bench import otlp
 
