@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from metering.logs import JsonFormatter, LogSettings, log_settings, request_id
+from metering.logs import ACCESS_LOGGER, JsonFormatter, LogSettings, configure_logging, log_settings, request_id
 
 
 def test_settings_default_to_text_without_access_lines():
@@ -46,3 +46,27 @@ def test_a_json_line_carries_the_request_id_extra_fields_and_the_exception():
     line = json.loads(JsonFormatter().format(failed))
     assert "request_id" not in line  # none known
     assert "KeyError: 'boom'" in line["exception"] and "\n" not in JsonFormatter().format(failed)
+
+
+@pytest.fixture
+def saved_logging():
+    """The root logger's handlers and levels, put back after the test."""
+    root, access = logging.getLogger(), logging.getLogger(ACCESS_LOGGER)
+    handlers, levels = list(root.handlers), (root.level, access.level)
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(levels[0])
+    access.setLevel(levels[1])
+
+
+def test_access_lines_are_off_by_default_and_on_whatever_the_level(saved_logging):
+    access = logging.getLogger(ACCESS_LOGGER)
+    configure_logging(LogSettings(level="INFO"))
+    assert not access.isEnabledFor(logging.INFO) and access.isEnabledFor(logging.WARNING)
+    configure_logging(LogSettings(level="WARNING", access=True))
+    assert access.isEnabledFor(logging.INFO) and not logging.getLogger("server").isEnabledFor(logging.INFO)
+    configure_logging(LogSettings(json=True))
+    assert [type(h.formatter) for h in logging.getLogger().handlers] == [JsonFormatter]
