@@ -49,7 +49,7 @@ CHANNEL = "metering_alerts"
 MAX_BODY = 64 * 1024
 EXCERPT = 1024
 RETRY_CAP = 3600.0
-LEASE_MARGIN = 5.0  # seconds a claimed delivery's lease outlasts its attempt's longest time
+LEASE_MARGIN = 2.0  # seconds a claimed delivery's lease outlasts its attempt's longest time
 
 
 @dataclasses.dataclass(frozen=True)
