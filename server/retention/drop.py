@@ -75,8 +75,12 @@ async def drop_expired(pool: asyncpg.Pool, defaults: Retention | None = None,
     defaults = retention_defaults() if defaults is None else defaults
     now = dt.datetime.now(dt.UTC) if now is None else now
     result = SweepResult()
+    kept = _longest(await pool.fetch(q("all_retention")), defaults)  # decided again under the lock, month by month
+    before = [b for b in (_before(kept.event_days, now), _before(kept.payload_days, now)) if b is not None]
     for start, parents in sorted((await _months(pool)).items()):
         end = _month_end(start)
+        if not before or end > max(before):
+            break  # this month and the later ones are inside every horizon
         dropped = await _drop_month(pool, defaults, now, start, end, parents, result)
         if "events" in dropped:
             status = await pool.execute(q("retention_forget_keys"), end)
