@@ -32,7 +32,7 @@ MAX_PRICE_DIGITS = 38
 MAX_PRICE_DECIMALS = 30
 MAX_VERSIONS_PER_CALL = 10_000
 _CURRENCY = re.compile(r"^[a-z]{3}$")
-_VERSION = re.compile(r"^pv_[0-9]{1,18}$")
+_VERSION = re.compile(r"^pv_[0-9]{1,18}(?:>[0-9]{1,15})?$")  # a version, or the stamp of one of its tiers
 _PLANNED = 1 << 62  # placeholder ids of versions about to be created: after every stored one
 _TIER = re.compile(r"^>\s*([0-9]{1,15})$")
 Key = tuple[str, str, str]  # provider, model, currency
@@ -198,11 +198,11 @@ class PriceVersions:
 
     async def get(self, org_id: int, name: str) -> Version:
         if not _VERSION.match(name):
-            raise InvalidArgument("version", "a price version looks like pv_123")
-        version = (await self.book(org_id)).by_name.get(name)
-        if version is None:
+            raise InvalidArgument("version", "a price version looks like pv_123 (or pv_123>200000, one of its tiers)")
+        found = (await self.book(org_id)).priced_as(name)
+        if found is None:
             raise NotFound(f"price version {name!r} not found", field="version")
-        return version
+        return found[0]
 
     async def list(
         self, org_id: int, *, provider: str | None = None, model: str | None = None, currency: str | None = None,

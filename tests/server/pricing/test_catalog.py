@@ -159,6 +159,9 @@ async def test_long_context_tiers_are_priced_by_the_events_own_token_count(servi
     assert D(gemini.cost) == genai_cost("gemini-2.5-pro", "google", at, input_tokens=300_000, output_tokens=1_000)
     assert above.price_version == below.price_version + ">200000"
     assert gemini.price_version.endswith(">200000")
+    version = await service.prices.GetPriceVersion(prices_pb2.GetPriceVersionRequest(version=above.price_version),
+                                                   metadata=auth)  # a tier's stamp names its version
+    assert version.version == below.price_version and version.model == "claude-sonnet-4-5"
 
     # Costs from the rollups and raw tails keep the tiers apart: the line items add up to the events.
     start = stamp(at.replace(hour=0, minute=0, second=0))
