@@ -15,12 +15,17 @@ Scenarios (all by default; `--only NAME` to pick one, `--quick` for short versio
   SDK recorded is stored exactly once.
 - `concurrency`: concurrent UpdateEvent, VoidEvent and ingest on the same 15-minute window, then
   totals equal the expected ones exactly.
+- `replicas`: two `metering serve` processes, two workers and two gateways sharing Postgres and a
+  private Redis; the SDK and a REST client ingest through every server (gRPC multi-address targets)
+  while one server, after `--replica-before` seconds (default 10), is frozen (SIGSTOP) for 0.5 s so that
+  calls are in flight on it, then killed with SIGKILL: the other takes over; throughput before and after,
+  and every total exact once rolled up (bench/stress_replicas.py).
 - `kill-up`: `metering up` (a real process, embedded Postgres and Redis in a temp data dir) killed
   with SIGKILL under ingest `--up-kills` times (default 5): each time its whole stack is gone within
   5 s, and up restarted on the same data dir; afterwards every acknowledged event is stored exactly
   once (bench/stress_up.py).
 
-Needs a Postgres for the first, second and fourth scenario: METERING_STRESS_DATABASE_URL (an admin
+Needs a Postgres for the first, second, fourth and sixth scenario: METERING_STRESS_DATABASE_URL (an admin
 DSN where a throwaway database is created), else postgres@127.0.0.1:5432. Exits non-zero on any
 violated invariant and prints the numbers as JSON lines.
 """
@@ -45,7 +50,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import grpc
@@ -196,7 +201,16 @@ async def wait_clean(pool: asyncpg.Pool, org: int, timeout: float) -> float:
     return time.monotonic() - started
 
 
-async def check_totals(pool: asyncpg.Pool, tenant: Tenant, org: int, acked: Acked | None,
+class Caller(Protocol):
+    """What check_totals calls QueryUsage with: a Tenant, or a cluster's (bench/stress_replicas.py)."""
+
+    channel: grpc.aio.Channel
+
+    @property
+    def auth(self) -> tuple[tuple[str, str], ...]: ...
+
+
+async def check_totals(pool: asyncpg.Pool, tenant: Caller, org: int, acked: Acked | None,
                        rollups: bool = True) -> dict[str, int]:
     """Raw events == acknowledged; QueryUsage == raw; rollups (once settled) == raw, per 15-min window."""
     raw = await pool.fetchrow("SELECT count(*) AS n, coalesce(sum(input_tokens), 0) AS t FROM events "
@@ -415,7 +429,7 @@ async def concurrency(dsn: str, *, events: int = 400, rounds: int = 3) -> dict[s
 
 # --- command -------------------------------------------------------------------------------------
 
-SCENARIOS = ("worker-kill", "redis-outage", "postgres-restart", "concurrency", "kill-up")
+SCENARIOS = ("worker-kill", "redis-outage", "postgres-restart", "concurrency", "kill-up", "replicas")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -434,6 +448,16 @@ async def main(args: argparse.Namespace) -> int:
                         redis.start()
                         try:
                             result = await worker_kills(dsn, redis.url, args.kills)
+                        finally:
+                            redis.stop()
+                    elif name == "replicas":
+                        from bench.stress_replicas import replicas  # it imports this module
+
+                        redis = PrivateRedis()
+                        redis.start()
+                        try:
+                            result = await replicas(dsn, redis.url, before=args.replica_before,
+                                                    after=args.replica_before)
                         finally:
                             redis.stop()
                     elif name == "redis-outage":
@@ -455,11 +479,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-down", type=float, default=5.0)
     p.add_argument("--pg-restarts", type=int, default=2)
     p.add_argument("--up-kills", type=int, default=5)
+    p.add_argument("--replica-before", type=float, default=10.0,
+                   help="replicas: seconds of ingest before the SIGKILL, and after it")
     p.add_argument("--quick", action="store_true",
-                   help="3 worker kills, Redis down 3 s, Postgres down 2 s once, up killed once")
+                   help="3 worker kills, Redis down 3 s, Postgres down 2 s once, up killed once, replicas 4 s + 4 s")
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.redis_down, args.pg_down, args.pg_restarts, args.up_kills = 3, 3.0, 2.0, 1, 1
+        args.replica_before = 4.0
     return args
 
 

@@ -25,10 +25,16 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 )
+# A target may name several servers (replicas): "ipv4:10.0.0.1:50051,10.0.0.2:50051", or a DNS name
+# with several records. Calls are spread over those that answer; one that dies is skipped until it is back.
+BALANCING: tuple[str, Any] = ("grpc.lb_policy_name", "round_robin")
+_BALANCING_KEYS = ("grpc.lb_policy_name", "grpc.service_config")
 
 
 def _options(extra: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    return [*CHANNEL_OPTIONS, *extra]
+    """The client's options, then `extra`; round robin unless `extra` chooses a policy of its own."""
+    chosen = any(name in _BALANCING_KEYS for name, _ in extra)
+    return [*CHANNEL_OPTIONS, *(() if chosen else (BALANCING,)), *extra]
 
 
 def _credentials(settings: Settings) -> grpc.ChannelCredentials:

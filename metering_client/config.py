@@ -17,6 +17,9 @@ ENV_CLIENT_ID = "METERING_CLIENT_ID"
 ENV_TLS = "METERING_TLS"
 ENV_ROOT_CERTS = "METERING_ROOT_CERTS"
 DEFAULT_TARGET = "127.0.0.1:50051"
+# gRPC's name resolvers (targets such as "dns:///metering.internal:50051"; "ipv4:10.0.0.1:50051,10.0.0.2:50051"
+# names several servers and has no "://"), as opposed to the URL schemes resolve() reads TLS from.
+GRPC_SCHEMES = ("dns", "unix", "unix-abstract", "ipv4", "ipv6")
 # Names read from a seed-style config object or dict (first one present wins).
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "target": ("metering_target", "target"),
@@ -98,6 +101,8 @@ def resolve(
     if tls is None:
         tls = _truthy(os.environ.get(ENV_TLS, "")) or certs is not None
     scheme, sep, rest = str(target).partition("://")
+    if sep and scheme in GRPC_SCHEMES:  # gRPC's own target syntax ("dns:///host:50051"), passed on whole
+        sep = ""
     if sep:  # "https://host:443" -> TLS, "http://host:50051" -> plaintext
         if scheme not in ("http", "https", "grpc", "grpcs"):
             raise ValueError(f"target: unknown scheme {scheme!r}")

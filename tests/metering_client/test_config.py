@@ -46,6 +46,15 @@ def test_defaults_and_errors(monkeypatch):
     assert "secret" not in repr(resolve(api_key="secret"))
 
 
+def test_grpc_targets_naming_several_servers_pass_through_whole():
+    """gRPC's own syntax (docs/scaling.md#replicas): the channel resolves it and balances round robin."""
+    for target in ("ipv4:10.0.0.1:50051,10.0.0.2:50051", "dns:///metering.internal:50051", "unix:///run/m.sock"):
+        settings = resolve(api_key="k", target=target)
+        assert (settings.target, settings.tls) == (target, False)
+    with pytest.raises(ValueError, match="unknown scheme 'ftp'"):
+        resolve(api_key="k", target="ftp://metering.example.com")
+
+
 def test_tls(monkeypatch, tmp_path):
     assert resolve(api_key="k", target="https://metering.example.com").target == "metering.example.com:443"
     assert resolve(api_key="k", target="https://metering.example.com").tls
