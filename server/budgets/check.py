@@ -57,7 +57,7 @@ from server.budgets.reserve import Database, Item, Reserver, reserve
 from server.budgets.scope import Usage, usage_scope
 from server.budgets.shared import SharedReads
 from server.budgets.state import State, admission, state, unavailable
-from server.budgets.usage import Reading, read
+from server.budgets.usage import Reading, Settled, read
 from server.core.errors import InvalidArgument, MeteringError
 from server.core.principal import Principal
 from server.ingest.validation import MAX_ID_LENGTH
@@ -142,6 +142,7 @@ class Checker:
         self._known_seqs: dict[tuple[int, str], int] = {}  # (org_id, budget_id) -> settle_seq (_seqs)
         self.reserver = Reserver(pool)
         self._shared: SharedReads[Snapshot] = SharedReads()
+        self._settled = Settled()  # readings of unchanged periods (server/budgets/usage.py)
         self._abandoned: set[asyncio.Future[Verdict]] = set()  # checks that timed out, still cancelling
 
     async def close(self) -> None:
@@ -272,8 +273,8 @@ class Checker:
     async def _read(self, principal: Principal, budgets: list[Budget], now: dt.datetime, *,
                     one_at_a_time: bool) -> list[Reading]:
         if one_at_a_time or len(budgets) == 1:
-            return [await read(self.engine, principal, b, now) for b in budgets]
-        return list(await asyncio.gather(*(read(self.engine, principal, b, now) for b in budgets)))
+            return [await read(self.engine, principal, b, now, self._settled) for b in budgets]
+        return list(await asyncio.gather(*(read(self.engine, principal, b, now, self._settled) for b in budgets)))
 
     def _degraded(self, org_id: int, usage: Usage, why: str) -> Verdict:
         book = self.books.cached(org_id)

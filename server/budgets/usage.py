@@ -5,7 +5,8 @@ scope as filters (a cost budget adds its currency), the period as the range, wid
 "all" and only the budget's metric; read with an admin principal of the organization.
 So `used` is, by construction, what QueryUsage reports for that scope and range.
 A rolling budget reads minute (windows up to 6 hours) or hour buckets instead, to
-know when its oldest usage leaves the window.
+know when its oldest usage leaves the window. A calendar period read before and
+unchanged since is not aggregated again (Settled).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import dataclasses
 import datetime as dt
 import decimal
 
+from metering.lru import LRU
 from server.budgets.budget import Budget
 from server.budgets.periods import Period, current_period
 from server.core.money import EXACT, ZERO
 from server.core.principal import Principal
-from server.query.engine import Metrics, QueryEngine, make_spec
+from server.query.engine import Metrics, QueryEngine, UsageSpec, make_spec
 
 _FINE_ROLLING = dt.timedelta(hours=6)
+MAX_SETTLED = 100_000  # settled readings kept per server process (~200 bytes each)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +59,39 @@ def filters(budget: Budget) -> list[tuple[str, tuple[str, ...]]]:
     return sorted([*budget.scope, *extra])
 
 
-async def read(engine: QueryEngine, org: Principal, budget: Budget, now: dt.datetime) -> Reading:
+class Settled:
+    """The last settled reading of each calendar period: (etag of its one bucket, usage,
+    unpriced), by organization and query. The engine names a bucket's answer by its etag
+    only while no window of it is dirty, and the etag changes with the answer
+    (server/query/etags.py). So a reading first asks the engine for the period's etag now,
+    in one statement (QueryEngine.etags); while it is the kept one, the kept totals are the
+    answer in that statement's snapshot and no aggregate runs. A period read dirty is
+    forgotten, so the next reading goes straight to the aggregate."""
+
+    def __init__(self, max_items: int = MAX_SETTLED) -> None:
+        self._kept: LRU[tuple[int, UsageSpec], tuple[str, decimal.Decimal, int]] = LRU(max_items)
+
+    def get(self, org_id: int, spec: UsageSpec) -> tuple[str, decimal.Decimal, int] | None:
+        return self._kept.get((org_id, spec))
+
+    def put(self, org_id: int, spec: UsageSpec, etag: str, usage: decimal.Decimal, unpriced: int) -> None:
+        """etag "": the period was dirty when read (forgets what was kept)."""
+        if etag:
+            self._kept.put((org_id, spec), (etag, usage, unpriced))
+        else:
+            self._kept.pop((org_id, spec))
+
+
+async def read(engine: QueryEngine, org: Principal, budget: Budget, now: dt.datetime,
+               settled: Settled | None = None) -> Reading:
+    """settled: the last settled readings (a calendar period, unchanged, is not aggregated again)."""
     period = current_period(budget.period, now, budget.time_zone, budget.week_start, budget.rolling_window)
     window = budget.rolling_window
     width = "all" if window is None else "1m" if window <= _FINE_ROLLING else "1h"
     spec = make_spec(period.start, period.end, width=width, filters=filters(budget), metrics=_metrics(budget))
+    known = settled.get(org.org_id, spec) if settled is not None and window is None else None
+    if known is not None and await engine.etags(org_admin(org), spec) == [known[0]]:
+        return Reading(budget, period, known[1], known[2])  # one statement: the period is as it was
     result = await engine.aggregate(org_admin(org), spec)
     total, unpriced, oldest = ZERO, 0, None
     for bucket in result.buckets:
@@ -72,4 +103,6 @@ async def read(engine: QueryEngine, org: Principal, budget: Budget, now: dt.date
                 oldest = bucket.start
     if window is not None:
         period = current_period(budget.period, now, window=window, oldest=oldest)
+    elif settled is not None:  # kept while settled; while dirty, the next reading goes straight to the engine
+        settled.put(org.org_id, spec, result.buckets[0].etag, total, unpriced)
     return Reading(budget, period, total, unpriced)

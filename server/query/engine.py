@@ -35,6 +35,7 @@ import decimal
 import itertools
 import re
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -46,7 +47,7 @@ from server.core.money import EXACT
 from server.core.principal import Principal
 from server.core.windows import WINDOW
 from server.query.buckets import bucket_edges, parse_width, parse_zone
-from server.query.etags import bucket_etags, page_etag
+from server.query.etags import Stamp, bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
 from server.query.rows import GroupRow, Groups, Key, Record, from_record
 from server.query.sql import parameters, usage_rows
@@ -68,6 +69,7 @@ METRICS: tuple[str, ...] = (
     "unpriced_events", *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "last_event_time",
 )
 _ZERO = decimal.Decimal(0)
+Mark = dict[str, Any]  # a dirty window: window_start, appends, ids (of its marks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,16 +237,25 @@ class QueryEngine:
         except asyncpg.NumericValueOutOfRangeError:  # a counter sum beyond bigint: all again, summed in numeric
             return await self._aggregate(principal, spec, edges, if_none_match, known_etags, kept, wide=True)
 
+    async def etags(self, principal: Principal, spec: UsageSpec) -> list[str]:
+        """The etags aggregate() would give spec's buckets now ("" for a bucket a dirty window
+        overlaps), read in one statement and no transaction: one round trip. A caller that
+        kept the answer of a bucket under the etag it finds here has that bucket's answer
+        as of this statement's snapshot."""
+        edges = bucket_edges(spec.start, spec.end, spec.width, parse_zone(spec.time_zone), MAX_BUCKETS)
+        state = await self.pool.fetchrow(q("query_state"), principal.org_id, edges[0], edges[-1])
+        if state is None:
+            raise RuntimeError("query_state returned no row")
+        return bucket_etags(principal, _shape(spec), edges, [r["window_start"] for r in _marks(state)], _stamps(state))
+
     async def _aggregate(self, principal: Principal, spec: UsageSpec, edges: list[dt.datetime], if_none_match: str,
                          known_etags: Collection[str], kept: Callable[[str], bytes | None], wide: bool) -> UsageResult:
         """aggregate() in one snapshot; wide: counters summed in numeric (server/query/sql.py)."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            await conn.execute(q("query_tuning"))
-            marks = await conn.fetch(q("query_dirty_windows"), principal.org_id, edges[0], edges[-1])
-            fresh = await conn.fetchrow(q("query_freshness"), principal.org_id)
+            fresh = await conn.fetchrow(q("query_state"), principal.org_id, edges[0], edges[-1])
             if fresh is None:
-                raise RuntimeError("query_freshness returned no row")
-            stamps = await conn.fetch(q("query_stamps"), principal.org_id, edges[0], edges[-1])
+                raise RuntimeError("query_state returned no row")
+            marks, stamps = _marks(fresh), _stamps(fresh)
             etags = bucket_etags(principal, _shape(spec), edges, [r["window_start"] for r in marks], stamps)
             etag = page_etag(etags)
             next_start = edges[-1] if edges[-1] < spec.end else None
@@ -259,8 +270,7 @@ class QueryEngine:
         return UsageResult(_buckets(edges, groups, etags, known, found), freshness, next_start, etag)
 
     async def _read(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec, edges: list[dt.datetime],
-                    todo: list[int], marks: list[asyncpg.Record], stamps: list[asyncpg.Record],
-                    wide: bool) -> dict[int, Groups]:
+                    todo: list[int], marks: list[Mark], stamps: list[Stamp], wide: bool) -> dict[int, Groups]:
         """The groups of the buckets numbered `todo` (from 0, ascending)."""
         based = self._based(principal, spec, edges, todo, marks, stamps)
         read = [i for i in todo if i not in based]
@@ -292,7 +302,7 @@ class QueryEngine:
 
     @staticmethod
     def _based(principal: Principal, spec: UsageSpec, edges: list[dt.datetime], todo: list[int],
-               marks: list[asyncpg.Record], stamps: list[asyncpg.Record]) -> dict[int, tuple[str, list[int]]]:
+               marks: list[Mark], stamps: list[Stamp]) -> dict[int, tuple[str, list[int]]]:
         """Buckets of `todo` read as their settled answer plus their appended events
         (server/query/tails.py): every dirty window of the bucket only had events
         appended and is read from rollups. Bucket -> (etag of the settled answer, marks)."""
@@ -315,7 +325,7 @@ class QueryEngine:
         return based
 
     async def _rows(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec,
-                    edges: list[dt.datetime], marks: list[asyncpg.Record],
+                    edges: list[dt.datetime], marks: list[Mark],
                     only_tails: list[int] | None = None, wide: bool = False) -> list[Record]:
         """The aggregate over the buckets of `edges` (numbered from 1); only_tails: of
         the events appended under these marks alone."""
@@ -379,6 +389,25 @@ def _page_start(token: str, spec: UsageSpec, principal: Principal) -> dt.datetim
     if not spec.start < start < spec.end:
         raise InvalidArgument("page_token", "outside the requested range")
     return start
+
+
+def _marks(state: asyncpg.Record) -> list[Mark]:
+    """The dirty windows of query_state: {window_start, appends (only appends under every
+    mark), ids (the marks)} by window."""
+    marks: list[Mark] = []
+    for start, appends, mark in zip(state["mark_starts"] or (), state["mark_appends"] or (),
+                                    state["mark_ids"] or (), strict=True):
+        if marks and marks[-1]["window_start"] == start:
+            marks[-1]["appends"] = marks[-1]["appends"] and appends
+            marks[-1]["ids"].append(mark)
+        else:
+            marks.append({"window_start": start, "appends": appends, "ids": [mark]})
+    return marks
+
+
+def _stamps(state: asyncpg.Record) -> list[Stamp]:
+    """The (start, end, stamp) spans of query_state, by start."""
+    return list(zip(state["stamp_starts"] or (), state["stamp_ends"] or (), state["stamps"] or (), strict=True))
 
 
 def _fields(spec: UsageSpec, scope: tuple[str | None, str | None, str | None]) -> list[str]:
