@@ -20,7 +20,8 @@ from bench import cpu, ingest
 from bench.stack import Stack, stack
 from bench.stats import latency_note
 
-SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention", "otlp", "prices", "exports")
+SECTIONS = ("ingest", "rest", "freshness", "query", "budgets", "dashboard", "retention", "otlp", "prices", "exports",
+            "alerts")
 Row = tuple[str, str, str]  # benchmark, result, notes
 
 
@@ -96,6 +97,11 @@ async def main(args: argparse.Namespace) -> None:
 
         async with stack(server_processes=args.processes) as st:
             rows += await retention.run(st, args.events)
+    if "otlp" in sections:
+        from bench import otlp
+
+        async with stack(server_processes=args.processes) as st:
+            rows += await otlp.run(st, args.events)
     if "prices" in sections:
         from bench import prices
 
@@ -106,11 +112,12 @@ async def main(args: argparse.Namespace) -> None:
 
         async with stack(server_processes=1) as st:  # one server process: its RSS is the server's
             rows += await exports.run(st, args.events * 5)
-    if "otlp" in sections:
-        from bench import otlp
+    if "alerts" in sections:
+        from bench import alerts
 
+        os.environ["METERING_WEBHOOK_ALLOW_PRIVATE"] = "1"  # the receiver is on loopback
         async with stack(server_processes=args.processes) as st:
-            rows += await otlp.run(st, args.events)
+            rows += await alerts.run(st, args.quick)
     print_table(rows, args, time.monotonic() - started)
 
 

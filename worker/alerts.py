@@ -1,11 +1,11 @@
 """The worker's alerts: detection after rollups and on a sweep, and delivery, started and
 stopped with the worker (worker/settings.py).
 
-Detection (server/alerts/detect.py) runs for an organization when a rollup job of its
-changed windows ran (writes, voids, adjustments and repricings all mark windows dirty),
-coalesced in this process, and for every organization with rules every
-METERING_ALERT_SWEEP_SECONDS (default 30), which catches a raised limit, a new period and
-anything a crash or a Redis outage left. Both loops work from Postgres alone.
+Detection (server/alerts/detect.py) runs for an organization while it has dirty windows
+(writes, voids, adjustments and repricings all mark them; looked at every 0.25 s) and when a
+rollup job of its windows ran, coalesced in this process, and for every organization with
+rules every METERING_ALERT_SWEEP_SECONDS (default 30), which catches a raised limit, a new
+period and anything a crash left. Both loops work from Postgres alone.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ import asyncpg
 
 from server.alerts.detect import Detector
 from server.core.config import ConfigError
+from server.rollups.recompute import dirty_days
 from worker.delivery import Deliverer, DeliveryConfig, config_from_env
 
 log = logging.getLogger(__name__)
 DEFAULT_SWEEP = 30.0
+DIRTY_POLL = 0.25  # seconds between looks at the organizations with dirty windows
+DIRTY_LIMIT = 10_000  # (organization, day) pairs a look reads
 DETECTION_SLOTS = 2  # detections at once, two connections each
 CONNECTIONS = 2 * DETECTION_SLOTS + 2  # of the worker's pool: detection, the delivery loop's listener and writes
 
@@ -70,6 +73,9 @@ class Detection:
                     self._changed.clear()
                     await self.detector.sweep()
                     next_sweep = loop.time() + self.sweep
+                # organizations with windows not yet rolled up have changed too: the query engine
+                # reads their raw events, so detection need not wait for the rollup
+                self._changed.update(org_id for org_id, _ in await dirty_days(self.detector.pool, DIRTY_LIMIT))
                 while self._changed:
                     await self.detector.organization(self._changed.pop())
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -77,7 +83,7 @@ class Detection:
                 await asyncio.sleep(1)
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_sweep - loop.time()))
+                await asyncio.wait_for(self._wake.wait(), max(0.0, min(DIRTY_POLL, next_sweep - loop.time())))
             except TimeoutError:
                 pass
 
