@@ -23,6 +23,8 @@ from google.protobuf import descriptor as pb_descriptor
 from pydantic import BaseModel, TypeAdapter
 from starlette.routing import BaseRoute, Route
 
+from metering.v1.comments import COMMENTS
+
 OPENAPI_VERSION = "3.1.0"
 REF = "#/components/schemas/{model}"
 FD: TypeAlias = pb_descriptor.FieldDescriptor
@@ -176,10 +178,15 @@ class Spec:
         if desc.full_name in self.schemas:
             return ref
         self.schemas[desc.full_name] = {}  # placeholder: recursive messages refer back to it
-        self.schemas[desc.full_name] = {
-            "type": "object",
-            "properties": {f.name: self.field_schema(f) for f in desc.fields},
-        }
+        properties = {}
+        for f in desc.fields:
+            properties[f.name] = self.field_schema(f)
+            if comment(f.full_name):
+                properties[f.name] = {**properties[f.name], "description": comment(f.full_name)}
+        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        if comment(desc.full_name):
+            schema["description"] = comment(desc.full_name)
+        self.schemas[desc.full_name] = schema
         return ref
 
     def field_schema(self, field: FD) -> dict[str, Any]:
@@ -280,21 +287,36 @@ def required(field: FD) -> bool:
     return field_behavior_pb2.REQUIRED in behaviors
 
 
+def comment(full_name: str) -> str:
+    """The .proto comment of a message, field, service or method (metering/v1/comments.py), or ""."""
+    return COMMENTS.get(full_name, "")
+
+
+def field_doc(field: FD, param: dict[str, Any]) -> str:
+    """A request field's parameter description: its .proto comment, then how to write its value."""
+    text, hint = comment(field.full_name), value_hint(param)
+    return f"{text} ({hint})" if text else describe(param)
+
+
 def describe(param: dict[str, Any]) -> str:
     """A parameter's description from its name, place and schema, for one the route left undescribed."""
+    if param.get("in") == "path":
+        return f"`{param['name']}` of the resource, as the API returned it"
+    return f"`{param['name']}`: {value_hint(param)}"
+
+
+def value_hint(param: dict[str, Any]) -> str:
+    """How to write a query parameter's value, from its schema."""
     schema = param.get("schema", {})
     kind = schema.get("type", "")
     kind = next((k for k in kind if k != "null"), "") if isinstance(kind, list) else kind
-    if param.get("in") == "path":
-        return f"`{param['name']}` of the resource, as the API returned it"
     if kind == "array":
         item = schema.get("items", {})
         hint = _HINTS.get(item.get("format", ""), "a string" if item.get("type") == "string" else "a value")
-        return f"`{param['name']}`: a list; repeat the parameter for each value ({hint} each)"
+        return f"a list: repeat the parameter for each value, {hint} each"
     if "enum" in schema:
-        return f"`{param['name']}`: one of " + ", ".join(f"`{v}`" for v in schema["enum"])
+        return "one of " + ", ".join(f"`{v}`" for v in schema["enum"])
     if "$ref" in schema or "anyOf" in schema or "allOf" in schema:
-        return f"`{param['name']}`: see the schema"
-    hint = _HINTS.get(schema.get("format", ""), {"string": "a string", "boolean": "true or false",
-                                                   "integer": "an integer", "number": "a number"}.get(kind, "a value"))
-    return f"`{param['name']}`: {hint}"
+        return "see the schema"
+    return _HINTS.get(schema.get("format", ""), {"string": "a string", "boolean": "true or false",
+                                                 "integer": "an integer", "number": "a number"}.get(kind, "a value"))
