@@ -242,6 +242,28 @@ class UpdateRetentionRequest(_message.Message):
     payload_days: int
     def __init__(self, organization: _Optional[str] = ..., event_days: _Optional[int] = ..., payload_days: _Optional[int] = ...) -> None: ...
 
+class GetOrganizationSettingsRequest(_message.Message):
+    __slots__ = ("organization",)
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    def __init__(self, organization: _Optional[str] = ...) -> None: ...
+
+class UpdateOrganizationSettingsRequest(_message.Message):
+    __slots__ = ("organization", "time_zone")
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    organization: str
+    time_zone: str
+    def __init__(self, organization: _Optional[str] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class OrganizationSettings(_message.Message):
+    __slots__ = ("organization_id", "time_zone")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    time_zone: str
+    def __init__(self, organization_id: _Optional[str] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
 class Retention(_message.Message):
     __slots__ = ("organization_id", "event_days", "payload_days", "effective_event_days", "effective_payload_days", "events_kept_from", "payloads_kept_from")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]

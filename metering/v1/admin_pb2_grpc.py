@@ -102,6 +102,16 @@ class AdminServiceStub:
                 request_serializer=metering_dot_v1_dot_admin__pb2.UpdateRetentionRequest.SerializeToString,
                 response_deserializer=metering_dot_v1_dot_admin__pb2.Retention.FromString,
                 _registered_method=True)
+        self.GetOrganizationSettings = channel.unary_unary(
+                '/metering.v1.AdminService/GetOrganizationSettings',
+                request_serializer=metering_dot_v1_dot_admin__pb2.GetOrganizationSettingsRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_admin__pb2.OrganizationSettings.FromString,
+                _registered_method=True)
+        self.UpdateOrganizationSettings = channel.unary_unary(
+                '/metering.v1.AdminService/UpdateOrganizationSettings',
+                request_serializer=metering_dot_v1_dot_admin__pb2.UpdateOrganizationSettingsRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_admin__pb2.OrganizationSettings.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -194,6 +204,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOrganizationSettings(self, request, context):
+        """The organization's settings (its time zone). Every member of the organization reads them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateOrganizationSettings(self, request, context):
+        """Replaces the organization's settings; an unset field takes the default. Organization admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +285,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.UpdateRetention,
                     request_deserializer=metering_dot_v1_dot_admin__pb2.UpdateRetentionRequest.FromString,
                     response_serializer=metering_dot_v1_dot_admin__pb2.Retention.SerializeToString,
+            ),
+            'GetOrganizationSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrganizationSettings,
+                    request_deserializer=metering_dot_v1_dot_admin__pb2.GetOrganizationSettingsRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_admin__pb2.OrganizationSettings.SerializeToString,
+            ),
+            'UpdateOrganizationSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrganizationSettings,
+                    request_deserializer=metering_dot_v1_dot_admin__pb2.UpdateOrganizationSettingsRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_admin__pb2.OrganizationSettings.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -617,6 +651,60 @@ class AdminService:
             '/metering.v1.AdminService/UpdateRetention',
             metering_dot_v1_dot_admin__pb2.UpdateRetentionRequest.SerializeToString,
             metering_dot_v1_dot_admin__pb2.Retention.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrganizationSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metering.v1.AdminService/GetOrganizationSettings',
+            metering_dot_v1_dot_admin__pb2.GetOrganizationSettingsRequest.SerializeToString,
+            metering_dot_v1_dot_admin__pb2.OrganizationSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOrganizationSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metering.v1.AdminService/UpdateOrganizationSettings',
+            metering_dot_v1_dot_admin__pb2.UpdateOrganizationSettingsRequest.SerializeToString,
+            metering_dot_v1_dot_admin__pb2.OrganizationSettings.FromString,
             options,
             channel_credentials,
             insecure,

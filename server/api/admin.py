@@ -7,6 +7,7 @@ from server.api.context import Context, Core, caller, in_organization
 from server.core import convert
 from server.core.errors import PermissionDenied
 from server.core.principal import Principal
+from server.query.buckets import parse_zone
 from server.retention.settings import RetentionSettings, RetentionView
 
 
@@ -116,6 +117,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             p.org_id, request.event_days if request.HasField("event_days") else None,
             request.payload_days if request.HasField("payload_days") else None)
         return _retention(view, p.organization_id)
+
+    async def GetOrganizationSettings(
+        self, request: admin_pb2.GetOrganizationSettingsRequest, context: Context,
+    ) -> admin_pb2.OrganizationSettings:
+        p = await in_organization(self.core, await caller(self.core, context), request.organization)
+        return admin_pb2.OrganizationSettings(organization_id=p.organization_id,
+                                              time_zone=await self.core.tenants.time_zone(p.org_id))
+
+    async def UpdateOrganizationSettings(
+        self, request: admin_pb2.UpdateOrganizationSettingsRequest, context: Context,
+    ) -> admin_pb2.OrganizationSettings:
+        p = await self._admin(context, request.organization)
+        zone = parse_zone(request.time_zone.strip()).key  # errors name time_zone
+        return admin_pb2.OrganizationSettings(organization_id=p.organization_id,
+                                              time_zone=await self.core.tenants.set_time_zone(p.org_id, zone))
 
 
 def _retention(view: RetentionView, organization_id: str) -> admin_pb2.Retention:

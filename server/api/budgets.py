@@ -99,6 +99,10 @@ class BudgetsServicer(budgets_pb2_grpc.BudgetServiceServicer):
             raise PermissionDenied("budgets are written by an organization admin")
         return principal
 
+    async def _default_zone(self, principal: Principal, budget: budgets_pb2.Budget) -> str:
+        """The zone a budget written without one takes: the organization's (read only then)."""
+        return "UTC" if budget.time_zone.strip() else await self.core.tenants.time_zone(principal.org_id)
+
     async def _visible(self, principal: Principal, budget_id: str) -> Budget:
         budget = await self.store.get(principal.org_id, _required("budget_id", budget_id))
         if not visible_to(budget, principal):
@@ -107,7 +111,8 @@ class BudgetsServicer(budgets_pb2_grpc.BudgetServiceServicer):
 
     async def CreateBudget(self, request: budgets_pb2.CreateBudgetRequest, context: Context) -> budgets_pb2.Budget:
         principal = await self._writer(context, request.organization)
-        stored = await self.store.create(principal.org_id, budget_from_proto(request.budget))
+        zone = await self._default_zone(principal, request.budget)
+        stored = await self.store.create(principal.org_id, budget_from_proto(request.budget, default_zone=zone))
         return budget_pb(stored, principal.organization_id)
 
     async def GetBudget(self, request: budgets_pb2.GetBudgetRequest, context: Context) -> budgets_pb2.Budget:
@@ -132,10 +137,11 @@ class BudgetsServicer(budgets_pb2_grpc.BudgetServiceServicer):
     async def UpdateBudget(self, request: budgets_pb2.UpdateBudgetRequest, context: Context) -> budgets_pb2.Budget:
         principal = await self._writer(context, request.organization)
         budget_id = _required("budget.budget_id", request.budget.budget_id)
+        zone = await self._default_zone(principal, request.budget)
 
         def change(current: Budget) -> Budget:
             wanted = merge(budget_pb(current, principal.organization_id), request.budget, request.update_mask)
-            return budget_from_proto(wanted)
+            return budget_from_proto(wanted, default_zone=zone)
 
         updated = await self.store.update(principal.org_id, budget_id, change)
         return budget_pb(updated, principal.organization_id)

@@ -123,8 +123,9 @@ def _rolling(field: str, msg: budgets_pb2.Budget, period: str) -> dt.timedelta |
     return window
 
 
-def budget_from_proto(msg: budgets_pb2.Budget, field: str = "budget") -> Budget:
-    """A budget to store, checked field by field in proto order."""
+def budget_from_proto(msg: budgets_pb2.Budget, field: str = "budget", default_zone: str = "UTC") -> Budget:
+    """A budget to store, checked field by field in proto order; without a time_zone, in
+    default_zone (the organization's)."""
     name = _text(f"{field}.name", msg.name.strip(), MAX_NAME)
     scope = _scope(f"{field}.scope", msg.scope)
     metric = _metric(f"{field}.metric", msg.metric)
@@ -142,7 +143,7 @@ def budget_from_proto(msg: budgets_pb2.Budget, field: str = "budget") -> Budget:
     if period is None:
         raise InvalidArgument(f"{field}.period", "unknown period")
     try:
-        zone = parse_zone(msg.time_zone.strip())
+        zone = parse_zone(msg.time_zone.strip() or default_zone)
     except InvalidArgument as err:
         raise InvalidArgument(f"{field}.time_zone", err.description) from None
     week_start = msg.week_start or 1

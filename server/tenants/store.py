@@ -72,6 +72,20 @@ class Tenants:
             raise NotFound("organization not found")
         return row
 
+    async def time_zone(self, org_id: int) -> str:
+        """The organization's time zone (an IANA name; default UTC)."""
+        zone = await self.pool.fetchval(q("organization_time_zone"), org_id)
+        if zone is None:
+            raise NotFound("organization not found")
+        return str(zone)
+
+    async def set_time_zone(self, org_id: int, zone: str) -> str:
+        """zone: an IANA name, checked by the caller (server/query/buckets.py parse_zone)."""
+        stored = await self.pool.fetchval(q("set_organization_time_zone"), org_id, zone)
+        if stored is None:
+            raise NotFound("organization not found")
+        return str(stored)
+
     async def list_organizations(self) -> list[asyncpg.Record]:
         return await self.pool.fetch(q("list_organizations"))
 

@@ -178,6 +178,10 @@ MATRIX: dict[str, tuple[Builder, set[str]]] = {
     "WhoAmI": (_const(lambda w: admin_pb2.WhoAmIRequest()), ALL),
     "GetRetention": (_const(lambda w: admin_pb2.GetRetentionRequest(organization=w.org_a)), ADMINS),
     "UpdateRetention": (_const(lambda w: admin_pb2.UpdateRetentionRequest(organization=w.org_a)), ADMINS),
+    "GetOrganizationSettings": (_const(lambda w: admin_pb2.GetOrganizationSettingsRequest(organization=w.org_a)),
+                                {A, M, ME, P}),
+    "UpdateOrganizationSettings": (_const(lambda w: admin_pb2.UpdateOrganizationSettingsRequest(
+        organization=w.org_a, time_zone="UTC")), ADMINS),
     # queries: everyone, scoped
     "QueryUsage": (_const(lambda w: query_pb2.QueryUsageRequest(
         start_time=START, end_time=_end(), width="all", group_by=["model", "client_id", "user_id"])), ALL),

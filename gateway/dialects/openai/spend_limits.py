@@ -19,7 +19,9 @@ plainly in the native /v1/budgets too:
 
     scope      none (the whole organization), or project_id = the project
     metric     cost, currency usd; limit = threshold_amount / 100, exact (cents <-> decimal)
-    period     month, calendar-aligned in UTC (organizations have no time zone setting yet)
+    period     month, calendar-aligned in the organization's time zone (AdminService's
+               organization settings, default UTC) as it is when the limit is set: the budget is
+               written without a zone and the server gives it the organization's
     mode       ENFORCE; unpriced usage allowed and reported, fail open (the budget defaults)
 
 It is found with BudgetService.Check of the scope (no estimate, nothing reserved), which answers
@@ -132,7 +134,7 @@ class Scope:
         scope = [query_pb2.Filter(field="project_id", values=[self.project_id])] if self.project_id else []
         return budgets_pb2.Budget(
             name=self.budget_name, scope=scope, metric="cost", currency="usd", limit=limit_of(cents),
-            period=budgets_pb2.BUDGET_PERIOD_MONTH, time_zone="UTC", mode=budgets_pb2.BUDGET_MODE_ENFORCE,
+            period=budgets_pb2.BUDGET_PERIOD_MONTH, mode=budgets_pb2.BUDGET_MODE_ENFORCE,
         )
 
     def not_found(self) -> GatewayError:

@@ -65,3 +65,9 @@ select value from server_secrets where name = $1;
 
 -- name: put_secret
 insert into server_secrets (name, value) values ($1, $2) on conflict (name) do nothing;
+
+-- name: organization_time_zone
+select time_zone from organizations where org_id = $1;
+
+-- name: set_organization_time_zone
+update organizations set time_zone = $2 where org_id = $1 returning time_zone;

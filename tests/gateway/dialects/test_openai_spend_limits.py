@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import zoneinfo
 
 import openai
 import pytest
@@ -255,3 +256,30 @@ async def test_openapi_documents_the_spend_limits(http):
     assert set(update["required"]) == {"currency", "interval", "threshold_amount"}
     assert update["properties"]["threshold_amount"]["minimum"] == 1
     assert spec["paths"][PROJECT_PATH]["get"]["parameters"][0]["name"] == "project_id"
+
+
+async def test_a_limit_resets_at_midnight_of_the_1st_in_the_organizations_zone(http, new_org, stubs, budgets):
+    """An organization in America/New_York: its limit's month starts and ends at New York's midnight
+    of the 1st; spend in UTC's month but before New York's does not count."""
+    org = await new_org()
+    await stubs.admin.UpdateOrganizationSettings(admin_pb2.UpdateOrganizationSettingsRequest(
+        time_zone="America/New_York"), metadata=org.auth)
+    headers = {"Authorization": f"Bearer {org.admin_key}"}
+    set_limit = await http.post(ORGANIZATION_PATH, json={"currency": "USD", "interval": "month",
+                                                         "threshold_amount": 100}, headers=headers)
+    new_york = zoneinfo.ZoneInfo("America/New_York")
+    start = dt.datetime.now(new_york).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)  # wall-clock arithmetic: midnight of the next 1st
+    await record(stubs, org.admin_key, event("completions", start - dt.timedelta(seconds=1), cost="5"),
+                 event("completions", start + dt.timedelta(seconds=1), cost="1"))
+    [budget] = await stored(budgets, org.admin_key, ORGANIZATION_PATH)
+    [state] = (await budgets.Check(budgets_pb2.CheckRequest(), metadata=org.auth)).budgets
+    limit = await http.get(ORGANIZATION_PATH, headers=headers)
+
+    assert set_limit.status_code == 200, set_limit.text
+    assert (budget.time_zone, budget.period) == ("America/New_York", budgets_pb2.BUDGET_PERIOD_MONTH)
+    assert start.utcoffset() != dt.timedelta(0)  # New York's midnight is not UTC's
+    assert state.period_start.ToDatetime(dt.UTC) == start.astimezone(dt.UTC)
+    assert state.resets_at.ToDatetime(dt.UTC) == end.astimezone(dt.UTC)
+    assert state.used == "1"  # the $5 a second before New York's month began is last month's
+    assert limit.json()["enforcement"]["status"] == "enforcing"
