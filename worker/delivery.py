@@ -96,6 +96,7 @@ class Outcome:
     status: int | None
     excerpt: str = ""
     error: str = ""
+    final: bool = False  # no retry can succeed (the endpoint is gone): failed at once
 
     @property
     def ok(self) -> bool:
@@ -213,7 +214,7 @@ class Deliverer:
         state, next_at = "delivered", None
         if not outcome.ok:
             horizon = row["retry_from"] + dt.timedelta(seconds=self.config.horizon)
-            if now >= horizon:
+            if now >= horizon or outcome.final:
                 state = "failed"
             else:
                 state = "pending"
@@ -228,7 +229,7 @@ class Deliverer:
     async def _webhook(self, row: asyncpg.Record) -> Outcome:
         endpoint = await self.pool.fetchrow(q("delivery_endpoint"), row["org_id"], row["endpoint_id"])
         if endpoint is None or endpoint["disabled"]:
-            return Outcome(None, error="the endpoint was deleted or disabled")
+            return Outcome(None, error="the endpoint was deleted or disabled", final=True)
         try:
             await safety.check(endpoint["url"], private_allowed=self.config.private_allowed)
         except safety.UnsafeUrl as err:

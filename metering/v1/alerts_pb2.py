@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18metering/v1/alerts.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x02\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12\x0e\n\x06secret\x18\x06 \x01(\t\x12?\n\x1bprevious_secret_expire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x1c\x43reateWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12.\n\x08\x65ndpoint\x18\x02 \x01(\x0b\x32\x1c.metering.v1.WebhookEndpoint\"F\n\x19GetWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"Z\n\x1bListWebhookEndpointsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\x1cListWebhookEndpointsResponse\x12/\n\tendpoints\x18\x01 \x03(\x0b\x32\x1c.metering.v1.WebhookEndpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x1cUpdateWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12.\n\x08\x65ndpoint\x18\x02 \x01(\x0b\x32\x1c.metering.v1.WebhookEndpoint\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\"I\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"s\n\x1aRotateWebhookSecretRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12*\n\x07overlap\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa4\x01\n\x0f\x44\x65liveryAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstatus_code\x18\x03 \x01(\x05\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x18\n\x10response_excerpt\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xbb\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x05 \x01(\t\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.metering.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x03log\x18\n \x03(\x0b\x32\x1c.metering.v1.DeliveryAttempt\"i\n\x15ListDeliveriesRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\\\n\x16ListDeliveriesResponse\x12)\n\ndeliveries\x18\x01 \x03(\x0b\x32\x15.metering.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x10RedeliverRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\"\xa9\x01\n\nSpendAlert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x18\n\x10threshold_amount\x18\x03 \x01(\x03\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x16\n\x0esubject_prefix\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x17\x43reateSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12&\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x17.metering.v1.SpendAlert\"R\n\x14GetSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\"\x84\x01\n\x16ListSpendAlertsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x12\n\ndescending\x18\x06 \x01(\x08\"T\n\x17ListSpendAlertsResponse\x12\'\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x17.metering.v1.SpendAlert\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"W\n\x17UpdateSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12&\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x17.metering.v1.SpendAlert\"U\n\x17\x44\x65leteSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\"\x1a\n\x18\x44\x65leteSpendAlertResponse*\x84\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x03\x32\xe3\r\n\x0c\x41lertService\x12\x89\x01\n\x15\x43reateWebhookEndpoint\x12).metering.v1.CreateWebhookEndpointRequest\x1a\x1c.metering.v1.WebhookEndpoint\"\'\x82\xd3\xe4\x93\x02!\"\x15/v1/webhook_endpoints:\x08\x65ndpoint\x12\x87\x01\n\x12GetWebhookEndpoint\x12&.metering.v1.GetWebhookEndpointRequest\x1a\x1c.metering.v1.WebhookEndpoint\"+\x82\xd3\xe4\x93\x02%\x12#/v1/webhook_endpoints/{endpoint_id}\x12\x8a\x01\n\x14ListWebhookEndpoints\x12(.metering.v1.ListWebhookEndpointsRequest\x1a).metering.v1.ListWebhookEndpointsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhook_endpoints\x12\xa0\x01\n\x15UpdateWebhookEndpoint\x12).metering.v1.UpdateWebhookEndpointRequest\x1a\x1c.metering.v1.WebhookEndpoint\">\x82\xd3\xe4\x93\x02\x38\x32,/v1/webhook_endpoints/{endpoint.endpoint_id}:\x08\x65ndpoint\x12\x9b\x01\n\x15\x44\x65leteWebhookEndpoint\x12).metering.v1.DeleteWebhookEndpointRequest\x1a*.metering.v1.DeleteWebhookEndpointResponse\"+\x82\xd3\xe4\x93\x02%*#/v1/webhook_endpoints/{endpoint_id}\x12\x9a\x01\n\x13RotateWebhookSecret\x12\'.metering.v1.RotateWebhookSecretRequest\x1a\x1c.metering.v1.WebhookEndpoint\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/webhook_endpoints/{endpoint_id}:rotate_secret:\x01*\x12q\n\x0eListDeliveries\x12\".metering.v1.ListDeliveriesRequest\x1a#.metering.v1.ListDeliveriesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deliveries\x12t\n\tRedeliver\x12\x1d.metering.v1.RedeliverRequest\x1a\x15.metering.v1.Delivery\"1\x82\xd3\xe4\x93\x02+\"&/v1/deliveries/{delivery_id}:redeliver:\x01*\x12r\n\x10\x43reateSpendAlert\x12$.metering.v1.CreateSpendAlertRequest\x1a\x17.metering.v1.SpendAlert\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x10/v1/spend_alerts:\x05\x61lert\x12p\n\rGetSpendAlert\x12!.metering.v1.GetSpendAlertRequest\x1a\x17.metering.v1.SpendAlert\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/spend_alerts/{alert_id}\x12v\n\x0fListSpendAlerts\x12#.metering.v1.ListSpendAlertsRequest\x1a$.metering.v1.ListSpendAlertsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/spend_alerts\x12\x83\x01\n\x10UpdateSpendAlert\x12$.metering.v1.UpdateSpendAlertRequest\x1a\x17.metering.v1.SpendAlert\"0\x82\xd3\xe4\x93\x02*\x1a!/v1/spend_alerts/{alert.alert_id}:\x05\x61lert\x12\x84\x01\n\x10\x44\x65leteSpendAlert\x12$.metering.v1.DeleteSpendAlertRequest\x1a%.metering.v1.DeleteSpendAlertResponse\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/spend_alerts/{alert_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18metering/v1/alerts.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x02\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\x12\x0e\n\x06secret\x18\x06 \x01(\t\x12?\n\x1bprevious_secret_expire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x1c\x43reateWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12.\n\x08\x65ndpoint\x18\x02 \x01(\x0b\x32\x1c.metering.v1.WebhookEndpoint\"F\n\x19GetWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"Z\n\x1bListWebhookEndpointsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\x1cListWebhookEndpointsResponse\x12/\n\tendpoints\x18\x01 \x03(\x0b\x32\x1c.metering.v1.WebhookEndpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x95\x01\n\x1cUpdateWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12.\n\x08\x65ndpoint\x18\x02 \x01(\x0b\x32\x1c.metering.v1.WebhookEndpoint\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"I\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"s\n\x1aRotateWebhookSecretRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12*\n\x07overlap\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa4\x01\n\x0f\x44\x65liveryAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstatus_code\x18\x03 \x01(\x05\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x18\n\x10response_excerpt\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xbb\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x05 \x01(\t\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.metering.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x35\n\x11next_attempt_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x03log\x18\n \x03(\x0b\x32\x1c.metering.v1.DeliveryAttempt\"i\n\x15ListDeliveriesRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\\\n\x16ListDeliveriesResponse\x12)\n\ndeliveries\x18\x01 \x03(\x0b\x32\x15.metering.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x10RedeliverRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t\"\xa9\x01\n\nSpendAlert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x18\n\x10threshold_amount\x18\x03 \x01(\x03\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x16\n\x0esubject_prefix\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x17\x43reateSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12&\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x17.metering.v1.SpendAlert\"R\n\x14GetSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\"\x84\x01\n\x16ListSpendAlertsRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x12\n\ndescending\x18\x06 \x01(\x08\"T\n\x17ListSpendAlertsResponse\x12\'\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x17.metering.v1.SpendAlert\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"W\n\x17UpdateSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12&\n\x05\x61lert\x18\x02 \x01(\x0b\x32\x17.metering.v1.SpendAlert\"U\n\x17\x44\x65leteSpendAlertRequest\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\"\x1a\n\x18\x44\x65leteSpendAlertResponse*\x84\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x03\x32\xe3\r\n\x0c\x41lertService\x12\x89\x01\n\x15\x43reateWebhookEndpoint\x12).metering.v1.CreateWebhookEndpointRequest\x1a\x1c.metering.v1.WebhookEndpoint\"\'\x82\xd3\xe4\x93\x02!\"\x15/v1/webhook_endpoints:\x08\x65ndpoint\x12\x87\x01\n\x12GetWebhookEndpoint\x12&.metering.v1.GetWebhookEndpointRequest\x1a\x1c.metering.v1.WebhookEndpoint\"+\x82\xd3\xe4\x93\x02%\x12#/v1/webhook_endpoints/{endpoint_id}\x12\x8a\x01\n\x14ListWebhookEndpoints\x12(.metering.v1.ListWebhookEndpointsRequest\x1a).metering.v1.ListWebhookEndpointsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhook_endpoints\x12\xa0\x01\n\x15UpdateWebhookEndpoint\x12).metering.v1.UpdateWebhookEndpointRequest\x1a\x1c.metering.v1.WebhookEndpoint\">\x82\xd3\xe4\x93\x02\x38\x32,/v1/webhook_endpoints/{endpoint.endpoint_id}:\x08\x65ndpoint\x12\x9b\x01\n\x15\x44\x65leteWebhookEndpoint\x12).metering.v1.DeleteWebhookEndpointRequest\x1a*.metering.v1.DeleteWebhookEndpointResponse\"+\x82\xd3\xe4\x93\x02%*#/v1/webhook_endpoints/{endpoint_id}\x12\x9a\x01\n\x13RotateWebhookSecret\x12\'.metering.v1.RotateWebhookSecretRequest\x1a\x1c.metering.v1.WebhookEndpoint\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/webhook_endpoints/{endpoint_id}:rotate_secret:\x01*\x12q\n\x0eListDeliveries\x12\".metering.v1.ListDeliveriesRequest\x1a#.metering.v1.ListDeliveriesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deliveries\x12t\n\tRedeliver\x12\x1d.metering.v1.RedeliverRequest\x1a\x15.metering.v1.Delivery\"1\x82\xd3\xe4\x93\x02+\"&/v1/deliveries/{delivery_id}:redeliver:\x01*\x12r\n\x10\x43reateSpendAlert\x12$.metering.v1.CreateSpendAlertRequest\x1a\x17.metering.v1.SpendAlert\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x10/v1/spend_alerts:\x05\x61lert\x12p\n\rGetSpendAlert\x12!.metering.v1.GetSpendAlertRequest\x1a\x17.metering.v1.SpendAlert\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/spend_alerts/{alert_id}\x12v\n\x0fListSpendAlerts\x12#.metering.v1.ListSpendAlertsRequest\x1a$.metering.v1.ListSpendAlertsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/spend_alerts\x12\x83\x01\n\x10UpdateSpendAlert\x12$.metering.v1.UpdateSpendAlertRequest\x1a\x17.metering.v1.SpendAlert\"0\x82\xd3\xe4\x93\x02*\x1a!/v1/spend_alerts/{alert.alert_id}:\x05\x61lert\x12\x84\x01\n\x10\x44\x65leteSpendAlert\x12$.metering.v1.DeleteSpendAlertRequest\x1a%.metering.v1.DeleteSpendAlertResponse\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/spend_alerts/{alert_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,52 +61,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALERTSERVICE'].methods_by_name['UpdateSpendAlert']._serialized_options = b'\202\323\344\223\002*\032!/v1/spend_alerts/{alert.alert_id}:\005alert'
   _globals['_ALERTSERVICE'].methods_by_name['DeleteSpendAlert']._loaded_options = None
   _globals['_ALERTSERVICE'].methods_by_name['DeleteSpendAlert']._serialized_options = b'\202\323\344\223\002\035*\033/v1/spend_alerts/{alert_id}'
-  _globals['_DELIVERYSTATE']._serialized_start=2669
-  _globals['_DELIVERYSTATE']._serialized_end=2801
-  _globals['_WEBHOOKENDPOINT']._serialized_start=137
-  _globals['_WEBHOOKENDPOINT']._serialized_end=427
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=429
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=529
-  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_start=531
-  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_end=601
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=603
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=693
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=695
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=799
-  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_start=801
-  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_end=922
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=924
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=997
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=999
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1030
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1032
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1147
-  _globals['_DELIVERYATTEMPT']._serialized_start=1150
-  _globals['_DELIVERYATTEMPT']._serialized_end=1314
-  _globals['_DELIVERY']._serialized_start=1317
-  _globals['_DELIVERY']._serialized_end=1632
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1634
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1739
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1741
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1833
-  _globals['_REDELIVERREQUEST']._serialized_start=1835
-  _globals['_REDELIVERREQUEST']._serialized_end=1896
-  _globals['_SPENDALERT']._serialized_start=1899
-  _globals['_SPENDALERT']._serialized_end=2068
-  _globals['_CREATESPENDALERTREQUEST']._serialized_start=2070
-  _globals['_CREATESPENDALERTREQUEST']._serialized_end=2157
-  _globals['_GETSPENDALERTREQUEST']._serialized_start=2159
-  _globals['_GETSPENDALERTREQUEST']._serialized_end=2241
-  _globals['_LISTSPENDALERTSREQUEST']._serialized_start=2244
-  _globals['_LISTSPENDALERTSREQUEST']._serialized_end=2376
-  _globals['_LISTSPENDALERTSRESPONSE']._serialized_start=2378
-  _globals['_LISTSPENDALERTSRESPONSE']._serialized_end=2462
-  _globals['_UPDATESPENDALERTREQUEST']._serialized_start=2464
-  _globals['_UPDATESPENDALERTREQUEST']._serialized_end=2551
-  _globals['_DELETESPENDALERTREQUEST']._serialized_start=2553
-  _globals['_DELETESPENDALERTREQUEST']._serialized_end=2638
-  _globals['_DELETESPENDALERTRESPONSE']._serialized_start=2640
-  _globals['_DELETESPENDALERTRESPONSE']._serialized_end=2666
-  _globals['_ALERTSERVICE']._serialized_start=2804
-  _globals['_ALERTSERVICE']._serialized_end=4567
+  _globals['_DELIVERYSTATE']._serialized_start=2732
+  _globals['_DELIVERYSTATE']._serialized_end=2864
+  _globals['_WEBHOOKENDPOINT']._serialized_start=171
+  _globals['_WEBHOOKENDPOINT']._serialized_end=461
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=463
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=563
+  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_start=565
+  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_end=635
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=637
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=727
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=729
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=833
+  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_start=836
+  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_end=985
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=987
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=1060
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=1062
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1093
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1095
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1210
+  _globals['_DELIVERYATTEMPT']._serialized_start=1213
+  _globals['_DELIVERYATTEMPT']._serialized_end=1377
+  _globals['_DELIVERY']._serialized_start=1380
+  _globals['_DELIVERY']._serialized_end=1695
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1697
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1802
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1804
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1896
+  _globals['_REDELIVERREQUEST']._serialized_start=1898
+  _globals['_REDELIVERREQUEST']._serialized_end=1959
+  _globals['_SPENDALERT']._serialized_start=1962
+  _globals['_SPENDALERT']._serialized_end=2131
+  _globals['_CREATESPENDALERTREQUEST']._serialized_start=2133
+  _globals['_CREATESPENDALERTREQUEST']._serialized_end=2220
+  _globals['_GETSPENDALERTREQUEST']._serialized_start=2222
+  _globals['_GETSPENDALERTREQUEST']._serialized_end=2304
+  _globals['_LISTSPENDALERTSREQUEST']._serialized_start=2307
+  _globals['_LISTSPENDALERTSREQUEST']._serialized_end=2439
+  _globals['_LISTSPENDALERTSRESPONSE']._serialized_start=2441
+  _globals['_LISTSPENDALERTSRESPONSE']._serialized_end=2525
+  _globals['_UPDATESPENDALERTREQUEST']._serialized_start=2527
+  _globals['_UPDATESPENDALERTREQUEST']._serialized_end=2614
+  _globals['_DELETESPENDALERTREQUEST']._serialized_start=2616
+  _globals['_DELETESPENDALERTREQUEST']._serialized_end=2701
+  _globals['_DELETESPENDALERTRESPONSE']._serialized_start=2703
+  _globals['_DELETESPENDALERTRESPONSE']._serialized_end=2729
+  _globals['_ALERTSERVICE']._serialized_start=2867
+  _globals['_ALERTSERVICE']._serialized_end=4630
 # @@protoc_insertion_point(module_scope)

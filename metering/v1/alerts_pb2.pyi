@@ -2,6 +2,7 @@ import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -86,8 +87,8 @@ class UpdateWebhookEndpointRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
     organization: str
     endpoint: WebhookEndpoint
-    update_mask: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, organization: _Optional[str] = ..., endpoint: _Optional[_Union[WebhookEndpoint, _Mapping]] = ..., update_mask: _Optional[_Iterable[str]] = ...) -> None: ...
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, organization: _Optional[str] = ..., endpoint: _Optional[_Union[WebhookEndpoint, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class DeleteWebhookEndpointRequest(_message.Message):
     __slots__ = ("organization", "endpoint_id")

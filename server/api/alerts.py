@@ -102,11 +102,11 @@ class AlertsServicer(alerts_pb2_grpc.AlertServiceServicer):
                                     context: Context) -> alerts_pb2.WebhookEndpoint:
         principal = await self._admin(context, request.organization)
         endpoint_id = _required("endpoint.endpoint_id", request.endpoint.endpoint_id)
-        unknown = sorted(set(request.update_mask) - set(MASKABLE))
+        unknown = sorted(set(request.update_mask.paths) - set(MASKABLE))
         if unknown:
             raise InvalidArgument("update_mask", f"{unknown[0][:64]!r} cannot be updated; one of {', '.join(MASKABLE)}")
         updated = await self.endpoints.update(principal.org_id, endpoint_id, _fields(request.endpoint),
-                                              list(request.update_mask))
+                                              list(request.update_mask.paths))
         return endpoint_pb(updated)
 
     async def DeleteWebhookEndpoint(self, request: alerts_pb2.DeleteWebhookEndpointRequest,
