@@ -58,6 +58,7 @@ class Cluster:
     workers: list[subprocess.Popen[bytes]]
     logs: Path  # one file per process: its stderr
     metrics_urls: list[str]  # servers[i]'s Prometheus metrics
+    server_envs: list[dict[str, str]]
 
     @property
     def target(self) -> str:
@@ -71,8 +72,12 @@ class Cluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.logs.iterdir()))
 
     def recorded(self, i: int) -> dict[str, int]:
-        """Events server i recorded, by path: "grpc_batch" (the SDK), "rest" (the gateways)."""
-        text = httpx.get(self.metrics_urls[i], timeout=5).text
+        """Events server i recorded, by path: "grpc_batch" (the SDK), "rest" (the gateways); none
+        while it does not answer (starting)."""
+        try:
+            text = httpx.get(self.metrics_urls[i], timeout=5).text
+        except httpx.TransportError:
+            return {}
         found: dict[str, int] = {}
         for family in text_string_to_metric_families(text):
             if family.name == "metering_events_ingested":
@@ -80,6 +85,11 @@ class Cluster:
                     if sample.labels.get("outcome") == "recorded" and sample.value:
                         found[sample.labels["path"]] = int(sample.value)
         return found
+
+    def restart_server(self, i: int) -> None:
+        """servers[i] started again, on the same address."""
+        self.servers[i] = _spawn(["-m", "server.runtime.cli", "serve"], self.server_envs[i],
+                                 self.logs / f"server-{i}-{time.monotonic_ns()}.log")
 
     def kill_server(self, i: int) -> None:
         self.servers[i].send_signal(signal.SIGKILL)
@@ -141,16 +151,17 @@ async def cluster(dsn: str, redis_url: str, master_key: str, *, replicas: int = 
                 METERING_DEFAULT_PRICES="none")
     grpc_addrs = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
     metrics_addrs = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
-    servers = [_spawn(["-m", "server.runtime.cli", "serve"],
-                      {**base, "METERING_GRPC_ADDR": addr, "METERING_METRICS_ADDR": metrics_addrs[i]},
-                      logs / f"server-{i}.log") for i, addr in enumerate(grpc_addrs)]
+    server_envs = [{**base, "METERING_GRPC_ADDR": addr, "METERING_METRICS_ADDR": metrics_addrs[i]}
+                   for i, addr in enumerate(grpc_addrs)]
+    servers = [_spawn(["-m", "server.runtime.cli", "serve"], env, logs / f"server-{i}.log")
+               for i, env in enumerate(server_envs)]
     target = "ipv4:" + ",".join(grpc_addrs)
     http_addrs = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
     gateways = [_spawn(["-m", "gateway"], {**base, "METERING_GRPC_ADDR": target, "METERING_HTTP_ADDR": addr},
                        logs / f"gateway-{i}.log") for i, addr in enumerate(http_addrs)]
     workers = [worker_process(dsn, redis_url, queue) for _ in range(replicas)]
     found = Cluster(servers, grpc_addrs, gateways, [f"http://{a}" for a in http_addrs], workers, logs,
-                    [f"http://{a}/metrics" for a in metrics_addrs])
+                    [f"http://{a}/metrics" for a in metrics_addrs], server_envs)
     try:
         await _wait_ready(found)
         yield found
@@ -313,12 +324,12 @@ class Timeline:
         return float("inf")
 
 
-async def _each_served_both(running: Cluster, timeout: float) -> list[dict[str, int]]:
-    """Events each server has recorded by path, once each has recorded some of both clients
-    (round robin over the servers; the SDK's first call waits for its channel to connect)."""
+async def _each_served_both(running: Cluster, timeout: float, among: list[int] | None = None) -> list[dict[str, int]]:
+    """Events each server (of `among`, default all) has recorded by path, once each has recorded
+    some of both clients (round robin; the SDK's first call waits for its channel to connect)."""
     deadline = time.monotonic() + timeout
     while True:
-        served = [await asyncio.to_thread(running.recorded, i) for i in range(len(running.servers))]
+        served = [await asyncio.to_thread(running.recorded, i) for i in among or range(len(running.servers))]
         if all({"grpc_batch", "rest"} <= set(s) for s in served):
             return served
         assert time.monotonic() < deadline, f"not every server took events of both clients: {served}"
@@ -328,85 +339,102 @@ async def _each_served_both(running: Cluster, timeout: float) -> list[dict[str, 
 # --- the scenario ---------------------------------------------------------------------------------
 
 async def replicas(dsn: str, redis_url: str, *, before: float = 4.0, after: float = 4.0, freeze: float = 0.5,
-                   settle_timeout: float = 60.0) -> dict[str, Any]:
+                   rejoin: bool = True, settle_timeout: float = 60.0) -> dict[str, Any]:
     """Two of everything on a database of its own; then kill_one_under_ingest."""
     master_key = "stress-master-" + secrets.token_hex(16)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
     try:
         async with cluster(dsn, redis_url, master_key) as running:
             return await kill_one_under_ingest(running, pool, master_key, before=before, after=after, freeze=freeze,
-                                               settle_timeout=settle_timeout)
+                                               rejoin=rejoin, settle_timeout=settle_timeout)
     finally:
         await pool.close()
 
 
 async def kill_one_under_ingest(running: Cluster, pool: asyncpg.Pool, master_key: str, *, before: float = 4.0,
-                                after: float = 4.0, freeze: float = 0.5, victim: int = 0,
+                                after: float = 4.0, freeze: float = 0.5, victim: int = 0, rejoin: bool = False,
                                 settle_timeout: float = 60.0) -> dict[str, Any]:
     """A new organization; SDK and REST ingest through every server; SIGKILL of server `victim`
     after `before` seconds; `after` seconds more; then every total exact once the workers have
     rolled everything up. `freeze`: seconds the victim is stopped (SIGSTOP) before the SIGKILL, so
     that calls are surely in flight on it when it dies: round robin keeps sending to a server that
-    hangs with its connections open, and each client's next call waits there for the answer."""
+    hangs with its connections open, and each client's next call waits there for the answer.
+    `rejoin`: then start the victim again on its address and wait until both clients' calls reach it."""
     async with tenant(running.target, master_key) as who:
         org = await org_number(pool, who.organization_id)
         stop, stop_sdk, stop_timeline = asyncio.Event(), threading.Event(), asyncio.Event()
         timeline = Timeline(pool, org)
         sampling = asyncio.create_task(timeline.run(stop_timeline))
-        rest = RestIngest(running.http_urls, who.key)
-        sdk = SdkIngest(running.target, who.key, running.logs / "journal.jsonl")
-        rest_task = asyncio.create_task(rest.run(stop))
-        sdk_thread = threading.Thread(target=sdk.run, args=(stop_sdk,))
-        sdk_thread.start()
         try:
-            started = time.monotonic()
-            await asyncio.sleep(before)
-            served_before = await _each_served_both(running, timeout=30)
-            frozen_at = time.monotonic()
-            if freeze:
-                running.servers[victim].send_signal(signal.SIGSTOP)
-                await asyncio.sleep(freeze)
-            killed_at = time.monotonic()
-            running.kill_server(victim)
-            await asyncio.sleep(after)
-            ran_until = time.monotonic()
-            survivors = [i for i in range(len(running.servers)) if i != victim]
-            served_after = {i: await asyncio.to_thread(running.recorded, i) for i in survivors}
+            rest = RestIngest(running.http_urls, who.key)
+            sdk = SdkIngest(running.target, who.key, running.logs / "journal.jsonl")
+            rest_task = asyncio.create_task(rest.run(stop))
+            sdk_thread = threading.Thread(target=sdk.run, args=(stop_sdk,))
+            sdk_thread.start()
+            try:
+                started = time.monotonic()
+                await asyncio.sleep(before)
+                served_before = await _each_served_both(running, timeout=30)
+                frozen_at = time.monotonic()
+                if freeze:
+                    running.servers[victim].send_signal(signal.SIGSTOP)
+                    await asyncio.sleep(freeze)
+                killed_at = time.monotonic()
+                running.kill_server(victim)
+                await asyncio.sleep(after)
+                ran_until = time.monotonic()
+                survivors = [i for i in range(len(running.servers)) if i != victim]
+                served_after = {i: await asyncio.to_thread(running.recorded, i) for i in survivors}
+                rejoined: dict[str, Any] = {}
+                if rejoin:
+                    restarted = time.monotonic()
+                    running.restart_server(victim)
+                    while not await asyncio.to_thread(serving, running.grpc_addrs[victim]):
+                        await _alive_or_fail(running, restarted)
+                    up_again = time.monotonic()
+                    [served] = await _each_served_both(running, 60, [victim])
+                    rejoined = {"restarted_serving_after_s": round(up_again - restarted, 2),
+                                "both_clients_back_after_s": round(time.monotonic() - up_again, 2),
+                                "rejoined_served": served}
+            finally:
+                stop.set()
+                stop_sdk.set()
+                await rest_task
+                await asyncio.to_thread(sdk_thread.join, 180)
+            assert not sdk_thread.is_alive(), "the SDK did not finish"
+            bad = {k: v for k, v in sdk.outcomes.items() if k not in ("RECORDED", "DUPLICATE")}
+            assert not bad and sum(sdk.outcomes.values()) == sdk.sent, sdk.outcomes
+            settled_s = await wait_clean(pool, org, settle_timeout)
+            stop_timeline.set()
+            await sampling
+            acked = Acked(events=sdk.sent + rest.sent, input_tokens=sdk.input_tokens + rest.input_tokens)
+            final = await check_totals(pool, who, org, acked)
+            assert await exactly_once(pool, org)
+            alive = [p.poll() is None for p in running.processes() if p is not running.servers[victim]]
+            assert all(alive), running.output()
+            # round robin: each server took events from both clients (_each_served_both), the survivors
+            # took the rest after the kill
+            grew = {i: {path: n - served_before[i].get(path, 0) for path, n in served_after[i].items()}
+                    for i in survivors}
+            assert all(g.get("grpc_batch", 0) > 0 and g.get("rest", 0) > 0 for g in grew.values()), grew
+            by_sender = await stored_by_sender(pool, org)
+            assert by_sender == {"sdk": sdk.sent, "rest": rest.sent}, (by_sender, sdk.sent, rest.sent)
+            # stored per second in the second half of the time before the freeze (caches warm), and after the kill
+            windows = {"before": ((started + frozen_at) / 2, frozen_at), "after": (killed_at, ran_until)}
+            rates = {f"{sender}_per_s_{when}": round(timeline.rate(a, b, sender))
+                     for sender in ("sdk", "rest") for when, (a, b) in windows.items()}
+            return {"servers": len(running.servers), "gateways": len(running.gateways),
+                    "workers": len(running.workers), "killed_server_after_s": before, "ran_after_kill_s": after,
+                    "sdk_events": sdk.sent, "sdk_outcomes": sdk.outcomes, "rest_events": rest.sent,
+                    "rest_batches": rest.answered, "rest_failed_posts": rest.failures, **rates,
+                    "recorded_by_server_before_kill": served_before, "recorded_by_survivors_after_kill": grew,
+                    "frozen_s": freeze, "stored_while_frozen": {
+                        sender: round(timeline.rate(frozen_at + 0.2, killed_at, sender) * (killed_at - frozen_at - 0.2))
+                        for sender in ("sdk", "rest")} if freeze > 0.2 else {},
+                    "sdk_resumed_after_s": round(timeline.resumed(killed_at, "sdk"), 2),
+                    "rest_resumed_after_s": round(timeline.resumed(killed_at, "rest"), 2),
+                    **rejoined, "rolled_up_within_s": round(settled_s, 2), **final, "exactly_once": True}
         finally:
-            stop.set()
-            stop_sdk.set()
-            await rest_task
-            await asyncio.to_thread(sdk_thread.join, 180)
-        assert not sdk_thread.is_alive(), "the SDK did not finish"
-        bad = {k: v for k, v in sdk.outcomes.items() if k not in ("RECORDED", "DUPLICATE")}
-        assert not bad and sum(sdk.outcomes.values()) == sdk.sent, sdk.outcomes
-        settled_s = await wait_clean(pool, org, settle_timeout)
-        stop_timeline.set()
-        await sampling
-        acked = Acked(events=sdk.sent + rest.sent, input_tokens=sdk.input_tokens + rest.input_tokens)
-        final = await check_totals(pool, who, org, acked)
-        assert await exactly_once(pool, org)
-        alive = [p.poll() is None for p in running.processes() if p is not running.servers[victim]]
-        assert all(alive), running.output()
-        # round robin: each server took events from both clients (_each_served_both), the survivors
-        # took the rest after the kill
-        grew = {i: {path: n - served_before[i].get(path, 0) for path, n in served_after[i].items()}
-                for i in survivors}
-        assert all(g.get("grpc_batch", 0) > 0 and g.get("rest", 0) > 0 for g in grew.values()), grew
-        by_sender = await stored_by_sender(pool, org)
-        assert by_sender == {"sdk": sdk.sent, "rest": rest.sent}, (by_sender, sdk.sent, rest.sent)
-        # stored per second in the second half of the time before the freeze (caches warm), and after the kill
-        windows = {"before": ((started + frozen_at) / 2, frozen_at), "after": (killed_at, ran_until)}
-        rates = {f"{sender}_per_s_{when}": round(timeline.rate(a, b, sender))
-                 for sender in ("sdk", "rest") for when, (a, b) in windows.items()}
-        return {"servers": len(running.servers), "gateways": len(running.gateways),
-                "workers": len(running.workers), "killed_server_after_s": before, "ran_after_kill_s": after,
-                "sdk_events": sdk.sent, "sdk_outcomes": sdk.outcomes, "rest_events": rest.sent,
-                "rest_batches": rest.answered, "rest_failed_posts": rest.failures, **rates,
-                "recorded_by_server_before_kill": served_before, "recorded_by_survivors_after_kill": grew,
-                "frozen_s": freeze, "stored_while_frozen": {
-                    sender: round(timeline.rate(frozen_at + 0.2, killed_at, sender) * (killed_at - frozen_at - 0.2))
-                    for sender in ("sdk", "rest")} if freeze > 0.2 else {},
-                "sdk_resumed_after_s": round(timeline.resumed(killed_at, "sdk"), 2),
-                "rest_resumed_after_s": round(timeline.resumed(killed_at, "rest"), 2),
-                "rolled_up_within_s": round(settled_s, 2), **final, "exactly_once": True}
+            stop_timeline.set()
+            with contextlib.suppress(Exception):
+                await sampling
