@@ -8,27 +8,36 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, message_factory, text_format, timestamp_pb2
 from google.protobuf import message as pb_message
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from metering.v1 import (
     admin_pb2,
+    alerts_pb2,
+    alerts_pb2_grpc,
     budgets_pb2,
     budgets_pb2_grpc,
     event_pb2,
+    exports_pb2,
     ingest_pb2,
     prices_pb2,
     query_pb2,
     records_pb2,
 )
-from server.runtime.app import SERVICE_NAMES
+from server.runtime.app import SERVICE_NAMES, STANDARD_SERVICE_NAMES
 from server.tenants.credentials import random_text
 from tests.conftest import MASTER, Stubs
 from tests.security.conftest import PRINCIPALS, World
 
-MODULES = (admin_pb2, ingest_pb2, records_pb2, query_pb2, prices_pb2, budgets_pb2)
+MODULES = (admin_pb2, ingest_pb2, records_pb2, query_pb2, prices_pb2, budgets_pb2, alerts_pb2, exports_pb2,
+           trace_service_pb2)
+SERVED = {*SERVICE_NAMES, *STANDARD_SERVICE_NAMES}
 AUTHENTICATED = ["master", "org_admin", "member", "project_key", "other_org"]
 UNAUTHENTICATED = ["revoked", "no_key", "malformed", "expired"]
 DENIED = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND}
@@ -38,7 +47,7 @@ def _methods() -> dict[str, Any]:
     found = {}
     for module in MODULES:
         for service in module.DESCRIPTOR.services_by_name.values():
-            if service.full_name in SERVICE_NAMES:
+            if service.full_name in SERVED:
                 for method in service.methods:
                     found[method.name] = method
     return found
@@ -110,11 +119,90 @@ def _price(w: World) -> prices_pb2.NewPriceVersion:
 
 
 _budget_stub: list[budgets_pb2_grpc.BudgetServiceStub] = []
+_alert_stub: list[alerts_pb2_grpc.AlertServiceStub] = []
+_pool: list[asyncpg.Pool] = []
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _budgets(channel: grpc.aio.Channel) -> None:
+def _budgets(channel: grpc.aio.Channel, db: asyncpg.Pool) -> None:
     _budget_stub[:] = [budgets_pb2_grpc.BudgetServiceStub(channel)]
+    _alert_stub[:] = [alerts_pb2_grpc.AlertServiceStub(channel)]
+    _pool[:] = [db]
+
+
+HOOK_URL = "https://93.184.216.34/hook"  # a public address literal: no name to resolve
+
+
+async def _endpoint_of(w: World) -> str:
+    created = await _alert_stub[0].CreateWebhookEndpoint(alerts_pb2.CreateWebhookEndpointRequest(
+        organization=w.org_a, endpoint=alerts_pb2.WebhookEndpoint(url=HOOK_URL)), metadata=MASTER)
+    return created.endpoint_id
+
+
+async def _endpoint_request(stubs: Stubs, w: World) -> pb_message.Message:
+    return alerts_pb2.GetWebhookEndpointRequest(organization=w.org_a, endpoint_id=await _endpoint_of(w))
+
+
+async def _update_endpoint(stubs: Stubs, w: World) -> pb_message.Message:
+    endpoint = alerts_pb2.WebhookEndpoint(endpoint_id=await _endpoint_of(w), description="d")
+    return alerts_pb2.UpdateWebhookEndpointRequest(organization=w.org_a, endpoint=endpoint,
+                                                   update_mask=field_mask_pb2.FieldMask(paths=["description"]))
+
+
+async def _delete_endpoint(stubs: Stubs, w: World) -> pb_message.Message:
+    return alerts_pb2.DeleteWebhookEndpointRequest(organization=w.org_a, endpoint_id=await _endpoint_of(w))
+
+
+async def _rotate(stubs: Stubs, w: World) -> pb_message.Message:
+    return alerts_pb2.RotateWebhookSecretRequest(organization=w.org_a, endpoint_id=await _endpoint_of(w))
+
+
+async def _redeliver(stubs: Stubs, w: World) -> pb_message.Message:
+    """A failed delivery of organization A (written as detection would: its event, then the delivery)."""
+    endpoint_id, suffix = await _endpoint_of(w), random_text(12)
+    async with _pool[0].acquire() as conn, conn.transaction():
+        org_id = await conn.fetchval("select org_id from organizations where id = $1 or name = $1", w.org_a)
+        await conn.execute("insert into alert_events (org_id, event_id, type, payload)"
+                           " values ($1, $2, 'usage.unpriced', '{}'::jsonb)", org_id, "evt_iso_" + suffix)
+        await conn.execute("insert into alert_deliveries (org_id, delivery_id, event_id, channel, endpoint_id, state)"
+                           " values ($1, $2, $3, 'webhook', $4, 'failed')",
+                           org_id, "dlv_iso_" + suffix, "evt_iso_" + suffix, endpoint_id)
+    return alerts_pb2.RedeliverRequest(organization=w.org_a, delivery_id="dlv_iso_" + suffix)
+
+
+async def _spend_alert_of(w: World) -> str:
+    created = await _alert_stub[0].CreateSpendAlert(alerts_pb2.CreateSpendAlertRequest(
+        organization=w.org_a, alert=alerts_pb2.SpendAlert(threshold_amount=500, recipients=["a@example.com"])),
+        metadata=MASTER)
+    return created.alert_id
+
+
+async def _get_spend_alert(stubs: Stubs, w: World) -> pb_message.Message:
+    return alerts_pb2.GetSpendAlertRequest(organization=w.org_a, alert_id=await _spend_alert_of(w))
+
+
+async def _update_spend_alert(stubs: Stubs, w: World) -> pb_message.Message:
+    alert = alerts_pb2.SpendAlert(alert_id=await _spend_alert_of(w), threshold_amount=700,
+                                  recipients=["b@example.com"])
+    return alerts_pb2.UpdateSpendAlertRequest(organization=w.org_a, alert=alert)
+
+
+async def _delete_spend_alert(stubs: Stubs, w: World) -> pb_message.Message:
+    return alerts_pb2.DeleteSpendAlertRequest(organization=w.org_a, alert_id=await _spend_alert_of(w))
+
+
+def _genai_span() -> trace_service_pb2.ExportTraceServiceRequest:
+    def attribute(key: str, **value: Any) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(**value))
+
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1e9)
+    span = Span(trace_id=random_text(16).encode()[:16], span_id=random_text(8).encode()[:8], name="chat iso-probe",
+                start_time_unix_nano=now - 1_000_000, end_time_unix_nano=now, attributes=[
+                    attribute("gen_ai.operation.name", string_value="chat"),
+                    attribute("gen_ai.request.model", string_value="iso-probe"),
+                    attribute("gen_ai.usage.input_tokens", int_value=1)])
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])])
 
 
 async def _budget_of(w: World, user: str = "", project: str = "") -> str:
@@ -215,6 +303,29 @@ MATRIX: dict[str, tuple[Builder, set[str]]] = {
     "DeleteBudget": (_delete_budget, ADMINS),
     "Check": (_const(lambda w: budgets_pb2.CheckRequest(estimated_cost="0.01")), ALL),
     "ReleaseReservation": (_release, ADMINS),
+    # alerts: organization admins only
+    "CreateWebhookEndpoint": (_const(lambda w: alerts_pb2.CreateWebhookEndpointRequest(
+        organization=w.org_a, endpoint=alerts_pb2.WebhookEndpoint(url=HOOK_URL))), ADMINS),
+    "GetWebhookEndpoint": (_endpoint_request, ADMINS),
+    "ListWebhookEndpoints": (_const(lambda w: alerts_pb2.ListWebhookEndpointsRequest(organization=w.org_a)), ADMINS),
+    "UpdateWebhookEndpoint": (_update_endpoint, ADMINS),
+    "DeleteWebhookEndpoint": (_delete_endpoint, ADMINS),
+    "RotateWebhookSecret": (_rotate, ADMINS),
+    "ListDeliveries": (_const(lambda w: alerts_pb2.ListDeliveriesRequest(organization=w.org_a)), ADMINS),
+    "Redeliver": (_redeliver, ADMINS),
+    "CreateSpendAlert": (_const(lambda w: alerts_pb2.CreateSpendAlertRequest(
+        organization=w.org_a, alert=alerts_pb2.SpendAlert(threshold_amount=500, recipients=["a@example.com"]))),
+        ADMINS),
+    "GetSpendAlert": (_get_spend_alert, ADMINS),
+    "ListSpendAlerts": (_const(lambda w: alerts_pb2.ListSpendAlertsRequest(organization=w.org_a)), ADMINS),
+    "UpdateSpendAlert": (_update_spend_alert, ADMINS),
+    "DeleteSpendAlert": (_delete_spend_alert, ADMINS),
+    # exports: the pages of QueryUsage and ListEvents, scoped as they are
+    "ExportUsage": (_const(lambda w: query_pb2.QueryUsageRequest(
+        start_time=START, end_time=_end(), width="all", group_by=["model", "client_id", "user_id"])), ALL),
+    "ExportEvents": (_const(lambda w: records_pb2.ListEventsRequest(page_size=1000, include_voided=True)), ALL),
+    # OTLP: every key records its spans, in its own organization and scope
+    "Export": (_const(lambda w: _genai_span()), ALL),
 }
 NO_CREDENTIALS_NEEDED = {"Login"}
 
@@ -229,7 +340,7 @@ HIDDEN = {
 
 def test_every_rpc_has_a_row() -> None:
     assert set(METHODS) == set(MATRIX), "add the new RPC to MATRIX with who may call it"
-    assert {m.containing_service.full_name for m in METHODS.values()} == set(SERVICE_NAMES)
+    assert {m.containing_service.full_name for m in METHODS.values()} == SERVED
 
 
 def _without_echo(reply: pb_message.Message) -> pb_message.Message:
@@ -248,6 +359,10 @@ async def _call(channel: grpc.aio.Channel, method: Any, request: pb_message.Mess
         stream: grpc.aio.StreamStreamMultiCallable[pb_message.Message, pb_message.Message] = channel.stream_stream(
             path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=reply_cls.FromString)
         return [r async for r in stream(iter([request]), metadata=metadata, timeout=20)]
+    if method.server_streaming:
+        chunks: grpc.aio.UnaryStreamMultiCallable[pb_message.Message, pb_message.Message] = channel.unary_stream(
+            path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=reply_cls.FromString)
+        return [r async for r in chunks(request, metadata=metadata, timeout=20)]
     unary: grpc.aio.UnaryUnaryMultiCallable[pb_message.Message, pb_message.Message] = channel.unary_unary(
         path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=reply_cls.FromString)
     return [await unary(request, metadata=metadata, timeout=20)]
