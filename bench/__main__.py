@@ -48,7 +48,7 @@ async def ingest_rows(st: Stack, n: int) -> list[Row]:
 
 
 async def rest_rows(st: Stack, n: int) -> list[Row]:
-    from bench import rest
+    from bench.sections import rest
 
     rps, lat = await rest.post_usage(st, n, concurrency=64)
     return [("REST POST /usage (seed 002), 64 concurrent clients", f"{rps:,.0f} requests/s", latency_note(lat))]
@@ -72,18 +72,18 @@ async def main(args: argparse.Namespace) -> None:
             rows.append(("server peak RSS under that load (all server processes)",
                          f"{ingest.server_rss(st):.0f} MB", ""))
     if "freshness" in sections:
-        from bench import freshness
+        from bench.sections import freshness
 
         async with stack(server_processes=args.processes) as st:
             rows += await freshness.run(st, rate=args.rate, seconds=10 if args.quick else 20)
     if "query" in sections:
-        from bench import query
+        from bench.sections import query
 
         reuse = os.environ.get("METERING_BENCH_QUERY_DSN")  # keep the loaded data set between runs
         async with stack(server_processes=args.processes, database=reuse) as st:
             rows += await query.run(st, args.query_events)
     if "dashboard" in sections:
-        from bench import dashboard
+        from bench.sections import dashboard
 
         async with stack(server_processes=args.processes, database=os.environ.get("METERING_BENCH_QUERY_DSN")) as st:
             rows += await dashboard.run(st, args.query_events)
@@ -93,27 +93,27 @@ async def main(args: argparse.Namespace) -> None:
         async with stack(server_processes=args.processes) as st:
             rows += await budgets.run(st, args.quick)
     if "retention" in sections:
-        from bench import retention
+        from bench.sections import retention
 
         async with stack(server_processes=args.processes) as st:
             rows += await retention.run(st, args.events)
     if "otlp" in sections:
-        from bench import otlp
+        from bench.sections import otlp
 
         async with stack(server_processes=args.processes) as st:
             rows += await otlp.run(st, args.events)
     if "prices" in sections:
-        from bench import prices
+        from bench.sections import prices
 
         async with stack(server_processes=1) as st:
             rows += await prices.run(st, args.quick)
     if "exports" in sections:
-        from bench import exports
+        from bench.sections import exports
 
         async with stack(server_processes=1) as st:  # one server process: its RSS is the server's
             rows += await exports.run(st, args.events * 5)
     if "alerts" in sections:
-        from bench import alerts
+        from bench.sections import alerts
 
         os.environ["METERING_WEBHOOK_ALLOW_PRIVATE"] = "1"  # the receiver is on loopback
         async with stack(server_processes=args.processes) as st:

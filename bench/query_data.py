@@ -1,4 +1,4 @@
-"""The query benchmark's data set (bench/query.py).
+"""The query benchmark's data set (bench/sections/query.py).
 
 Data (documented shape, seeded): `events` events spread uniformly over 31 UTC days
 ending 4 days before the load; 1,000 users, each in one of 50 projects (user u in

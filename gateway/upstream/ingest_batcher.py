@@ -53,7 +53,7 @@ Metadata = tuple[tuple[str, str], ...]
 Send = Callable[[Metadata, float, Sequence[event_pb2.UsageEvent]], Awaitable[ingest_pb2.RecordEventsResponse]]
 DEFAULT_MAX_BATCH = 1000  # events per call; far below the server's 10,000 and 16 MiB limits
 # Calls per lane: one being written while the next one fills. 4 measured the same within noise
-# (bench/rest.py); 2 makes bigger batches, so less server CPU per event.
+# (bench/sections/rest.py); 2 makes bigger batches, so less server CPU per event.
 DEFAULT_MAX_IN_FLIGHT = 2
 # Metadata that differs per HTTP request without changing who the caller is: not part of the lane.
 PER_REQUEST_METADATA = frozenset({"x-request-id", "x-forwarded-for"})

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench import stress
-from bench.stress_processes import PrivateRedis
+from bench.stress.processes import PrivateRedis
 from server.runtime.app import MeteringServer
 
 

@@ -1,5 +1,5 @@
 """Replicas on one box, as real processes (issue 21, item 2): two `metering serve` on their own
-ports, two workers and two gateways sharing the test database and Redis (bench/stress_replicas.py).
+ports, two workers and two gateways sharing the test database and Redis (bench/stress/replicas.py).
 A change made through one server is enforced by the other at once (the notifications of
 server/storage/notify.py); SIGKILL of one server under SDK and gateway ingest, given both servers in
 one gRPC target, loses and doubles nothing. The fast variant of `python -m bench.stress --only replicas`."""
@@ -14,7 +14,7 @@ import asyncpg
 import grpc
 import pytest
 
-from bench import stress_replicas
+from bench.stress import replicas as stress_replicas
 from metering.v1 import (
     admin_pb2,
     admin_pb2_grpc,

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import stress_up
+from bench.stress import up as stress_up
 from tests.server.runtime import up_process
 from tests.support import services
 
@@ -56,7 +56,7 @@ async def external(kind: str) -> AsyncIterator[dict[str, str]]:
 async def test_sigkill_of_up_under_ingest_leaves_nothing_running_and_a_restart_is_exact(
     backing: str, data_dir: Path, home: Path,
 ) -> None:
-    """The fast variant of `python -m bench.stress --only kill-up` (bench/stress_up.py)."""
+    """The fast variant of `python -m bench.stress --only kill-up` (bench/stress/up.py)."""
     async with external("postgres+redis" if backing == "local" else "") as settings:
         env = up_process.clean_env(home, METERING_MASTER_KEY=MASTER_KEY, **settings)
         result = await stress_up.kill_up(kills=1, data_dir=data_dir, env=env, between=(10, 10))

@@ -164,7 +164,7 @@ ENDPOINTS = (
                   "Get web search calls usage details for the organization."),
 )
 
-# The UsageMetrics fields a completions page asks the engine for (bench/query.py measures that query).
+# The UsageMetrics fields a completions page asks the engine for (bench/sections/query.py measures that query).
 COMPLETIONS_METRICS = ENDPOINTS[0].engine_metrics
 
 

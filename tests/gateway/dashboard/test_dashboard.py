@@ -26,7 +26,7 @@ from tests.gateway.dashboard.conftest import Usage, api_query
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ZONE = "America/New_York"
 VIEWS = ("usage", "costs", "budgets", "events", "keys", "prices")
-WAIT_MS = 90_000  # a ceiling for waits on a machine shared with other suites, not a speed check (bench/dashboard.py)
+WAIT_MS = 90_000  # a ceiling for waits on a shared machine, not a speed check (bench/sections/dashboard.py)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from bench import stress_up
+from bench.stress import up as stress_up
 from metering.v1 import admin_pb2, admin_pb2_grpc
 from tests.server.runtime import up_process
 from tests.support import services

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import stress_up
+from bench.stress import up as stress_up
 from tests.conftest import MASTER_KEY
 from tests.server.runtime import up_process
 from tests.support.services import free_port

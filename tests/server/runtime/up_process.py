@@ -1,4 +1,4 @@
-"""What the tests of `metering up` as a real process add to bench/stress_up.py's helpers: a data
+"""What the tests of `metering up` as a real process add to bench/stress/up.py's helpers: a data
 dir the embedded Postgres can reach, and a user's environment of their own."""
 
 from __future__ import annotations

@@ -355,7 +355,7 @@ async def _new_key(st: Stack, name: str) -> str:
     return str(reply.key)
 
 
-if __name__ == "__main__":  # python -m bench.query [EVENTS]: this benchmark alone
+if __name__ == "__main__":  # python -m bench.sections.query [EVENTS]: this benchmark alone
     from bench.stack import stack
 
     async def _main(n: int) -> None:
@@ -365,6 +365,6 @@ if __name__ == "__main__":  # python -m bench.query [EVENTS]: this benchmark alo
 
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench.query", description="The query benchmark alone.")
+    parser = argparse.ArgumentParser(prog="python -m bench.sections.query", description="The query benchmark alone.")
     parser.add_argument("events", type=int, nargs="?", default=1_000_000, help="events in the data set")
     asyncio.run(_main(parser.parse_args().events))

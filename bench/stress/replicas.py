@@ -37,8 +37,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stack import free_port
 from bench.stress import Acked, check_totals, org_number, wait_clean
-from bench.stress_processes import worker_process
-from bench.stress_up import serving
+from bench.stress.processes import worker_process
+from bench.stress.up import serving
 from metering.v1 import admin_pb2, admin_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]

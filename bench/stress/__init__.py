@@ -19,11 +19,11 @@ Scenarios (all by default; `--only NAME` to pick one, `--quick` for short versio
   private Redis; the SDK and a REST client ingest through every server (gRPC multi-address targets)
   while one server, after `--replica-before` seconds (default 10), is frozen (SIGSTOP) for 0.5 s so that
   calls are in flight on it, then killed with SIGKILL: the other takes over; throughput before and after,
-  and every total exact once rolled up (bench/stress_replicas.py).
+  and every total exact once rolled up (bench/stress/replicas.py).
 - `kill-up`: `metering up` (a real process, embedded Postgres and Redis in a temp data dir) killed
   with SIGKILL under ingest `--up-kills` times (default 5): each time its whole stack is gone within
   5 s, and up restarted on the same data dir; afterwards every acknowledged event is stored exactly
-  once (bench/stress_up.py).
+  once (bench/stress/up.py).
 
 Needs a Postgres for the first, second, fourth and sixth scenario: METERING_STRESS_DATABASE_URL (an admin
 DSN where a throwaway database is created), else postgres@127.0.0.1:5432. Exits non-zero on any
@@ -45,7 +45,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -56,8 +55,8 @@ import asyncpg
 import grpc
 from google.protobuf import field_mask_pb2
 
-from bench.stress_processes import PrivateRedis, stop_process, worker_process
-from bench.stress_up import kill_up
+from bench.stress.processes import PrivateRedis, stop_process, worker_process
+from bench.stress.up import kill_up
 from metering.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -202,7 +201,7 @@ async def wait_clean(pool: asyncpg.Pool, org: int, timeout: float) -> float:
 
 
 class Caller(Protocol):
-    """What check_totals calls QueryUsage with: a Tenant, or a cluster's (bench/stress_replicas.py)."""
+    """What check_totals calls QueryUsage with: a Tenant, or a cluster's (bench/stress/replicas.py)."""
 
     channel: grpc.aio.Channel
 
@@ -451,7 +450,7 @@ async def main(args: argparse.Namespace) -> int:
                         finally:
                             redis.stop()
                     elif name == "replicas":
-                        from bench.stress_replicas import replicas  # it imports this module
+                        from bench.stress.replicas import replicas  # it imports this module
 
                         redis = PrivateRedis()
                         redis.start()
@@ -489,6 +488,3 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.replica_before = 4.0
     return args
 
-
-if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse())))

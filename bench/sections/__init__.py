@@ -1,0 +1,1 @@
+"""The sections of `python -m bench`, one module each, every result beside a baseline of the same run."""
