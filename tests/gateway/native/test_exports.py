@@ -242,6 +242,9 @@ async def test_many_events_export_in_flat_memory(live_gateway, server, db, new_o
     await _export_flat(live_gateway, server, db, new_org, LARGE)
 
 
+# Opt-in: its million events stay dirty in the session's database, and the worker tests' sweep
+# would then roll them all up (minutes). Run it alone: METERING_MILLION_EXPORT=1 pytest -k million.
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("METERING_MILLION_EXPORT"), reason="opt-in: METERING_MILLION_EXPORT=1")
 async def test_a_million_events_export_in_flat_memory(live_gateway, server, db, new_org):
     await _export_flat(live_gateway, server, db, new_org, 1_000_000)
