@@ -47,7 +47,11 @@ async def _until(condition, timeout: float = 120) -> None:
 
 
 def _worker(worker_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **worker_env, "METERING_LOG_LEVEL": "WARNING", "METERING_WEBHOOK_ALLOW_PRIVATE": "1",
+    # A queue of its own: a worker SIGKILLed here must not leave a leased rollup job in the shared
+    # queue, which other tests' burst workers would wait out (arq's job timeout).
+    queue = worker_env["METERING_QUEUE_NAME"] + "-crash"
+    env = {**os.environ, **worker_env, "METERING_QUEUE_NAME": queue, "METERING_LOG_LEVEL": "WARNING",
+           "METERING_WEBHOOK_ALLOW_PRIVATE": "1",
            "METERING_WEBHOOK_TIMEOUT": "1", "METERING_WEBHOOK_RETRY_BASE": "0.1",
            "METERING_ALERT_SWEEP_SECONDS": "3600"}
     return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env)
