@@ -46,6 +46,7 @@ from server.core.events import COUNTER_FIELDS
 from server.core.money import EXACT
 from server.core.principal import Principal
 from server.core.windows import WINDOW
+from server.query import prefixes
 from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import Stamp, bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
@@ -271,7 +272,29 @@ class QueryEngine:
 
     async def _read(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec, edges: list[dt.datetime],
                     todo: list[int], marks: list[Mark], stamps: list[Stamp], wide: bool) -> dict[int, Groups]:
-        """The groups of the buckets numbered `todo` (from 0, ascending)."""
+        """The groups of the buckets numbered `todo` (from 0, ascending). A bucket with a clean
+        prefix before the day of its first dirty window is read as that prefix (kept by its
+        etag) plus the rest (server/query/prefixes.py)."""
+        cut = {} if spec.width == "1m" else prefixes.cuts(edges, todo, sorted(r["window_start"] for r in marks))
+        groups = await self._read_whole(conn, principal, spec, edges, [i for i in todo if i not in cut], marks,
+                                        stamps, wide)
+        for i, at in cut.items():
+            [etag] = bucket_etags(principal, _shape(spec), [edges[i], at], [], stamps)
+            prefix = self.settled.get(etag)
+            if prefix is None:
+                prefix = _grouped(await self._rows(conn, principal, spec, [edges[i], at], [], wide=wide),
+                                  0, {0}).get(0, {})
+                self.settled.put(etag, prefix)
+            rest = await self._read_whole(conn, principal, spec, [at, edges[i + 1]], [0], marks, stamps, wide)
+            groups[i] = add_groups(prefix, rest.get(0, {}))
+        return groups
+
+    async def _read_whole(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec,
+                          edges: list[dt.datetime], todo: list[int], marks: list[Mark], stamps: list[Stamp],
+                          wide: bool) -> dict[int, Groups]:
+        """The groups of the buckets numbered `todo`, each read over its whole range."""
+        if not todo:
+            return {}
         based = self._based(principal, spec, edges, todo, marks, stamps)
         read = [i for i in todo if i not in based]
         groups: dict[int, Groups] = {}
