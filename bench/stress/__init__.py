@@ -24,6 +24,11 @@ Scenarios (all by default; `--only NAME` to pick one, `--quick` for short versio
   with SIGKILL under ingest `--up-kills` times (default 5): each time its whole stack is gone within
   5 s, and up restarted on the same data dir; afterwards every acknowledged event is stored exactly
   once (bench/stress/up.py).
+- `soak` (only with `--only soak`): the stack as separate processes on a private Postgres and Redis, a
+  steady `--rate` (default 2,000 events/s, `--payload-bytes` for payloads) plus a few QueryUsage and budget
+  Checks a second, for `--minutes` (default 30); memory and CPU of every process, ack and query latency,
+  rollup lag, table sizes, dead tuples and WAL sampled, a line a minute and a verdict (flat memory and
+  latency, bytes per event against the capacity model of docs/capacity.md) (bench/stress/soak.py).
 
 Needs a Postgres for the first, second, fourth and sixth scenario: METERING_STRESS_DATABASE_URL (an admin
 DSN where a throwaway database is created), else postgres@127.0.0.1:5432. Exits non-zero on any
@@ -428,18 +433,23 @@ async def concurrency(dsn: str, *, events: int = 400, rounds: int = 3) -> dict[s
 
 # --- command -------------------------------------------------------------------------------------
 
-SCENARIOS = ("worker-kill", "redis-outage", "postgres-restart", "concurrency", "kill-up", "replicas")
+SCENARIOS = ("worker-kill", "redis-outage", "postgres-restart", "concurrency", "kill-up", "replicas", "soak")
+BY_DEFAULT = SCENARIOS[:-1]  # the soak runs only when asked for
 
 
 async def main(args: argparse.Namespace) -> int:
     failed = 0
-    for name in args.only or SCENARIOS:
+    for name in args.only or BY_DEFAULT:
         started = time.monotonic()
         try:
             if name == "postgres-restart":
                 result = await postgres_restart(args.pg_down, restarts=args.pg_restarts)
             elif name == "kill-up":
                 result = await kill_up(args.up_kills)
+            elif name == "soak":
+                from bench.stress.soak import soak  # it imports this module
+
+                result = await soak(soak_settings(args))
             else:
                 async with fresh_database() as dsn:
                     if name == "worker-kill":
@@ -480,11 +490,30 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--up-kills", type=int, default=5)
     p.add_argument("--replica-before", type=float, default=10.0,
                    help="replicas: seconds of ingest before the SIGKILL, and after it")
+    p.add_argument("--rate", type=float, default=2000.0, help="soak: events a second")
+    p.add_argument("--minutes", type=float, default=30.0, help="soak: minutes of load")
+    p.add_argument("--payload-bytes", type=int, default=0, help="soak: request + response JSON an event (0: none)")
+    p.add_argument("--queries", type=float, default=3.0, help="soak: QueryUsage calls a second")
+    p.add_argument("--checks", type=float, default=1.0, help="soak: budget Checks a second (REST)")
+    p.add_argument("--sample-every", type=float, default=10.0, help="soak: seconds between samples")
+    p.add_argument("--warmup", type=float, default=120.0, help="soak: seconds left out of the verdict")
     p.add_argument("--quick", action="store_true",
-                   help="3 worker kills, Redis down 3 s, Postgres down 2 s once, up killed once, replicas 4 s + 4 s")
+                   help="3 worker kills, Redis down 3 s, Postgres down 2 s once, up killed once, replicas 4 s + 4 s, "
+                        "soak 60 s (10 s warm-up, a sample every 5 s)")
     args = p.parse_args(argv)
     if args.quick:
         args.kills, args.redis_down, args.pg_down, args.pg_restarts, args.up_kills = 3, 3.0, 2.0, 1, 1
         args.replica_before = 4.0
+        args.minutes, args.warmup, args.sample_every = 1.0, 10.0, 5.0
     return args
+
+
+def soak_settings(args: argparse.Namespace) -> Any:
+    """The soak's Settings from the command line (bench/stress/soak.py)."""
+    from bench.stress.soak import Settings
+
+    return Settings(rate=args.rate, seconds=args.minutes * 60, payload_bytes=args.payload_bytes,
+                    queries=args.queries, checks=args.checks, sample_every=args.sample_every,
+                    row_seconds=60.0 if args.minutes >= 5 else 10.0, warmup=args.warmup,
+                    query_phase=20.0 if args.minutes >= 5 else 5.0)
 
