@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from bench.cpu import Meter
+from bench.cpu import Meter, cpu_seconds
 
 TABLES = ("events", "event_payloads", "request_keys", "series", "dirty_windows", "rollups_15m", "rollups_1h",
           "rollups_1d", "cubes_1h", "cubes_1d", "rollup_stamps", "rollup_hour_stamps")
@@ -35,6 +35,18 @@ MODEL_PER_EVENT = {"events": 406, "request_keys": 102}
 MODEL_PAYLOAD_FACTOR = 1.19
 MODEL_PER_ROW = {"rollups_15m": 326, "rollups_1h": 333, "rollups_1d": 544, "cubes_1h": 354, "cubes_1d": 789}
 GROUPS = ("server", "worker", "gateway", "postgres", "redis", "client")
+# Postgres's CPU by whom its processes served (pg_stat_activity): the servers' backends (ingest, queries,
+# checks), the workers' (rollups, sweeps), autovacuum, the background writers (WAL writer, checkpointer,
+# background writer), and the rest: the postmaster, other clients, processes that exited between samples.
+PG_ROLES = ("pg_server", "pg_worker", "pg_autovacuum", "pg_background", "pg_rest")
+
+
+def pg_role(application_name: str, backend_type: str) -> str:
+    if backend_type == "client backend":
+        return {"metering-server": "pg_server", "metering-worker": "pg_worker"}.get(application_name, "pg_rest")
+    if backend_type.startswith("autovacuum"):
+        return "pg_autovacuum"
+    return "pg_background" if backend_type in ("walwriter", "checkpointer", "background writer") else "pg_rest"
 MB = 2**20
 
 _TABLE_STATS = """
@@ -63,7 +75,7 @@ class Sample:
     events: int  # acknowledged so far
     queries: int  # QueryUsage and Check calls answered so far
     memory: dict[str, float]  # MB by group (postgres: PSS)
-    cpu: dict[str, float]  # CPU seconds by group since the probe began
+    cpu: dict[str, float]  # CPU seconds by group since the probe began; Postgres's also by role (PG_ROLES)
     wal_bytes: int  # since the probe began
     wal_fpi: int  # full-page images among them
     tables: dict[str, Table]
@@ -93,6 +105,8 @@ class Probe:
     def __init__(self, roots: dict[str, int], pool: asyncpg.Pool, org: int) -> None:
         self.roots, self.conn, self.org = roots, pool, org
         self.meter = Meter(roots, postgres=False, client=True)
+        self.pg_cpu = dict.fromkeys(PG_ROLES[:-1], 0.0)  # CPU seconds by role since begin()
+        self._pg_last: dict[int, float] = {}  # pid -> its CPU seconds at the last look
         self.started = 0.0
         self.wal0 = (0, 0)
 
@@ -101,13 +115,33 @@ class Probe:
         assert row is not None
         return int(row[0]), int(row[1])
 
+    async def _postgres_roles(self) -> None:
+        """Adds each live Postgres process's CPU since the last look (since its birth if new) to its role."""
+        rows = await self.conn.fetch("SELECT pid, coalesce(application_name, ''), coalesce(backend_type, '') "
+                                     "FROM pg_stat_activity")
+        last, self._pg_last = self._pg_last, {}
+        for pid, application_name, backend_type in rows:
+            try:
+                now = cpu_seconds(pid)
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+            self._pg_last[pid] = now
+            role = pg_role(application_name, backend_type)
+            if role in self.pg_cpu:
+                self.pg_cpu[role] += now - last.get(pid, 0.0)
+
     async def begin(self) -> None:
         self.wal0 = await self._wal()
+        await self._postgres_roles()
+        self.pg_cpu = dict.fromkeys(self.pg_cpu, 0.0)  # from now on
         self.meter.start()
         self.started = time.monotonic()
 
     async def sample(self, events: int, queries: int) -> Sample:
         self.meter.stop()  # CPU since begin(); the start snapshot is kept
+        await self._postgres_roles()
+        cpu = dict(self.meter.seconds) | self.pg_cpu
+        cpu["pg_rest"] = cpu.get("postgres", 0.0) - sum(self.pg_cpu.values())
         memory = {name: memory_mb(pid, proportional=name == "postgres") for name, pid in self.roots.items()}
         memory["client"] = memory_mb(os.getpid())
         wal, fpi = await self._wal()
@@ -119,7 +153,7 @@ class Probe:
             "FROM dirty_windows WHERE org_id = $1", self.org)
         db = await self.conn.fetchval("SELECT pg_database_size(current_database())")
         assert lag is not None
-        return Sample(time.monotonic() - self.started, events, queries, memory, dict(self.meter.seconds),
+        return Sample(time.monotonic() - self.started, events, queries, memory, cpu,
                       wal - self.wal0[0], fpi - self.wal0[1], tables, int(db), float(lag[0]), int(lag[1]),
                       os.getloadavg()[0])
 
@@ -153,7 +187,8 @@ def _ms(seconds: float) -> str:
 # --- the table ------------------------------------------------------------------------------------
 
 HEADER = ("min", "ev/s", "ack p50", "ack p99", "qry p50", "qry p99", "chk p50", "lag s", "server", "worker",
-          "gateway", "pg PSS", "redis", "WAL B/ev", "db MB", "dead", "µs/ev srv", "pg", "wrk", "gw", "load")
+          "gateway", "pg PSS", "redis", "WAL B/ev", "db MB", "dead", "µs/ev srv", "pg", "pg:srv", "pg:wrk", "wrk",
+          "gw", "load")
 
 
 def row(prev: Sample, cur: Sample, latencies: Latencies, index: int) -> tuple[str, ...]:
@@ -172,8 +207,8 @@ def row(prev: Sample, cur: Sample, latencies: Latencies, index: int) -> tuple[st
             f"{cur.lag:.1f}", *(f"{cur.memory.get(g, 0):.0f}" for g in ("server", "worker", "gateway", "postgres",
                                                                              "redis")),
             f"{(cur.wal_bytes - prev.wal_bytes) / events:,.0f}" if events else "-", f"{cur.db_bytes / MB:,.0f}",
-            f"{sum(t.dead for t in cur.tables.values()):,}", us("server"), us("postgres"), us("worker"),
-            us("gateway"), f"{cur.load:.1f}")
+            f"{sum(t.dead for t in cur.tables.values()):,}", *map(us, ("server", "postgres", "pg_server", "pg_worker",
+                                                                         "worker", "gateway")), f"{cur.load:.1f}")
 
 
 def table(lines: list[tuple[str, ...]]) -> str:
@@ -247,7 +282,7 @@ def verdict(samples: list[Sample], latencies: Latencies, warmup: float, payload_
             "events_per_s": round((last.events - first.events) / span) if span else 0,
             "memory": memory, "latency": drift,
             "cpu_us_per_event": {g: round((last.cpu.get(g, 0) - first.cpu.get(g, 0)) / events * 1e6, 1)
-                                 for g in GROUPS},
+                                 for g in GROUPS + PG_ROLES},
             "wal_bytes_per_event": round((last.wal_bytes - first.wal_bytes) / events, 1),
             "wal_fpi_share": round((last.wal_fpi - first.wal_fpi) / max(1, last.wal_bytes - first.wal_bytes)
                                    * 8192, 3),

@@ -5,7 +5,7 @@ is asserted, only that everything it samples is there and every event is stored 
 
 from __future__ import annotations
 
-from bench.stress.sampling import GROUPS, HEADER, TABLES, table
+from bench.stress.sampling import GROUPS, HEADER, PG_ROLES, TABLES, table
 from bench.stress.soak import Settings, soak
 
 
@@ -14,6 +14,7 @@ async def test_a_short_soak_prints_its_table_and_verdict() -> None:
     settings = Settings(rate=300, seconds=6, payload_bytes=200, queries=2, checks=1, batch=50, sample_every=1,
                         row_seconds=2, warmup=1, query_phase=1)
     result = await soak(settings, out=lines.append)
+    print("\n".join(lines))
 
     assert lines[0] == table([HEADER])
     rows = [line.split() for line in lines[1:] if line.split() and line.split()[0].isdigit()]
@@ -24,7 +25,8 @@ async def test_a_short_soak_prints_its_table_and_verdict() -> None:
     assert result["events"] == result["acked_events"] > 0  # every acknowledged event stored once, rolled up
     judged = result["verdict"]
     assert set(judged["memory"]) == set(GROUPS) and all(m["end_mb"] > 0 for g, m in judged["memory"].items())
-    assert set(judged["cpu_us_per_event"]) == set(GROUPS)
+    assert set(judged["cpu_us_per_event"]) == set(GROUPS + PG_ROLES)
+    assert judged["cpu_us_per_event"]["pg_server"] > 0  # Postgres's CPU told apart by whom it served
     assert judged["wal_bytes_per_event"] > 0
     assert set(judged["tables"]) == set(TABLES)
     for name in ("events", "event_payloads", "request_keys"):
