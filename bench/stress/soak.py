@@ -9,8 +9,10 @@ Redis. For `seconds` it drives:
   k * batch / rate seconds), `inflight` at most at once; a failed batch is sent again with the same
   request ids. Events are of now, 5 models x 3 task labels (15 series); with `payload_bytes` each
   carries a request and a response JSON of about that many bytes together;
-- `queries` QueryUsage calls a second over gRPC (alternately the last 24 hours by hour and model, and
-  the last 7 days by day and task label: from the rollups, and the raw events of the windows still dirty);
+- `queries` QueryUsage calls a second over gRPC (alternately the 24 hours by hour and model, and the 7
+  days by day and task label, up to the start of the current 15-minute window: a range that ends now reads
+  that window's raw events, a cost that grows with the events of the organization in it, see
+  docs/capacity.md; these read the rollups, and the raw events of windows still dirty);
 - `checks` budget Checks a second through the gateway's REST route (`POST /v1/budgets:check`).
 
 Every `sample_every` seconds a Probe (bench/stress/sampling.py) samples memory and CPU by process,
@@ -56,6 +58,7 @@ from bench.stress.sampling import (
     verdict,
 )
 from metering.v1 import budgets_pb2, budgets_pb2_grpc, event_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
+from server.core.windows import WINDOW, floor_to
 from server.runtime.embedded_postgres import EmbeddedPostgres
 
 
@@ -142,7 +145,9 @@ class Load:
         request = query_pb2.QueryUsageRequest(width="1h" if i % 2 == 0 else "1d",
                                               group_by=["model"] if i % 2 == 0 else ["labels.task"],
                                               metrics=["input_tokens", "output_tokens"])
-        request.start_time.FromDatetime(now - dt.timedelta(days=1 if i % 2 == 0 else 7))
+        end = floor_to(now, WINDOW)  # settled windows: a range ending now reads the current window raw
+        request.start_time.FromDatetime(end - dt.timedelta(days=1 if i % 2 == 0 else 7))
+        request.end_time.FromDatetime(end)
         began = time.monotonic()
         await query_pb2_grpc.QueryServiceStub(self.who.channel).QueryUsage(request, metadata=self.who.auth,
                                                                           timeout=30)
