@@ -51,7 +51,7 @@ from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import Stamp, bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
 from server.query.rows import GroupRow, Groups, Key, Record, from_record
-from server.query.sql import parameters, usage_rows
+from server.query.sql import NARROW_FIELDS, parameters, usage_rows
 from server.query.tails import add_groups, settled_rows
 from server.storage.db import q
 
@@ -380,8 +380,9 @@ class QueryEngine:
         if not sources:
             return []
         values["tails"] = tails
+        narrow = any(scope) or any(field in NARROW_FIELDS for field, _ in spec.filters)
         return await usage_rows(conn, sources, frozenset(spec.metrics) or None,
-                                [values[name] for name in parameters(sources)], wide)
+                                [values[name] for name in parameters(sources)], wide, narrow)
 
     async def page(
         self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str, if_none_match: str = "",

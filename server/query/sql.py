@@ -63,6 +63,9 @@ _WIDE_SUM = {**_SUM, **{c: f"sum(p.{c})" for c in COUNTER_FIELDS}}
 _UNASKED = {**{c: "0::bigint" for c in ("events", "unpriced_events", *COUNTER_FIELDS)},
             **{c: "null::numeric" for c in ("input_cost", "output_cost", "cost")}, "last_event_at": "null::timestamptz"}
 _METRIC_COLUMN = {"last_event_time": "last_event_at"}  # UsageMetrics names that differ from the column
+# A query filtered on one of these (or scoped to a project, user or key) is "narrow": it
+# selects few series, so it reads their appended events by series (usage_statement).
+NARROW_FIELDS = frozenset({"project_id", "user_id", "api_key_id", "client_id"})
 # Where a record's counters are: after the bucket and the group key, at GroupRow's place.
 _COUNTERS = 2 + GroupRow._fields.index("counters")
 
@@ -75,18 +78,19 @@ def parameters(sources: Iterable[str]) -> tuple[str, ...]:
 
 
 async def usage_rows(conn: PoolConnectionProxy, sources: frozenset[str], metrics: frozenset[str] | None,
-                     arguments: Sequence[object], wide: bool = False) -> list[Record]:
-    """The records of usage_statement(sources, metrics, wide) with `arguments`; read wide, the
+                     arguments: Sequence[object], wide: bool = False, narrow: bool = False) -> list[Record]:
+    """The records of usage_statement(sources, metrics, wide, narrow) with `arguments`; read wide, the
     counters are made Python ints. Not wide, raises asyncpg's NumericValueOutOfRangeError
     when a counter sum does not fit a bigint."""
-    rows = await conn.fetch(usage_statement(sources, metrics, wide), *arguments)
+    rows = await conn.fetch(usage_statement(sources, metrics, wide, narrow), *arguments)
     if not wide:
         return list(rows)
     return [(*row[:_COUNTERS], [int(v) for v in row[_COUNTERS]], *row[_COUNTERS + 1:]) for row in rows]
 
 
 @functools.lru_cache(maxsize=512)  # sources x metric sets: callers choose the metrics
-def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = None, wide: bool = False) -> str:
+def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = None, wide: bool = False,
+                    narrow: bool = False) -> str:
     """The statement reading `sources` (a non-empty subset of SOURCES); its parameters are
     parameters(sources): org, the bucket starts (sorted; width_bucket numbers them from 1),
     the group-by fields, the filters {field: [values]} ('' matches unset), the read scope
@@ -94,7 +98,8 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
     marks whose appended events are the tails. metrics: the UsageMetrics fields asked for
     (server.query.engine.METRICS; None: all); the others are read from no table, summed by no
     aggregate and come back as 0 or null (the extra counters: null). The counters are summed
-    in bigint, or with `wide` in numeric, with the values of the rollup rows kept wide."""
+    in bigint, or with `wide` in numeric, with the values of the rollup rows kept wide.
+    narrow: the query selects few series (NARROW_FIELDS): its tails are read by series."""
     if not sources or not sources <= set(SOURCES):
         raise ValueError(f"sources: a non-empty subset of {SOURCES}, not {sorted(sources)}")
     asked = set(COLUMNS) if metrics is None else {"events", *(_METRIC_COLUMN.get(m, m) for m in metrics)}
@@ -140,11 +145,23 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
               and e.series_id in (select series_id from s) offset 0
         ) e""")
     if "tails" in sources:
-        # few; the join with s filters them (a series filter here was planned as a nested
-        # loop over s: 1,500 tail events x 6,300 series took a second)
         tails = f"e.org_id = {n['org']} and e.mark_id = any({n['tails']}::bigint[]) and e.active"
-        events.append(f"""
+        if not narrow:
+            # by their marks, the join with s filtering them (a series filter here was planned as
+            # a nested loop over s: 1,500 tail events x 6,300 series took a second)
+            events.append(f"""
         select e.* from events e where {tails}""")
+        else:
+            # a few series' (a budget's user, key or project): by series and time in
+            # events_series (migrations/0017_events_by_series.sql), from the first tail window
+            # on, then the marks checked: only their own events, not every event appended to
+            # the organization since the last rollup pass
+            first = (f"(select min(d.window_start) from dirty_windows d "
+                     f"where d.org_id = {n['org']} and d.id = any({n['tails']}::bigint[]))")
+            events.append(f"""
+        select e.* from events e
+        where e.org_id = {n['org']} and e.series_id = any(array(select series_id from s)) and e.ts >= {first}
+          and (e.mark_id + 0) = any({n['tails']}::bigint[]) and e.active""")
         held.append(f"select e.series_id from events e where {tails}")
     if events:
         read = "\n        union all".join(events)
@@ -164,7 +181,7 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
     # (computing the group keys of 6,000 series alone takes ~20 ms).
     # (An array, so the series are found by their key rather than by scanning them all.)
     only_held = (f"\n      and s.series_id = any(array({' union '.join(held)}))"
-                 if sources <= {"cubes", "hour_cubes", "tails"} else "")
+                 if sources <= {"cubes", "hour_cubes", "tails"} and not narrow else "")
     aggregate = {c: (_WIDE_SUM if wide else _SUM)[c] if c in asked else _UNASKED[c] for c in COLUMNS}
     array = "::numeric[]" if wide else ""
     if not extra:

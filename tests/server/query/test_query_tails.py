@@ -66,6 +66,8 @@ async def test_every_statement_prepares(pool, sources):
         assert [a.name for a in some.get_attributes()] == ["bucket", "gkey", *GroupRow._fields]
         wide = await conn.prepare(usage_statement(sources, wide=True))  # sums in numeric (server/query/sql.py)
         assert [a.name for a in wide.get_attributes()] == ["bucket", "gkey", *GroupRow._fields]
+        narrow = await conn.prepare(usage_statement(sources, narrow=True))  # tails by series (server/query/sql.py)
+        assert len(narrow.get_parameters()) == len(parameters(sources))
 
 
 def test_a_statement_needs_known_sources():
@@ -127,3 +129,32 @@ async def test_appended_events_are_added_to_the_settled_answer(stubs, new_org, d
     await settle(db, org.organization_id, DAY)
     final = await engine.aggregate(admin, spec)
     assert final.buckets[0].etag not in ("", clean.buckets[0].etag, etag) and tokens(final) == [expected, {}]
+
+
+async def test_appended_events_are_read_by_series_or_by_mark_alike(stubs, new_org, db, pool):
+    """A statement reads the appended events of a few series by series (events_series), of
+    many by their marks (server/query/sql.py, NARROW_FIELDS): both give the raw events' sums."""
+    org = await new_org()
+    number = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
+    admin = Principal(org_id=number, organization_id=org.organization_id, role="admin")
+    engine = QueryEngine(pool)
+    users = 300
+    await record(stubs, org.auth, *(ev(i, NOON, user_id=f"u{i}", input_tokens=i, cost="0.01") for i in range(users)))
+    await settle(db, org.organization_id, DAY)
+    await record(stubs, org.auth, *(ev(users + i, NOON + dt.timedelta(minutes=i % 60), user_id=f"u{i % 7}",
+                                       input_tokens=1000, cost="1") for i in range(70)))
+    month = (DAY, DAY + dt.timedelta(days=30))
+
+    def expected(n: int) -> tuple[int, int, Decimal, None]:
+        appended = sum(1 for i in range(70) if i % 7 == n)
+        return 1 + appended, n + 1000 * appended, Decimal("0.01") + appended, None
+
+    # every series: by mark
+    many = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"]))
+    assert tokens(many) == [{f"u{n}": expected(n) for n in range(users)}]
+    for n in (3, 200):  # one user's series: by series
+        one = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
+                                                      filters=[("user_id", [f"u{n}"])]))
+        assert tokens(one) == [{f"u{n}": expected(n)}]
+    await settle(db, org.organization_id, DAY)
+    assert tokens(await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"]))) == tokens(many)
