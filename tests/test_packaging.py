@@ -118,7 +118,9 @@ async def test_installed_metering_migrates_and_loads_prices(venv, tmp_path):
             versions = [r["version"] for r in await conn.fetch("select version from schema_migrations order by 1")]
             tables = {r["tablename"] for r in await conn.fetch("select tablename from pg_tables where schemaname = $1",
                                                                "public")}
-            stored = await conn.fetchval("select count(*) from price_versions")
+            stored = await conn.fetchval(  # the default organization's book: the shared catalog
+                "select count(*) from price_catalog c join price_books b using (catalog_id) "
+                "where b.org_id = (select org_id from organizations where id = 'org_default')")
         finally:
             await conn.close()
     finally:

@@ -184,26 +184,33 @@ def _catalog() -> tuple[list[Provider], dict[int, str]]:
 
 
 async def install(pool: asyncpg.Pool) -> bool:
-    """Make the database's catalog template (migration 0012) the installed package's, and
-    give the default organization the catalog if its book was never touched. One
-    transaction; concurrent starts wait for each other. True if the template changed."""
+    """Make the database's catalog (migration 0016) the installed package's: a new immutable
+    set of versions when the current one was read from another genai-prices, which books
+    created from then on use (books using an older set keep it; sets no book uses are
+    dropped, except the one just replaced, which an organization being created at this
+    moment may still take). Gives the default organization the catalog if its book was never
+    touched. One transaction; concurrent starts wait for each other. True if a set was added."""
     wanted = version()
     _catalog()  # loaded now rather than by the first event of an unknown model name
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(q("catalog_claim"))
-        changed = await conn.fetchval(q("catalog_state")) != wanted
+        state = await conn.fetchrow(q("catalog_state"))
+        assert state is not None  # claimed above
+        changed = state["version"] != wanted or state["catalog_id"] is None
         if changed:
             found = entries()
-            ids = list(range(1, len(found) + 1))
-            await conn.execute(q("catalog_clear"))
+            ids = [r["version_id"] for r in await conn.fetch(q("next_price_version_ids"), len(found))]
+            catalog_id = await conn.fetchval(q("catalog_new"), wanted)
             await conn.execute(
-                q("catalog_insert"), ids, [e.provider for e in found], [e.model for e in found],
+                q("catalog_insert"), catalog_id, ids, [e.provider for e in found], [e.model for e in found],
                 [CURRENCY] * len(found), [e.effective_from for e in found], [e.note for e in found],
             )
             rows = [(i, t, v, p) for i, e in zip(ids, found, strict=True) for (t, v), p in sorted(e.prices.items())]
             await conn.execute(q("catalog_insert_prices"), *(list(column) for column in zip(*rows, strict=True)))
-            await conn.execute(q("catalog_installed"), wanted, len(found))
-        default = await conn.fetchval(q("copy_price_catalog_default"))
+            await conn.execute(q("catalog_installed"), wanted, len(found), catalog_id)
+            kept = {catalog_id, state["catalog_id"], *(r["catalog_id"] for r in await conn.fetch(q("catalog_in_use")))}
+            await conn.execute(q("catalog_forget"), [k for k in kept if k is not None])
+        default = await conn.fetchval(q("price_catalog_default"))
         if default is not None:
-            await conn.execute(q("copy_price_catalog"), default, CREATED_BY)
+            await conn.execute(q("attach_price_catalog"), default)
     return bool(changed)

@@ -1,7 +1,15 @@
 """The price book in memory: versions indexed for lookup by (provider, model,
 currency) and time, and the Pricer that prices write batches from it, kept
 current across replicas (README "Prices and costs"; quantities and plans in
-server/pricing/rules.py)."""
+server/pricing/rules.py).
+
+A book that uses the shared price catalog (docs/prices.md "The catalog") holds
+only the organization's own versions and a reference to the catalog's, one
+immutable Book per catalog and process, loaded once and shared by every book
+that uses it. Lookups merge the two by date, as if the catalog had been copied
+into the book before any version of its own: an own version takes over from its
+effective_from, and wins over the catalog's at the same instant (Version.order).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,8 @@ import datetime as dt
 import decimal
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 
@@ -41,12 +50,19 @@ class Version:
     note: str = ""
     created_by: str = ""
     create_time: dt.datetime | None = None
+    shared: bool = False  # a version of the shared catalog (not the organization's own)
     _plans: dict[str, Plan] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.variants = sorted({v for t, v in self.prices if t in VARIANT_TYPES and v})
         # Long-context tiers: the thresholds of its ">N" prices (rules.py "Tiers").
         self.tiers = sorted({int(v[1:]) for _, v in self.prices if v.startswith(TIER_MARK)})
+
+    @property
+    def order(self) -> tuple[dt.datetime, bool, int]:
+        """Its place in its line: by effective_from; at one instant the catalog's version
+        first, then the organization's own by id, and the last one wins (a correction)."""
+        return self.effective_from, not self.shared, self.version_id
 
     def tier_for(self, counters: Sequence[int]) -> int:
         """The tier an event's counters fall in: the highest threshold its input_tokens
@@ -93,27 +109,44 @@ class Version:
         return out
 
 
-class Book:
-    """An organization's price book at one revision, indexed for lookups."""
+def _line_of(versions: Iterable[Version]) -> _Line:
+    """One key's versions as a line: in order, a correction replacing the version of its instant."""
+    line: list[Version] = []
+    for v in sorted(versions, key=lambda v: v.order):
+        if line and line[-1].effective_from == v.effective_from:
+            line[-1] = v  # a correction: the later version of the same instant wins
+        else:
+            line.append(v)
+    return [v.effective_from for v in line], line
 
-    def __init__(self, revision: int, versions: Iterable[Version]) -> None:
+
+class Book:
+    """An organization's price book at one revision, indexed for lookups: its own
+    versions, merged by date with those of the shared catalog it uses, if any."""
+
+    def __init__(self, revision: int, versions: Iterable[Version], catalog: Book | None = None) -> None:
         self.revision = revision
-        self.by_name: dict[str, Version] = {}
-        lines: dict[tuple[str, str, str], list[Version]] = {}
-        for v in sorted(versions, key=lambda v: (v.effective_from, v.version_id)):
-            self.by_name[v.name] = v
-            line = lines.setdefault((v.provider, v.model, v.currency), [])
-            if line and line[-1].effective_from == v.effective_from:
-                line[-1] = v  # a correction: the later version of the same instant wins
-            else:
-                line.append(v)
-        self._lines: dict[tuple[str, str, str], _Line] = {
-            key: ([v.effective_from for v in line], line) for key, line in lines.items()}
+        self.catalog = catalog
+        own: dict[str, Version] = {}
+        by_key: dict[tuple[str, str, str], list[Version]] = {}
+        for v in versions:
+            own[v.name] = v
+            by_key.setdefault((v.provider, v.model, v.currency), []).append(v)
+        # Every version, by name (a catalog version's id is drawn from the same sequence as own ones).
+        self._names = own
+        self.by_name: Mapping[str, Version] = own if catalog is None else ChainMap(own, catalog._names)
+        self._lines: dict[tuple[str, str, str], _Line] = {key: _line_of(line) for key, line in by_key.items()}
         self._by_model: dict[tuple[str, str], set[str]] = {}
         for provider, model, currency in self._lines:
             if provider:
                 self._by_model.setdefault((model, currency), set()).add(provider)
+        self._merged: dict[tuple[str, str, str], _Line] = {}  # keys priced by both the catalog and own versions
         self._memo: dict[tuple[str | None, str, str], list[_Line]] = {}
+
+    def versions_of(self, key: tuple[str, str, str]) -> list[Version]:
+        """The versions in force one after another for exactly this key (no fallback)."""
+        line = self._exact(key)
+        return line[1] if line is not None else []
 
     def lines(self, provider: str | None, model: str, currency: str) -> list[_Line]:
         """The lines of versions that may price (provider, model, currency), in
@@ -126,7 +159,7 @@ class Book:
         if found is None:
             lines = (self._line(p, model, currency) for p in self._providers(provider, model, currency))
             found = [line for line in lines if line is not None]
-            if not found and self._lines:
+            if not found and len(self):
                 matched = catalog.match(provider, model)  # the catalog's own match rules
                 if matched is not None and matched != (provider, model):
                     line = self._line(matched[0], matched[1], currency)
@@ -142,16 +175,33 @@ class Book:
         if self._line("", model, currency) is not None:
             return ("",)
         base = _SNAPSHOT.sub("", model)
-        only = self._by_model.get((model, currency)) or self._by_model.get((base, currency)) or set()
+        only = self._providers_of(model, currency) or self._providers_of(base, currency)
         return tuple(only) if len(only) == 1 else ()
 
+    def _providers_of(self, model: str, currency: str) -> set[str]:
+        found = self._by_model.get((model, currency), set())
+        if self.catalog is not None:
+            found = found | self.catalog._by_model.get((model, currency), set())
+        return found
+
     def _line(self, provider: str, model: str, currency: str) -> _Line | None:
-        line = self._lines.get((provider, model, currency))
+        line = self._exact((provider, model, currency))
         if line is None:
             base = _SNAPSHOT.sub("", model)
             if base != model:
-                line = self._lines.get((provider, base, currency))
+                line = self._exact((provider, base, currency))
         return line
+
+    def _exact(self, key: tuple[str, str, str]) -> _Line | None:
+        """The line of exactly this key: the catalog's and the own versions merged by date."""
+        own = self._lines.get(key)
+        shared = self.catalog._lines.get(key) if self.catalog is not None else None
+        if own is None or shared is None:
+            return own or shared
+        merged = self._merged.get(key)
+        if merged is None:
+            merged = self._merged[key] = _line_of([*shared[1], *own[1]])
+        return merged
 
     def in_force(self, provider: str | None, model: str | None, currency: str, at: dt.datetime) -> Version | None:
         """The version pricing (provider, model, currency) at `at`: the first of
@@ -173,7 +223,7 @@ class Book:
         return version, int(tier) if mark else 0
 
     def __len__(self) -> int:
-        return len(self.by_name)
+        return len(self._names) + (len(self.catalog) if self.catalog is not None else 0)
 
 
 _EMPTY = Book(0, ())
@@ -181,9 +231,9 @@ _PROVIDER = TEXT_DIMENSIONS.index("provider")
 _MODEL = TEXT_DIMENSIONS.index("model")
 
 
-def version_from_rows(rows: Sequence[asyncpg.Record]) -> list[Version]:
+def version_from_rows(rows: Sequence[asyncpg.Record], shared: bool = False) -> list[Version]:
     """Versions from price_book_versions rows (one per price, or one with a null
-    usage_type for a version without prices)."""
+    usage_type for a version without prices), or price_catalog_versions rows (shared)."""
     heads: dict[int, asyncpg.Record] = {}
     prices: dict[int, dict[tuple[str, str], decimal.Decimal]] = {}
     for r in rows:
@@ -193,7 +243,7 @@ def version_from_rows(rows: Sequence[asyncpg.Record]) -> list[Version]:
             found[(r["usage_type"], r["variant"])] = r["unit_price"]
     return [
         Version(r["version"], r["version_id"], r["provider"], r["model"], r["currency"], r["effective_from"],
-                prices[vid], r["note"], r["created_by"], r["create_time"])
+                prices[vid], r["note"], r["created_by"], r["create_time"], shared)
         for vid, r in heads.items()
     ]
 
@@ -251,10 +301,14 @@ class Pricer:
     """The price books of the organizations this process writes for, kept
     current across replicas: before pricing a batch, one query reads the books'
     revisions, and a book whose revision moved is reloaded. With follow(), a book
-    is also reloaded as soon as it changes anywhere, not at the next batch."""
+    is also reloaded as soon as it changes anywhere, not at the next batch. The
+    shared catalogs the books use are loaded once each (immutable: a new catalog
+    has a new id) and dropped when no book held here uses them any more."""
 
     def __init__(self) -> None:
         self._books: dict[int, Book] = {}
+        self._catalogs: dict[int, Book] = {}
+        self._catalog_lock = asyncio.Lock()
         self._series: dict[tuple[SeriesKey, str], SeriesKey] = {}
         self._lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
@@ -294,13 +348,30 @@ class Pricer:
 
     async def _load(self, pool: asyncpg.Pool, orgs: list[int]) -> None:
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            revisions = {r["org_id"]: r["revision"] for r in await conn.fetch(q("price_book_revisions"), orgs)}
+            heads = {r["org_id"]: r for r in await conn.fetch(q("price_book_revisions"), orgs)}
             rows = await conn.fetch(q("price_book_versions"), orgs)
+            shared = {r["catalog_id"]: await self.catalog(conn, r["catalog_id"])
+                      for r in heads.values() if r["catalog_id"] is not None}
         by_org: dict[int, list[asyncpg.Record]] = {}
         for r in rows:
             by_org.setdefault(r["org_id"], []).append(r)
         for org in orgs:
-            self._books[org] = Book(revisions.get(org, 0), version_from_rows(by_org.get(org, [])))
+            head = heads.get(org)
+            self._books[org] = Book(head["revision"] if head else 0, version_from_rows(by_org.get(org, [])),
+                                    shared.get(head["catalog_id"]) if head else None)
+        used = {id(book.catalog) for book in self._books.values()}
+        self._catalogs = {k: c for k, c in self._catalogs.items() if id(c) in used}
+
+    async def catalog(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, catalog_id: int) -> Book:
+        """The shared catalog `catalog_id` (price_catalogs), read once by this process."""
+        found = self._catalogs.get(catalog_id)
+        if found is None:
+            async with self._catalog_lock:
+                found = self._catalogs.get(catalog_id)
+                if found is None:
+                    rows = await conn.fetch(q("price_catalog_versions"), catalog_id, catalog.CREATED_BY)
+                    found = self._catalogs[catalog_id] = Book(0, version_from_rows(rows, shared=True))
+        return found
 
     async def price(self, pool: asyncpg.Pool, items: Sequence[tuple[int, NewEvent]]) -> list[tuple[int, NewEvent]]:
         """Events without a cost, priced and stamped with the version in force at

@@ -128,9 +128,7 @@ def exact_in_force(lines: dict[Key, list[Version]], key: Key, at: dt.datetime) -
     """The version of exactly this key in force at `at` (no any-provider fallback)."""
     best = None
     for v in lines.get(key, ()):
-        if v.effective_from <= at and (
-            best is None or (v.effective_from, v.version_id) > (best.effective_from, best.version_id)
-        ):
+        if v.effective_from <= at and (best is None or v.order > best.order):
             best = v
     return best
 
@@ -148,8 +146,13 @@ class PriceVersions:
             raise InvalidArgument("versions", f"at most {MAX_VERSIONS_PER_CALL} per call")
         results: list[tuple[Version, bool]] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.fetchval(q("lock_price_book"), org_id)
+            head = await conn.fetchrow(q("lock_price_book"), org_id)
+            assert head is not None  # an upsert returns its row
             lines = by_key(version_from_rows(await conn.fetch(q("price_book_versions"), [org_id])))
+            if head["catalog_id"] is not None:  # the shared catalog's versions of each key given
+                shared = await self.pricer.catalog(conn, head["catalog_id"])
+                for key in {(n.provider, n.model, n.currency) for n in versions}:
+                    lines.setdefault(key, []).extend(shared.versions_of(key))
             planned: list[tuple[int, NewVersion, dict[tuple[str, str], decimal.Decimal]]] = []
             outcomes: list[tuple[Version | int, bool]] = []  # a stored version or an index in planned; created
             for new in versions:
@@ -219,7 +222,7 @@ class PriceVersions:
                 lines.setdefault((v.provider, v.model, v.currency), []).append(v)
         out: list[Listed] = []
         for key in sorted(lines):
-            line = sorted(lines[key], key=lambda v: (v.effective_from, v.version_id))
+            line = sorted(lines[key], key=lambda v: v.order)
             starts = sorted({v.effective_from for v in line})
             for v in line:
                 same = [w for w in line if w.effective_from == v.effective_from]

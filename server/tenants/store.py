@@ -56,8 +56,8 @@ class Tenants:
             row = await conn.fetchrow(q("insert_organization"), "org_" + credentials.random_text(16), name)
             if row is None:
                 raise AlreadyExists(f"organization {name!r} already exists")
-            if self.default_prices:  # the catalog template (server/pricing/catalog.py), one INSERT ... SELECT
-                await conn.execute(q("copy_price_catalog"), row["org_id"], "catalog")
+            if self.default_prices:  # the shared catalog (server/pricing/catalog.py): a reference, not a copy
+                await conn.execute(q("attach_price_catalog"), row["org_id"])
         return row
 
     async def organization(self, ref: str) -> asyncpg.Record:

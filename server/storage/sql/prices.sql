@@ -3,10 +3,12 @@
 
 -- name: price_book_revisions
 -- $1 orgs. Read before pricing every write batch: a book whose revision moved is reloaded.
-select org_id, revision from price_books where org_id = any($1::integer[]);
+-- catalog_id: the shared catalog the book uses (null: none), loaded once per process.
+select org_id, revision, catalog_id from price_books where org_id = any($1::integer[]);
 
 -- name: price_book_versions
--- $1 orgs: every version with its prices (a version without prices: one row, null usage_type).
+-- $1 orgs: every version of their own with its prices (a version without prices: one row, null
+-- usage_type); the versions of the catalog a book uses are price_catalog_versions.
 select v.org_id, v.version_id, v.version, v.provider, v.model, v.currency, v.effective_from, v.note,
        v.created_by, v.create_time, p.usage_type, p.variant, p.unit_price
 from price_versions v
@@ -18,7 +20,7 @@ order by v.org_id, v.version_id, p.usage_type, p.variant;
 -- Serializes changes to one organization's book (the row lock lasts until commit).
 insert into price_books (org_id) values ($1)
 on conflict (org_id) do update set org_id = excluded.org_id
-returning revision;
+returning revision, catalog_id;
 
 -- name: bump_price_book
 update price_books set revision = revision + 1, update_time = now() where org_id = $1 returning revision;
@@ -110,47 +112,55 @@ select $1, u.event_id, u.ts, $2, 'reprice', $3, u.before, u.after
 from unnest($4::uuid[], $5::timestamptz[], $6::jsonb[], $7::jsonb[]) as u(event_id, ts, before, after);
 
 -- name: catalog_state
--- The template's version, locked until commit (one installer at a time).
-select version from price_catalog_state where singleton for update;
+-- The installed catalog, locked until commit (one installer at a time).
+select version, catalog_id from price_catalog_state where singleton for update;
 
 -- name: catalog_claim
 insert into price_catalog_state (version, entries) values ('', 0) on conflict do nothing;
 
--- name: catalog_clear
-delete from price_catalog;
+-- name: catalog_new
+-- $1 the genai-prices version: a new, empty catalog (its versions follow).
+insert into price_catalogs (version) values ($1) returning catalog_id;
 
 -- name: catalog_insert
--- $1..$6 per entry: id, provider, model, currency, effective_from, note.
-insert into price_catalog (entry_id, provider, model, currency, effective_from, note)
-select * from unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[]);
+-- $1 catalog; $2..$7 per entry: version id, provider, model, currency, effective_from, note.
+insert into price_catalog (catalog_id, version_id, provider, model, currency, effective_from, note)
+select $1, * from unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]);
 
 -- name: catalog_insert_prices
-insert into price_catalog_prices (entry_id, usage_type, variant, unit_price)
-select * from unnest($1::integer[], $2::text[], $3::text[], $4::numeric[]);
+insert into price_catalog_prices (version_id, usage_type, variant, unit_price)
+select * from unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[]);
 
 -- name: catalog_installed
-update price_catalog_state set version = $1, entries = $2, install_time = now() where singleton;
+update price_catalog_state set version = $1, entries = $2, catalog_id = $3, install_time = now() where singleton;
 
--- name: copy_price_catalog
--- $1 org, $2 created_by: a new organization's book starts as the catalog, copied in one
--- statement (its versions, their prices, and the book's revision).
-with v as (
-    insert into price_versions (org_id, provider, model, currency, effective_from, note, created_by)
-    select $1, c.provider, c.model, c.currency, c.effective_from, c.note, $2
-    from price_catalog c
-    order by c.entry_id
-    returning version_id, provider, model, currency, effective_from
-), p as (
-    insert into prices (org_id, version_id, usage_type, variant, unit_price)
-    select $1, v.version_id, cp.usage_type, cp.variant, cp.unit_price
-    from v
-    join price_catalog c using (provider, model, currency, effective_from)
-    join price_catalog_prices cp on cp.entry_id = c.entry_id
-)
-insert into price_books (org_id, revision) values ($1, 1)
-on conflict (org_id) do update set revision = price_books.revision + 1, update_time = now();
+-- name: catalog_in_use
+-- The catalogs books use (a scan of price_books, at an install only).
+select distinct catalog_id from price_books where catalog_id is not null;
 
--- name: copy_price_catalog_default
+-- name: catalog_forget
+-- $1 the catalogs to keep (the new one, the one it replaces, those books use): the others go.
+delete from price_catalogs where catalog_id <> all($1::integer[]);
+
+-- name: price_catalog_versions
+-- $1 catalog, $2 created_by: its versions with their prices, as price_book_versions reads a book's
+-- own (each has prices), created when it was installed.
+select c.version_id, 'pv_' || c.version_id as version, c.provider, c.model, c.currency, c.effective_from, c.note,
+       $2::text as created_by, s.install_time as create_time, p.usage_type, p.variant, p.unit_price
+from price_catalog c
+join price_catalogs s on s.catalog_id = c.catalog_id
+join price_catalog_prices p on p.version_id = c.version_id
+where c.catalog_id = $1
+order by c.version_id, p.usage_type, p.variant;
+
+-- name: attach_price_catalog
+-- $1 org: its book starts as the installed catalog, shared (a reference to the catalog's versions,
+-- not a copy: one row); nothing if no catalog is installed, or the book exists already.
+insert into price_books (org_id, revision, catalog_id)
+select $1, 1, s.catalog_id from price_catalog_state s where s.catalog_id is not null
+on conflict (org_id) do nothing;
+
+-- name: price_catalog_default
 -- The default organization gets the catalog at the first start that installs one, as
 -- long as nothing was ever done to its book.
 select o.org_id from organizations o

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import genai_prices
 import grpc
 import pytest
 from genai_prices import Usage
+from genai_prices.data import providers
 
 from metering.v1 import (
     admin_pb2,
@@ -34,6 +36,7 @@ from server.runtime import prices_cli
 from server.runtime.app import MeteringServer
 from server.runtime.cli import _parser
 from tests.conftest import MASTER, MASTER_KEY, bearer
+from tests.server.pricing.test_catalog_prices import TIMES, _comparable, _theirs, _usage
 from tests.server.pricing.test_prices import stamp
 from tests.support import services
 
@@ -121,15 +124,26 @@ async def test_a_new_organizations_first_events_are_priced_by_the_catalog(servic
 async def test_the_default_organization_gets_the_catalog_once(service: Service):
     conn = await asyncpg.connect(service.dsn)
     try:
-        count = "select count(*) from price_versions v join organizations o using (org_id) where o.id = 'org_default'"
-        assert await conn.fetchval(count) == len(catalog.entries())
+        book = ("select b.catalog_id, "
+                "(select count(*) from price_catalog c where c.catalog_id = b.catalog_id) as shared, "
+                "(select count(*) from price_versions v where v.org_id = b.org_id) as own "
+                "from price_books b join organizations o using (org_id) where o.id = 'org_default'")
+        first = await conn.fetchrow(book)
+        assert first is not None
+        assert (first["shared"], first["own"]) == (len(catalog.entries()), 0)  # the shared catalog, not a copy
         pool = service.server.pool
         assert pool is not None
         assert await catalog.install(pool) is False  # the same package: nothing to do
-        await conn.execute("update price_catalog_state set version = '0.0.1'")  # as if an older one was installed
-        assert await catalog.install(pool) is True
-        assert await conn.fetchval("select version from price_catalog_state") == catalog.version()
-        assert await conn.fetchval(count) == len(catalog.entries())  # books are never changed by an install
+        installed = []
+        for older in ("0.0.1", "0.0.2", "0.0.3"):  # as if an older one was installed, each time
+            await conn.execute("update price_catalog_state set version = $1", older)
+            assert await catalog.install(pool) is True
+            assert await conn.fetchval("select version from price_catalog_state") == catalog.version()
+            installed.append(await conn.fetchval("select catalog_id from price_catalog_state"))
+            assert await conn.fetchrow(book) == first  # books are never changed by an install
+        kept = {r["catalog_id"] for r in await conn.fetch("select catalog_id from price_catalogs")}
+        # the one in use, the current one and the one it replaced stay; one no book uses is gone
+        assert first["catalog_id"] in kept and set(installed[1:]) <= kept and installed[0] not in kept
     finally:
         await conn.close()
 
@@ -252,3 +266,143 @@ async def test_an_organization_with_the_catalog_syncs_nothing(service: Service):
     assert lines == [f"genai-prices {catalog.version()}: {len({e.provider for e in catalog.entries()})} providers, "
                      f"{len({(e.provider, e.model) for e in catalog.entries()})} models, {len(catalog.entries())} "
                      f"dated versions; 0 created, {len(catalog.entries())} unchanged"]
+
+
+async def _org_number(service: Service, organization_id: str) -> int:
+    conn = await asyncpg.connect(service.dsn)
+    try:
+        return int(await conn.fetchval("select org_id from organizations where id = $1", organization_id))
+    finally:
+        await conn.close()
+
+
+async def test_a_sample_across_providers_on_the_shared_catalog_costs_what_genai_prices_computes(service: Service):
+    """tests/server/pricing/test_catalog_prices.py's comparison, through RecordEvents for an
+    organization whose book is the shared catalog (no version of its own)."""
+    organization, auth = await service.org("shared-sample")
+    rng = random.Random(21)
+    expected: dict[str, tuple[D, D, D]] = {}
+    events: list[event_pb2.UsageEvent] = []
+    for provider in providers:
+        models = [m for m in provider.models if any(_comparable(m, at) for at in TIMES)]
+        for model in rng.sample(models, min(len(models), 4)):
+            for at in TIMES:
+                if not _comparable(model, at):
+                    continue
+                for long_context in (False, True):
+                    values: dict[str, Any] = _usage(model, at, rng, long_context)
+                    theirs = _theirs(model, provider, at, values)
+                    request_id = f"sample-{len(events)}"
+                    expected[request_id] = (theirs.input_price, theirs.output_price, theirs.total_price)
+                    events.append(event_pb2.UsageEvent(request_id=request_id, kind="completions",
+                                                       provider=provider.id, model=model.id, timestamp=stamp(at),
+                                                       **values))
+    for i in range(0, len(events), 500):
+        resp = await service.ingest.RecordEvents(ingest_pb2.RecordEventsRequest(events=events[i:i + 500]),
+                                                 metadata=auth)
+        assert resp.recorded == len(events[i:i + 500])
+    found: dict[str, event_pb2.UsageEvent] = {}
+    token = ""
+    while True:
+        page = await service.records.ListEvents(records_pb2.ListEventsRequest(page_size=1000, page_token=token),
+                                                metadata=auth)
+        found.update((e.request_id, e) for e in page.events)
+        token = page.next_page_token
+        if not token:
+            break
+    assert len({e.provider for e in events}) >= 40 and len(found) == len(events) >= 300
+    for request_id, (input_cost, output_cost, cost) in expected.items():
+        e = found[request_id]
+        assert (D(e.input_cost), D(e.output_cost), D(e.cost)) == (input_cost, output_cost, cost), e
+    pricer = service.server.ingest.writer.pricer if service.server.ingest else None
+    assert pricer is not None
+    book = pricer.book(await _org_number(service, organization))
+    assert book.catalog is not None and len(book) == len(book.catalog) == len(catalog.entries())
+
+
+async def test_organizations_share_one_catalog_and_an_own_version_takes_over_from_its_date(service: Service):
+    (a, auth_a), (b, auth_b) = await service.org("shared-a"), await service.org("shared-b")
+    day = dt.timedelta(days=1)
+    takes_over = (NOW - 10 * day).replace(hour=0, minute=0, second=0)
+
+    def gpt4o(request_id: str, at: dt.datetime) -> event_pb2.UsageEvent:
+        return event_pb2.UsageEvent(request_id=request_id, kind="completions", provider="openai", model="gpt-4o",
+                                    input_tokens=1_000_000, input_cached_tokens=200_000, output_tokens=100_000,
+                                    timestamp=stamp(at))
+
+    def theirs(at: dt.datetime) -> D:
+        return genai_cost("gpt-4o", "openai", at, input_tokens=1_000_000, cache_read_tokens=200_000,
+                          output_tokens=100_000)
+
+    # Before any version of its own, both organizations price alike, with the catalog's version.
+    [early_a], [late_b] = await record(service, auth_a, gpt4o("early", takes_over - day)), await record(
+        service, auth_b, gpt4o("late-b", takes_over + day))
+    [late_a] = await record(service, auth_a, gpt4o("late-a", takes_over + day))
+    assert D(early_a.cost) == theirs(takes_over - day) and D(late_a.cost) == D(late_b.cost) == theirs(takes_over + day)
+    catalog_version = late_a.price_version
+    assert late_b.price_version == catalog_version
+
+    # A's own version from `takes_over`: its other prices carry over from the catalog's version in force then.
+    own = prices_pb2.NewPriceVersion(provider="openai", model="gpt-4o", effective_from=stamp(takes_over),
+                                     prices=[prices_pb2.Price(usage_type="input", unit_price="0.000002")])
+    [created] = (await service.prices.CreatePriceVersions(
+        prices_pb2.CreatePriceVersionsRequest(versions=[own]), metadata=auth_a)).results
+    assert created.created and created.version.version != catalog_version
+    shared = await service.prices.GetPriceVersion(prices_pb2.GetPriceVersionRequest(version=catalog_version),
+                                                  metadata=auth_a)
+    carried = {(p.usage_type, p.variant): p.unit_price for p in shared.prices}
+    assert {(p.usage_type, p.variant): p.unit_price for p in created.version.prices} == {
+        **carried, ("input", ""): "0.000002"}
+    assert shared.created_by == "catalog" and shared.effective_until == created.version.effective_from
+
+    # Events already priced keep their version until repriced; repricing moves A's, never B's.
+    preview = await service.prices.PreviewRepricing(
+        prices_pb2.PreviewRepricingRequest(start_time=stamp(takes_over - 2 * day)), metadata=auth_a)
+    assert preview.events == 1
+    applied = await service.prices.ApplyRepricing(prices_pb2.ApplyRepricingRequest(
+        start_time=stamp(takes_over - 2 * day), preview_token=preview.preview_token), metadata=auth_a)
+    assert applied.applied and applied.events == 1
+    none_for_b = await service.prices.PreviewRepricing(
+        prices_pb2.PreviewRepricingRequest(start_time=stamp(takes_over - 2 * day)), metadata=auth_b)
+    assert none_for_b.events == 0
+    listed = {e.request_id: e for e in (await service.records.ListEvents(
+        records_pb2.ListEventsRequest(), metadata=auth_a)).events}
+    assert listed["late-a"].price_version == created.version.version
+    assert D(listed["late-a"].cost) == 800_000 * D("0.000002") + 200_000 * D(carried[("cached_input", "")]) + (
+        100_000 * D(carried[("output", "")]))
+    assert listed["early"].price_version == early_a.price_version and listed["early"].cost == early_a.cost
+
+    # New events: A's own version from its date, the catalog before it; B still the catalog.
+    [before, after] = await record(service, auth_a, gpt4o("before", takes_over - dt.timedelta(seconds=1)),
+                                   gpt4o("after", takes_over))
+    [other] = await record(service, auth_b, gpt4o("other", takes_over))
+    assert before.price_version == catalog_version and D(before.cost) == theirs(takes_over)
+    assert after.price_version == created.version.version and after.cost == listed["late-a"].cost
+    assert other.price_version == catalog_version and D(other.cost) == theirs(takes_over)
+
+    # At the very instant of a catalog version, an own version wins (a correction of it).
+    single = next(e for e in catalog.entries() if e.provider == "anthropic" and [
+        (x.provider, x.model) for x in catalog.entries()].count((e.provider, e.model)) == 1)
+    correction = prices_pb2.NewPriceVersion(
+        provider=single.provider, model=single.model, effective_from=stamp(catalog.EARLIEST), replace=True,
+        prices=[prices_pb2.Price(usage_type="input", unit_price="0.001"),
+                prices_pb2.Price(usage_type="output", unit_price="0.002")])
+    [fixed] = (await service.prices.CreatePriceVersions(
+        prices_pb2.CreatePriceVersionsRequest(versions=[correction]), metadata=auth_a)).results
+    history = (await service.prices.ListPriceVersions(prices_pb2.ListPriceVersionsRequest(
+        provider=single.provider, model=single.model), metadata=auth_a)).versions
+    assert [v.superseded_by for v in history] == [fixed.version.version, ""] and history[0].created_by == "catalog"
+    [corrected] = await record(service, auth_a, event_pb2.UsageEvent(
+        request_id="corrected", kind="completions", provider=single.provider, model=single.model, input_tokens=10,
+        output_tokens=10, timestamp=stamp(NOW)))
+    assert corrected.price_version == fixed.version.version and D(corrected.cost) == D("0.03")
+    listed_b = (await service.prices.ListPriceVersions(prices_pb2.ListPriceVersionsRequest(), metadata=auth_b))
+    assert len(listed_b.versions) == len(catalog.entries())  # B's book is the catalog alone
+
+    # One process holds the catalog once: both books refer to the same immutable structure.
+    pricer = service.server.ingest.writer.pricer if service.server.ingest else None
+    assert pricer is not None
+    book_a, book_b = pricer.book(await _org_number(service, a)), pricer.book(await _org_number(service, b))
+    assert book_a.catalog is not None and book_a.catalog is book_b.catalog
+    assert book_a.by_name[catalog_version] is book_b.by_name[catalog_version]
+    assert len(book_a) == len(catalog.entries()) + 2 and len(book_b) == len(catalog.entries())

@@ -35,7 +35,7 @@ from tests.server.storage.test_queries_prepare import GENERATED
 # shared by all organizations (the price catalog, the retention floor, server secrets).
 REFERENCE = frozenset({
     "organizations", "users", "api_keys", "server_secrets", "retention_floor",
-    "price_catalog_state", "price_catalog", "price_catalog_prices",
+    "price_catalogs", "price_catalog_state", "price_catalog", "price_catalog_prices",
 })
 LOCAL = frozenset({"schema_migrations"})  # the coordinator's own: written by the migrator only
 DISTRIBUTION_COLUMN = "org_id"
