@@ -85,8 +85,9 @@ async def main(args: argparse.Namespace) -> None:
     if "dashboard" in sections:
         from bench.sections import dashboard
 
-        async with stack(server_processes=args.processes, database=os.environ.get("METERING_BENCH_QUERY_DSN")) as st:
-            rows += await dashboard.run(st, args.query_events)
+        dsn, day0, data_rows = await dashboard.data_set(args.query_events)  # loaded or reused before the stack
+        async with stack(server_processes=args.processes, database=dsn) as st:
+            rows += data_rows + await dashboard.run(st, day0)
     if "budgets" in sections:
         from bench import budgets
 

@@ -3,9 +3,14 @@ navigation to the usage view of the query data set's month (31 x 1d buckets, sta
 and of a refresh (known_etags: the settled month comes back not_modified and is taken from the page);
 baseline: the same query as one REST call (POST /v1/usage:query) from Python, in the same run.
 
-Data: bench/query_data.py's set (10M events by default, 1M with --quick; reused from
-METERING_BENCH_QUERY_DSN as the query section does). The key goes into the tab's sessionStorage before
+Data: bench/query_data.py's set (10M events by default, 1M with --quick), loaded before the stack starts
+into METERING_BENCH_QUERY_DSN or metering_bench_data_<events> and kept there: a later run with the same
+fingerprint reuses it (bench/query_data.py, prepare). The key goes into the tab's sessionStorage before
 the page loads (an init script), as the login form would put it there.
+
+Exact: after the timed runs, every number of the page's table (#usage-table: a cell per bucket and drawn
+group, "other" summing the groups past the twelfth, and the total) is compared with the same query's REST
+answer; the section fails on any difference.
 
 Timings: `drawn` is the page's own performance.now() when the chart and its table are in the DOM
 (milliseconds since the navigation started); the first navigation fetches the static files, the
@@ -16,15 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from typing import Any
 
-import asyncpg
 import httpx
 from playwright.async_api import Browser
 
-from bench.query_data import DAYS, database_state, load, mark_reusable, settle
+from bench.query_data import DAYS, prepare, reusable_dsn
 from bench.stack import Stack
 from bench.stats import latency_note, pct
 
@@ -33,35 +36,21 @@ RUNS = 10
 Row = tuple[str, str, str]
 
 
-async def data_set(st: Stack, events: int) -> tuple[dt.datetime, list[Row]]:
-    """The query data set's first day, loading (and settling) it unless a reusable one is there."""
-    reuse = os.environ.get("METERING_BENCH_QUERY_DSN")
-    state = await database_state(st.dsn) if reuse else None
-    if state is not None and state[0] == events:
-        settled = await settle(st.dsn)
-        return state[1], [(f"dashboard: reused database of {events:,} events", "", f"settle {settled:.0f} s")]
-    if reuse:
-        conn = await asyncpg.connect(st.dsn)
-        try:
-            if await conn.fetchval("select exists (select 1 from events)"):
-                raise RuntimeError(f"METERING_BENCH_QUERY_DSN holds other data (not {events:,} bench events)")
-        finally:
-            await conn.close()
-    day0, loaded = await load(st.dsn, events)
-    if reuse:
-        await mark_reusable(st.dsn, events, day0)
-    settled = await settle(st.dsn)
-    return day0, [(f"dashboard: load {events:,} events (SQL) + rollups", f"{loaded + settled:,.0f} s", "")]
+async def data_set(events: int) -> tuple[str, dt.datetime, list[Row]]:
+    """The database of the query data set (loaded, or reused: bench/query_data.py), before the stack starts."""
+    dsn = reusable_dsn(events)
+    day0, rows = await prepare(dsn, events)
+    return dsn, day0, [(f"dashboard: {name}", value, note) for name, value, note in rows]
 
 
-async def run(st: Stack, events: int) -> list[Row]:
+async def run(st: Stack, day0: dt.datetime) -> list[Row]:
     from playwright.async_api import async_playwright
 
-    day0, rows = await data_set(st, events)
     first, last = day0.date(), (day0 + dt.timedelta(days=DAYS)).date()
     view = f"{st.http}/dashboard#usage?width=1d&group=model&metric=input_tokens&tz=UTC&from={first}&to={last}"
     refresh: list[float] = []
     reused: list[int] = []
+    rows: list[Row] = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         # fresh: every navigation starts with nothing held (a new tab); revisit: the tab holds the buckets
@@ -75,10 +64,14 @@ async def run(st: Stack, events: int) -> list[Row]:
             await page.wait_for_selector(f"#view[data-renders='{2 + i}']")
             refresh.append(float(await page.eval_on_selector("#view", "v => v.dataset.refreshMs")) / 1000)
             reused.append(int(await page.eval_on_selector("#view", "v => v.dataset.reused")))
+        drawn = await page.eval_on_selector_all("#usage-table tbody tr", """rows => rows.map(r => [r.dataset.start,
+            [...r.querySelectorAll("td[data-group]")].map(c => [c.dataset.group, c.dataset.value]),
+            r.querySelector("td.total").textContent.replaceAll(",", "")])""")
         await browser.close()
     rest = await rest_calls(st, {**query, "page_size": 1000}, RUNS)
     known = await rest_calls(st, {**query, "page_size": 1000}, RUNS, known=True)
     answer = await _buckets(st, query)
+    check_drawn(drawn, answer, query["metrics"][0])
     models = len({g["key"].get("model") for b in answer for g in b["groups"]})
     rows += [
         (f"dashboard: {len(answer)} x 1d by {models} models, navigation to drawn", f"{pct(fresh, .5):.0f} ms",
@@ -92,6 +85,25 @@ async def run(st: Stack, events: int) -> list[Row]:
         ("  baseline: the refresh's REST call (known_etags)", f"{pct(known, .5):.0f} ms", latency_note(known)),
     ]
     return rows
+
+
+def check_drawn(drawn: list[Any], answer: list[dict[str, Any]], metric: str) -> None:
+    """Every number of the page's table equals the API's: a drawn group's cell its value, "other"
+    the sum of the groups not drawn, the total the sum of all; raises AssertionError on a difference."""
+    if [start for start, _, _ in drawn] != [b["start_time"] for b in answer]:
+        raise AssertionError("dashboard: the table's buckets are not the API's")
+    for (start, cells, total), bucket in zip(drawn, answer, strict=True):
+        api = {g["key"].get("model", "(unset)"): int(g["metrics"].get(metric, 0)) for g in bucket["groups"]}
+        named = {group: int(value) for group, value in cells if group != "other"}
+        expect = {group: api.get(group, 0) for group in named}
+        if "other" in dict(cells):
+            named["other"] = int(dict(cells)["other"])
+            expect["other"] = sum(v for group, v in api.items() if group not in expect)
+        elif set(api) - set(named):
+            raise AssertionError(f"dashboard: {start}: groups {sorted(set(api) - set(named))} not drawn")
+        if named != expect or int(total) != sum(api.values()):
+            raise AssertionError(f"dashboard: {start}: drawn {named} total {total}, the API says {expect} "
+                                 f"total {sum(api.values())}")
 
 
 async def _navigations(browser: Browser, key: str, view: str, *, keep: bool) -> tuple[list[float], float]:
