@@ -152,16 +152,12 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
             events.append(f"""
         select e.* from events e where {tails}""")
         else:
-            # a few series' (a budget's user, key or project): by series and time in
-            # events_series (migrations/0017_events_by_series.sql), from the first tail window
-            # on, then the marks checked: only their own events, not every event appended to
-            # the organization since the last rollup pass
-            first = (f"(select min(d.window_start) from dirty_windows d "
-                     f"where d.org_id = {n['org']} and d.id = any({n['tails']}::bigint[]))")
+            # a few series' (a budget's user, key or project): the (mark, series) pairs in the
+            # marks' index (migrations/0017_events_by_series.sql), only their own events, not
+            # every event appended to the organization since the last rollup pass
             events.append(f"""
         select e.* from events e
-        where e.org_id = {n['org']} and e.series_id = any(array(select series_id from s)) and e.ts >= {first}
-          and (e.mark_id + 0) = any({n['tails']}::bigint[]) and e.active""")
+        where {tails} and e.series_id = any(array(select series_id from s))""")
         held.append(f"select e.series_id from events e where {tails}")
     if events:
         read = "\n        union all".join(events)
