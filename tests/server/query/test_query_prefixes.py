@@ -32,7 +32,7 @@ def test_a_bucket_is_cut_at_the_day_of_its_first_dirty_window():
     assert prefixes.cuts([DAY + 5 * H, DAY + 9 * D], [0], [DAY + 2 * D + 2 * H]) == {0: DAY + 2 * D}
 
 
-def totals(result: UsageResult) -> dict[str, tuple[int, int, Decimal | None]]:
+def totals(result: UsageResult) -> dict[str | None, tuple[int, int, Decimal | None]]:
     [bucket] = result.buckets
     return {g.key[0]: (g.row.events, g.row.counters[0], g.row.cost) for g in bucket.groups}
 
