@@ -34,6 +34,7 @@ import datetime as dt
 import decimal
 import itertools
 import re
+import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from metering import page_token as tokens
+from metering.lru import LRU
 from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
 from server.core.money import EXACT
@@ -51,7 +53,7 @@ from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import Stamp, bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
 from server.query.rows import GroupRow, Groups, Key, Record, from_record
-from server.query.sql import NARROW_FIELDS, parameters, usage_rows
+from server.query.sql import NARROW_FIELDS, NARROW_SERIES, SERIES_COUNT, parameters, usage_rows
 from server.query.tails import add_groups, settled_rows
 from server.storage.db import q
 
@@ -65,6 +67,7 @@ MAX_PAGE_SIZE = 1000
 MAX_BUCKETS = 100_000  # internal callers (tallies) read every bucket at once
 MAX_GROUP_BY = 16
 MAX_FILTER_VALUES = 1000
+SERIES_COUNT_TTL = 60.0  # seconds a count of the series a filter selects is used (_narrow)
 # What a query may ask for (UsageMetrics fields; `events` always comes).
 METRICS: tuple[str, ...] = (
     "unpriced_events", *COUNTER_FIELDS, "counters", "input_cost", "output_cost", "cost", "last_event_time",
@@ -222,6 +225,8 @@ class QueryEngine:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.settled = settled_rows()  # settled parts of buckets with appended events (server/query/tails.py)
+        self._series_counts: LRU[tuple[int, tuple[tuple[str, tuple[str, ...]], ...]], tuple[int, float]] = LRU(
+            10_000)  # series selected by filters (unscoped), with when they were counted (_narrow)
 
     async def aggregate(
         self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS,
@@ -380,9 +385,27 @@ class QueryEngine:
         if not sources:
             return []
         values["tails"] = tails
-        narrow = any(scope) or any(field in NARROW_FIELDS for field, _ in spec.filters)
+        narrow = "tails" in sources and await self._narrow(conn, principal.org_id, values, spec)
         return await usage_rows(conn, sources, frozenset(spec.metrics) or None,
                                 [values[name] for name in parameters(sources)], wide, narrow)
+
+    async def _narrow(self, conn: PoolConnectionProxy, org_id: int, values: dict[str, object],
+                      spec: UsageSpec) -> bool:
+        """Whether the query selects few series (server/query/sql.py, NARROW_FIELDS): by its
+        scope or filters, else by their count, kept a minute (series are only ever added)."""
+        scope = (values["project"], values["user"], values["api_key"])
+        if any(scope) or any(field in NARROW_FIELDS for field, _ in spec.filters):
+            return True
+        if not spec.filters:
+            return False
+        key = (org_id, spec.filters)
+        now = time.monotonic()
+        known = self._series_counts.get(key)
+        if known is None or now - known[1] > SERIES_COUNT_TTL:
+            count = await conn.fetchval(SERIES_COUNT, org_id, values["filters"], *scope)
+            known = (int(count), now)
+            self._series_counts.put(key, known)
+        return known[0] <= NARROW_SERIES
 
     async def page(
         self, principal: Principal, spec: UsageSpec, page_size: int, page_token: str, if_none_match: str = "",

@@ -63,9 +63,12 @@ _WIDE_SUM = {**_SUM, **{c: f"sum(p.{c})" for c in COUNTER_FIELDS}}
 _UNASKED = {**{c: "0::bigint" for c in ("events", "unpriced_events", *COUNTER_FIELDS)},
             **{c: "null::numeric" for c in ("input_cost", "output_cost", "cost")}, "last_event_at": "null::timestamptz"}
 _METRIC_COLUMN = {"last_event_time": "last_event_at"}  # UsageMetrics names that differ from the column
-# A query filtered on one of these (or scoped to a project, user or key) is "narrow": it
-# selects few series, so it reads their appended events by series (usage_statement).
+# A query is "narrow" when it selects few series: filtered on one of these fields (or scoped
+# to a project, user or key), or counted (SERIES_COUNT) at most NARROW_SERIES. It reads their
+# appended events by (mark, series) pairs in the marks' index (usage_statement): one index
+# descent per pair, against every event appended since the last rollup pass by mark.
 NARROW_FIELDS = frozenset({"project_id", "user_id", "api_key_id", "client_id"})
+NARROW_SERIES = 64
 # Where a record's counters are: after the bucket and the group key, at GroupRow's place.
 _COUNTERS = 2 + GroupRow._fields.index("counters")
 
@@ -99,7 +102,7 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
     (server.query.engine.METRICS; None: all); the others are read from no table, summed by no
     aggregate and come back as 0 or null (the extra counters: null). The counters are summed
     in bigint, or with `wide` in numeric, with the values of the rollup rows kept wide.
-    narrow: the query selects few series (NARROW_FIELDS): its tails are read by series."""
+    narrow: the query selects few series (NARROW_FIELDS, NARROW_SERIES): its tails are read by series."""
     if not sources or not sources <= set(SOURCES):
         raise ValueError(f"sources: a non-empty subset of {SOURCES}, not {sorted(sources)}")
     asked = set(COLUMNS) if metrics is None else {"events", *(_METRIC_COLUMN.get(m, m) for m in metrics)}
@@ -188,14 +191,7 @@ with s as materialized (
            array(select metering_dimension(s, g.field)
                  from unnest({n['group_by']}::text[]) with ordinality as g(field, n) order by g.n) as gkey
     from series s
-    where s.org_id = {n['org']}
-      and ({n['project']}::text is null or s.project_id = {n['project']})
-      and ({n['user']}::text is null or s.user_id = {n['user']})
-      and ({n['api_key']}::text is null or s.api_key_id = {n['api_key']})
-      and not exists (
-          select 1 from jsonb_each({n['filters']}::jsonb) as f(field, vals)
-          where not f.vals ? coalesce(metering_dimension(s, f.field), '')
-      ){only_held}
+    where {_selected(n)}{only_held}
 ),
 parts as ({' union all'.join(parts)}
 ),
@@ -208,6 +204,25 @@ usage as (
     join s on s.series_id = p.series_id
     group by p.bucket, s.gkey
 ){_extra(counter_parts)}"""
+
+
+def _selected(n: dict[str, str]) -> str:
+    """The condition on a series `s` of being read: the organization's, in the read scope, and
+    every filter holding (n: the statement's parameters by name)."""
+    return f"""s.org_id = {n['org']}
+      and ({n['project']}::text is null or s.project_id = {n['project']})
+      and ({n['user']}::text is null or s.user_id = {n['user']})
+      and ({n['api_key']}::text is null or s.api_key_id = {n['api_key']})
+      and not exists (
+          select 1 from jsonb_each({n['filters']}::jsonb) as f(field, vals)
+          where not f.vals ? coalesce(metering_dimension(s, f.field), '')
+      )"""
+
+
+# How many series a query selects ($1 org, $2 filters, $3-$5 the read scope): whether it is
+# narrow (usage_statement).
+SERIES_COUNT = f"""select count(*) from series s where {_selected(
+    {name: f"${i}" for i, name in enumerate(("org", "filters", "project", "user", "api_key"), start=1)})}"""
 
 
 def _extra(counter_parts: list[str]) -> str:

@@ -156,5 +156,16 @@ async def test_appended_events_are_read_by_series_or_by_mark_alike(stubs, new_or
         one = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
                                                       filters=[("user_id", [f"u{n}"])]))
         assert tokens(one) == [{f"u{n}": expected(n)}]
+    # filtered on other fields: counted; 300 series of kind "completions" (by mark), 1 of model "rare" (by series)
+    await record(stubs, org.auth, ev(1000, NOON, user_id="u1", model="rare", input_tokens=3),
+                 ev(1001, NOON + dt.timedelta(minutes=20), user_id="u1", model="rare", input_tokens=4))
+    kinds = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
+                                                    filters=[("kind", ["completions"])]))
+    assert sum(g.row.counters[0] for g in kinds.buckets[0].groups) == sum(range(users)) + 70_000 + 7
+    rare = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
+                                                   filters=[("model", ["rare"])]))
+    assert tokens(rare) == [{"u1": (2, 7, Decimal(0), None)}]
     await settle(db, org.organization_id, DAY)
-    assert tokens(await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"]))) == tokens(many)
+    settled = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
+                                                      filters=[("model", ["rare"])]))
+    assert tokens(settled) == tokens(rare)
