@@ -140,9 +140,11 @@ async def _alive_or_fail(cluster: Cluster, started: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def cluster(dsn: str, redis_url: str, master_key: str, *, replicas: int = 2) -> AsyncIterator[Cluster]:
-    """`replicas` servers (migrating the database, one at a time under their lock), workers and
-    gateways, all on one queue of their own; stopped (SIGKILL what SIGTERM does not end) on exit."""
+async def cluster(dsn: str, redis_url: str, master_key: str, *, replicas: int = 2,
+                  workers: bool = True) -> AsyncIterator[Cluster]:
+    """`replicas` servers (migrating the database, one at a time under their lock), workers (unless
+    `workers` is false) and gateways, all on one queue of their own; stopped (SIGKILL what SIGTERM
+    does not end) on exit."""
     queue = "metering:replicas-" + secrets.token_hex(4)
     logs = Path(tempfile.mkdtemp(prefix="metering-replicas-"))
     base = {k: v for k, v in os.environ.items() if not k.startswith("METERING_")}
@@ -159,8 +161,8 @@ async def cluster(dsn: str, redis_url: str, master_key: str, *, replicas: int = 
     http_addrs = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
     gateways = [_spawn(["-m", "gateway"], {**base, "METERING_GRPC_ADDR": target, "METERING_HTTP_ADDR": addr},
                        logs / f"gateway-{i}.log") for i, addr in enumerate(http_addrs)]
-    workers = [worker_process(dsn, redis_url, queue) for _ in range(replicas)]
-    found = Cluster(servers, grpc_addrs, gateways, [f"http://{a}" for a in http_addrs], workers, logs,
+    rollups = [worker_process(dsn, redis_url, queue) for _ in range(replicas if workers else 0)]
+    found = Cluster(servers, grpc_addrs, gateways, [f"http://{a}" for a in http_addrs], rollups, logs,
                     [f"http://{a}/metrics" for a in metrics_addrs], server_envs)
     try:
         await _wait_ready(found)

@@ -97,10 +97,12 @@ class Records:
         horizon = await self.horizons.of(principal.org_id)
         if horizon.events is not None and (start is None or start < horizon.events):
             start = horizon.events  # what is past the retention is gone (the page token's digest keeps the asked start)
-        rows = await self.pool.fetch(
-            q("list_events"), principal.org_id, start, end, after_ts, after_id, *principal.read_scope(),
-            *filters, req.include_voided, size + 1, req.include_payload, req.skip,
-        )
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(q("plan_for_arguments"))
+            rows = await conn.fetch(
+                q("list_events"), principal.org_id, start, end, after_ts, after_id, *principal.read_scope(),
+                *filters, req.include_voided, size + 1, req.include_payload, req.skip,
+            )
         more = len(rows) > size
         rows = rows[:size]
         token = event_token(rows[-1]["ts"], rows[-1]["event_id"], digest) if more else ""

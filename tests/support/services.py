@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import os
 import re
 import secrets
@@ -17,7 +18,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -170,6 +171,18 @@ async def drop_test_database(admin_dsn: str, dsn: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def own_database() -> AsyncIterator[str]:
+    """A fresh, empty database on the tests' Postgres, dropped afterwards (its DSN): for a test whose
+    data (a million events) should never be scanned, swept or rolled up by the session's other tests."""
+    admin = postgres_admin_dsn()
+    dsn = await create_test_database(admin)
+    try:
+        yield dsn
+    finally:
+        await drop_test_database(admin, dsn)
 
 
 def free_port() -> int:

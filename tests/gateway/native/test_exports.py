@@ -10,22 +10,24 @@ import datetime as dt
 import decimal
 import io
 import json
-import os
-import threading
 import time
 
+import asyncpg
 import grpc
 import httpx
 import psutil
 import pytest
 
+from bench.sections.exports import RssSampler
+from bench.stress import replicas
 from metering import exports
 from metering.v1 import exports_pb2_grpc, query_pb2, query_pb2_grpc, records_pb2
+from tests.conftest import MASTER_KEY
+from tests.support import services
 from tests.support.export_data import DAY, Tenant, at, bulk_events, tenant
 
 END = DAY + dt.timedelta(days=3)
 RANGE = {"start_time": "2024-03-08T21:00:00Z", "end_time": "2024-03-12T00:00:00Z"}
-LARGE = int(os.environ.get("METERING_TEST_EXPORT_EVENTS", "20000"))  # the default run; 1M is @slow
 
 
 def headers(key: str, **more: str) -> dict[str, str]:
@@ -180,71 +182,52 @@ async def test_a_failure_mid_stream_ends_ndjson_with_an_error_line_and_cuts_csv(
         assert received.decode().count("\r\n") == 4  # the header and the three rows before the failure
 
 
-def _rss() -> int:
-    return int(psutil.Process().memory_info().rss)
-
-
-async def _export_flat(live_gateway: str, server, db, new_org, count: int) -> None:
-    """`count` events exported as CSV through the gateway over HTTP, read as they come: the rows
-    and sums are QueryUsage's, and this process (the gRPC server and the gateway both run in it)
-    does not grow while the export streams."""
-    org = await new_org()
-    start = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
-    loaded = time.perf_counter()
-    await bulk_events(db, org.organization_id, count, start, dt.timedelta(days=10))
-    loaded = time.perf_counter() - loaded
-    samples: list[int] = []
-    stop = threading.Event()
-
-    def sample() -> None:  # a thread: the event loop is busy serving the export
-        while not stop.wait(0.05):
-            samples.append(_rss())
-
-    rows, tokens, cost, seen_at_tenth = 0, 0, decimal.Decimal(0), 0
-    sampler = threading.Thread(target=sample)
+async def test_a_million_events_export_in_flat_memory():
+    """A million events exported as CSV through the gateway over HTTP, read as they come: the rows
+    and sums are QueryUsage's, and neither the server nor the gateway grows while the export
+    streams. They run as processes of their own (the exporting side, sampled from here; the work
+    spreads over the cores) on a database of its own, dropped afterwards, so no other test scans or
+    rolls up these events."""
+    count, start, span = 1_000_000, dt.datetime(2024, 5, 1, tzinfo=dt.UTC), dt.timedelta(days=10)
     began, cpu = time.perf_counter(), time.process_time()
-    sampler.start()
-    try:
-        async with httpx.AsyncClient(base_url=live_gateway, timeout=120) as client, client.stream(
-                "GET", "/v1/events:export", headers=headers(org.admin_key)) as reply:
-            assert reply.status_code == 200
-            lines = reply.aiter_lines()
-            header = next(csv.reader([await anext(lines)]))
-            token_at, cost_at = header.index("input_tokens"), header.index("cost")
-            async for line in lines:
-                if not line:
-                    continue
-                cells = line.split(",")  # no field of these events needs quoting
-                rows += 1
-                tokens += int(cells[token_at])
-                cost += decimal.Decimal(cells[cost_at])
-                if rows == count // 10:
-                    seen_at_tenth = len(samples)
-    finally:
-        stop.set()
-        sampler.join()
-    took, cpu = time.perf_counter() - began, time.process_time() - cpu
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        reply = await query_pb2_grpc.QueryServiceStub(channel).QueryUsage(query_pb2.QueryUsageRequest(
-            start_time=at(start), end_time=at(start + dt.timedelta(days=10)), width="all"),
-            metadata=(("authorization", f"Bearer {org.admin_key}"),))
-    [group] = reply.buckets[0].groups
-    assert (rows, tokens, cost) == (group.metrics.events, group.metrics.input_tokens,
-                                    decimal.Decimal(group.metrics.cost)) and rows == count
-    settled, peak = samples[seen_at_tenth], max(samples[seen_at_tenth:])
-    print(f"\n{count:,} events: loaded in {loaded:.1f} s, exported as CSV in {took:.1f} s "
-          f"({count / took:,.0f} rows/s, {cpu:.1f} s of CPU in this process); "
-          f"RSS {settled / 2**20:.0f} MiB at 10%, peak {peak / 2**20:.0f} MiB after")
-    assert peak - settled < 40 * 2**20, (settled, peak)
-
-
-async def test_many_events_export_in_flat_memory(live_gateway, server, db, new_org):
-    await _export_flat(live_gateway, server, db, new_org, LARGE)
-
-
-# Opt-in: its million events stay dirty in the session's database, and the worker tests' sweep
-# would then roll them all up (minutes). Run it alone: METERING_MILLION_EXPORT=1 pytest -k million.
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("METERING_MILLION_EXPORT"), reason="opt-in: METERING_MILLION_EXPORT=1")
-async def test_a_million_events_export_in_flat_memory(live_gateway, server, db, new_org):
-    await _export_flat(live_gateway, server, db, new_org, 1_000_000)
+    async with services.own_database() as dsn, replicas.cluster(dsn, services.redis_url(), MASTER_KEY, replicas=1,
+                                                       workers=False) as stack, \
+            replicas.tenant(stack.target, MASTER_KEY) as org:
+        ready, loaded = time.perf_counter() - began, time.perf_counter()
+        async with asyncpg.create_pool(dsn, min_size=1, max_size=1) as pool:
+            await bulk_events(pool, org.organization_id, count, start, span)
+        loaded = time.perf_counter() - loaded
+        exporting = {"server": stack.servers[0], "gateway": stack.gateways[0]}
+        cpu_before = {name: psutil.Process(p.pid).cpu_times() for name, p in exporting.items()}
+        rows, tokens, cost = 0, 0, decimal.Decimal(0)
+        took = time.perf_counter()
+        with RssSampler({name: p.pid for name, p in exporting.items()}) as sampler:
+            async with httpx.AsyncClient(base_url=stack.http_urls[0], timeout=120) as client, client.stream(
+                    "GET", "/v1/events:export", headers=headers(org.key)) as reply:
+                assert reply.status_code == 200
+                lines = reply.aiter_lines()
+                header = next(csv.reader([await anext(lines)]))
+                token_at, cost_at = header.index("input_tokens"), header.index("cost")
+                async for line in lines:
+                    if not line:
+                        continue
+                    cells = line.split(",")  # no field of these events needs quoting
+                    rows += 1
+                    tokens += int(cells[token_at])
+                    cost += decimal.Decimal(cells[cost_at])
+                    if rows == count // 10:
+                        sampler.mark()
+        took = time.perf_counter() - took
+        used = {name: sum(psutil.Process(p.pid).cpu_times()[:2]) - sum(cpu_before[name][:2])
+                for name, p in exporting.items()}
+        reply = await query_pb2_grpc.QueryServiceStub(org.channel).QueryUsage(query_pb2.QueryUsageRequest(
+            start_time=at(start), end_time=at(start + span), width="all"), metadata=org.auth)
+        [group] = reply.buckets[0].groups
+        assert (rows, tokens, cost) == (group.metrics.events, group.metrics.input_tokens,
+                                        decimal.Decimal(group.metrics.cost)) and rows == count
+        growth = {name: max(s[sampler.marked:]) - s[sampler.marked] for name, s in sampler.samples.items()}
+    print(f"\n{count:,} events: stack up in {ready:.1f} s, loaded in {loaded:.1f} s, exported as CSV in {took:.1f} s "
+          f"({count / took:,.0f} rows/s; CPU: server {used['server']:.1f} s, gateway {used['gateway']:.1f} s); "
+          f"{sampler.note()}; test {time.perf_counter() - began:.1f} s, {time.process_time() - cpu:.1f} s of CPU "
+          "in this process")
+    assert all(grew < 40 * 2**20 for grew in growth.values()), growth

@@ -157,18 +157,16 @@ async def test_price_change_in_the_middle_of_a_range(stubs, pstubs, new_org):
 async def test_a_million_micro_dollar_events_sum_to_exactly_one_dollar():
     """Through the real writer, in big batches, in a database of its own (dropped
     afterwards, so the other tests never scan a million rows)."""
-    admin = services.postgres_admin_dsn()
-    dsn = await services.create_test_database(admin)
-    server = MeteringServer(dsn, "127.0.0.1:0", MASTER_KEY, pool_size=4)
-    try:
-        await server.start()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            await _a_million_events(server, PriceStubs(
-                prices_pb2_grpc.PriceServiceStub(channel), prices_pb2_grpc.CostServiceStub(channel),
-                query_pb2_grpc.QueryServiceStub(channel)))
-    finally:
-        await server.stop(grace=1)
-        await services.drop_test_database(admin, dsn)
+    async with services.own_database() as dsn:
+        server = MeteringServer(dsn, "127.0.0.1:0", MASTER_KEY, pool_size=4)
+        try:
+            await server.start()
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                await _a_million_events(server, PriceStubs(
+                    prices_pb2_grpc.PriceServiceStub(channel), prices_pb2_grpc.CostServiceStub(channel),
+                    query_pb2_grpc.QueryServiceStub(channel)))
+        finally:
+            await server.stop(grace=1)
 
 
 async def _a_million_events(server: MeteringServer, stubs: PriceStubs) -> None:
