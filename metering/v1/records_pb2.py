@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from metering.v1 import event_pb2 as metering_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19metering/v1/records.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17metering/v1/event.proto\"7\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xc6\x02\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bproject_ids\x18\x06 \x03(\t\x12\x10\n\x08user_ids\x18\x07 \x03(\t\x12\x13\n\x0b\x61pi_key_ids\x18\x08 \x03(\t\x12\x12\n\nclient_ids\x18\t \x03(\t\x12\x0e\n\x06models\x18\n \x03(\t\x12\r\n\x05kinds\x18\x0b \x03(\t\x12\x16\n\x0einclude_voided\x18\x0c \x01(\x08\x12\x17\n\x0finclude_payload\x18\r \x01(\x08\"V\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"}\n\x12UpdateEventRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.metering.v1.UsageEvent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x10VoidEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xb5\x03\n\rRecordService\x12`\n\x08GetEvent\x12\x1c.metering.v1.GetEventRequest\x1a\x17.metering.v1.UsageEvent\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/events/{event_id}\x12\x61\n\nListEvents\x12\x1e.metering.v1.ListEventsRequest\x1a\x1f.metering.v1.ListEventsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/events\x12s\n\x0bUpdateEvent\x12\x1f.metering.v1.UpdateEventRequest\x1a\x17.metering.v1.UsageEvent\"*\x82\xd3\xe4\x93\x02$2\x1b/v1/events/{event.event_id}:\x05\x65vent\x12j\n\tVoidEvent\x12\x1d.metering.v1.VoidEventRequest\x1a\x17.metering.v1.UsageEvent\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/events/{event_id}:void:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19metering/v1/records.proto\x12\x0bmetering.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17metering/v1/event.proto\"7\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\">\n\x16GetEventHistoryRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"K\n\x0c\x45ventHistory\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12)\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x18.metering.v1.EventChange\"\xa4\x02\n\x0b\x45ventChange\x12/\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1f.metering.v1.EventChange.Action\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12(\n\x06\x66ields\x18\x05 \x03(\x0b\x32\x18.metering.v1.FieldChange\"q\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TION_RECORDED\x10\x01\x12\x12\n\x0e\x41\x43TION_UPDATED\x10\x02\x12\x11\n\rACTION_VOIDED\x10\x03\x12\x13\n\x0f\x41\x43TION_REPRICED\x10\x04\"Z\n\x0b\x46ieldChange\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x06\x62\x65\x66ore\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x61\x66ter\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07_beforeB\x08\n\x06_after\"\xc6\x02\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bproject_ids\x18\x06 \x03(\t\x12\x10\n\x08user_ids\x18\x07 \x03(\t\x12\x13\n\x0b\x61pi_key_ids\x18\x08 \x03(\t\x12\x12\n\nclient_ids\x18\t \x03(\t\x12\x0e\n\x06models\x18\n \x03(\t\x12\r\n\x05kinds\x18\x0b \x03(\t\x12\x16\n\x0einclude_voided\x18\x0c \x01(\x08\x12\x17\n\x0finclude_payload\x18\r \x01(\x08\"V\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"}\n\x12UpdateEventRequest\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.metering.v1.UsageEvent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0e\n\x06reason\x18\x03 \x01(\t\"4\n\x10VoidEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xaf\x04\n\rRecordService\x12`\n\x08GetEvent\x12\x1c.metering.v1.GetEventRequest\x1a\x17.metering.v1.UsageEvent\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/events/{event_id}\x12x\n\x0fGetEventHistory\x12#.metering.v1.GetEventHistoryRequest\x1a\x19.metering.v1.EventHistory\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/events/{event_id}/history\x12\x61\n\nListEvents\x12\x1e.metering.v1.ListEventsRequest\x1a\x1f.metering.v1.ListEventsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/events\x12s\n\x0bUpdateEvent\x12\x1f.metering.v1.UpdateEventRequest\x1a\x17.metering.v1.UsageEvent\"*\x82\xd3\xe4\x93\x02$2\x1b/v1/events/{event.event_id}:\x05\x65vent\x12j\n\tVoidEvent\x12\x1d.metering.v1.VoidEventRequest\x1a\x17.metering.v1.UsageEvent\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/events/{event_id}:void:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDSERVICE'].methods_by_name['GetEvent']._loaded_options = None
   _globals['_RECORDSERVICE'].methods_by_name['GetEvent']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/events/{event_id}'
+  _globals['_RECORDSERVICE'].methods_by_name['GetEventHistory']._loaded_options = None
+  _globals['_RECORDSERVICE'].methods_by_name['GetEventHistory']._serialized_options = b'\202\323\344\223\002\037\022\035/v1/events/{event_id}/history'
   _globals['_RECORDSERVICE'].methods_by_name['ListEvents']._loaded_options = None
   _globals['_RECORDSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/events'
   _globals['_RECORDSERVICE'].methods_by_name['UpdateEvent']._loaded_options = None
@@ -45,14 +47,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDSERVICE'].methods_by_name['VoidEvent']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/events/{event_id}:void:\001*'
   _globals['_GETEVENTREQUEST']._serialized_start=164
   _globals['_GETEVENTREQUEST']._serialized_end=219
-  _globals['_LISTEVENTSREQUEST']._serialized_start=222
-  _globals['_LISTEVENTSREQUEST']._serialized_end=548
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=550
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=636
-  _globals['_UPDATEEVENTREQUEST']._serialized_start=638
-  _globals['_UPDATEEVENTREQUEST']._serialized_end=763
-  _globals['_VOIDEVENTREQUEST']._serialized_start=765
-  _globals['_VOIDEVENTREQUEST']._serialized_end=817
-  _globals['_RECORDSERVICE']._serialized_start=820
-  _globals['_RECORDSERVICE']._serialized_end=1257
+  _globals['_GETEVENTHISTORYREQUEST']._serialized_start=221
+  _globals['_GETEVENTHISTORYREQUEST']._serialized_end=283
+  _globals['_EVENTHISTORY']._serialized_start=285
+  _globals['_EVENTHISTORY']._serialized_end=360
+  _globals['_EVENTCHANGE']._serialized_start=363
+  _globals['_EVENTCHANGE']._serialized_end=655
+  _globals['_EVENTCHANGE_ACTION']._serialized_start=542
+  _globals['_EVENTCHANGE_ACTION']._serialized_end=655
+  _globals['_FIELDCHANGE']._serialized_start=657
+  _globals['_FIELDCHANGE']._serialized_end=747
+  _globals['_LISTEVENTSREQUEST']._serialized_start=750
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1076
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1078
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1164
+  _globals['_UPDATEEVENTREQUEST']._serialized_start=1166
+  _globals['_UPDATEEVENTREQUEST']._serialized_end=1291
+  _globals['_VOIDEVENTREQUEST']._serialized_start=1293
+  _globals['_VOIDEVENTREQUEST']._serialized_end=1345
+  _globals['_RECORDSERVICE']._serialized_start=1348
+  _globals['_RECORDSERVICE']._serialized_end=1907
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from metering.v1 import event_pb2 as _event_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -19,6 +20,58 @@ class GetEventRequest(_message.Message):
     event_id: str
     request_id: str
     def __init__(self, event_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetEventHistoryRequest(_message.Message):
+    __slots__ = ("event_id", "request_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    request_id: str
+    def __init__(self, event_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class EventHistory(_message.Message):
+    __slots__ = ("event_id", "changes")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    changes: _containers.RepeatedCompositeFieldContainer[EventChange]
+    def __init__(self, event_id: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[EventChange, _Mapping]]] = ...) -> None: ...
+
+class EventChange(_message.Message):
+    __slots__ = ("action", "time", "actor", "reason", "fields")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[EventChange.Action]
+        ACTION_RECORDED: _ClassVar[EventChange.Action]
+        ACTION_UPDATED: _ClassVar[EventChange.Action]
+        ACTION_VOIDED: _ClassVar[EventChange.Action]
+        ACTION_REPRICED: _ClassVar[EventChange.Action]
+    ACTION_UNSPECIFIED: EventChange.Action
+    ACTION_RECORDED: EventChange.Action
+    ACTION_UPDATED: EventChange.Action
+    ACTION_VOIDED: EventChange.Action
+    ACTION_REPRICED: EventChange.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    action: EventChange.Action
+    time: _timestamp_pb2.Timestamp
+    actor: str
+    reason: str
+    fields: _containers.RepeatedCompositeFieldContainer[FieldChange]
+    def __init__(self, action: _Optional[_Union[EventChange.Action, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldChange, _Mapping]]] = ...) -> None: ...
+
+class FieldChange(_message.Message):
+    __slots__ = ("field", "before", "after")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    before: str
+    after: str
+    def __init__(self, field: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "skip", "start_time", "end_time", "project_ids", "user_ids", "api_key_ids", "client_ids", "models", "kinds", "include_voided", "include_payload")

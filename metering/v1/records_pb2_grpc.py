@@ -42,6 +42,11 @@ class RecordServiceStub:
                 request_serializer=metering_dot_v1_dot_records__pb2.GetEventRequest.SerializeToString,
                 response_deserializer=metering_dot_v1_dot_event__pb2.UsageEvent.FromString,
                 _registered_method=True)
+        self.GetEventHistory = channel.unary_unary(
+                '/metering.v1.RecordService/GetEventHistory',
+                request_serializer=metering_dot_v1_dot_records__pb2.GetEventHistoryRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_records__pb2.EventHistory.FromString,
+                _registered_method=True)
         self.ListEvents = channel.unary_unary(
                 '/metering.v1.RecordService/ListEvents',
                 request_serializer=metering_dot_v1_dot_records__pb2.ListEventsRequest.SerializeToString,
@@ -66,6 +71,18 @@ class RecordServiceServicer:
 
     def GetEvent(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventHistory(self, request, context):
+        """What happened to one event, oldest first: its recording, then every
+        adjustment (UpdateEvent), void (VoidEvent) and repricing
+        (PriceService.ApplyRepricing) of its audit trail, each with when, by whom,
+        why and the fields it changed, before and after. Read as GetEvent reads:
+        a member only its own events, a project key its project's; an event of
+        another organization, or past the retention, is NOT_FOUND.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -100,6 +117,11 @@ def add_RecordServiceServicer_to_server(servicer, server):
                     servicer.GetEvent,
                     request_deserializer=metering_dot_v1_dot_records__pb2.GetEventRequest.FromString,
                     response_serializer=metering_dot_v1_dot_event__pb2.UsageEvent.SerializeToString,
+            ),
+            'GetEventHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventHistory,
+                    request_deserializer=metering_dot_v1_dot_records__pb2.GetEventHistoryRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_records__pb2.EventHistory.SerializeToString,
             ),
             'ListEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEvents,
@@ -146,6 +168,33 @@ class RecordService:
             '/metering.v1.RecordService/GetEvent',
             metering_dot_v1_dot_records__pb2.GetEventRequest.SerializeToString,
             metering_dot_v1_dot_event__pb2.UsageEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/metering.v1.RecordService/GetEventHistory',
+            metering_dot_v1_dot_records__pb2.GetEventHistoryRequest.SerializeToString,
+            metering_dot_v1_dot_records__pb2.EventHistory.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""RecordService: get, list, update and void stored events."""
+"""RecordService: get, list, update and void stored events, and read an event's history."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ class RecordsServicer(records_pb2_grpc.RecordServiceServicer):
     async def GetEvent(self, request: records_pb2.GetEventRequest, context: Context) -> event_pb2.UsageEvent:
         principal = await caller(self.core, context)
         return await self.core.records.get(principal, request.event_id, request.request_id)
+
+    async def GetEventHistory(
+        self, request: records_pb2.GetEventHistoryRequest, context: Context
+    ) -> records_pb2.EventHistory:
+        principal = await caller(self.core, context)
+        return await self.core.records.history(principal, request.event_id, request.request_id)
 
     async def ListEvents(
         self, request: records_pb2.ListEventsRequest, context: Context

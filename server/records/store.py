@@ -1,4 +1,5 @@
-"""Stored events: read, list (AIP-158 pages), adjust and void, with an audit trail."""
+"""Stored events: read, list (AIP-158 pages), adjust and void, with an audit trail (read back as an
+event's history: server/records/history.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from server.core.principal import Principal
 from server.core.windows import window_start
 from server.ingest.validation import validate
 from server.ingest.writer import EventWriter
+from server.records.history import history
 from server.storage.db import q
 from server.storage.horizons import OUTSIDE_RETENTION, Horizon, Horizons
 
@@ -78,6 +80,12 @@ class Records:
         if row is None:
             raise NotFound(f"event {event_id or request_id!r} not found")
         return _retained(convert.event(row, principal.organization_id), horizon)
+
+    async def history(self, principal: Principal, event_id: str, request_id: str = "") -> records_pb2.EventHistory:
+        """The event's recording and audit trail, if the caller may read the event (as get)."""
+        event = await self.get(principal, event_id, request_id)
+        trail = await self.pool.fetch(q("event_history"), principal.org_id, uuid.UUID(event.event_id))
+        return history(event, trail)
 
     async def list(self, principal: Principal, req: records_pb2.ListEventsRequest) -> records_pb2.ListEventsResponse:
         size = req.page_size or DEFAULT_PAGE_SIZE

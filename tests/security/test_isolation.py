@@ -246,6 +246,8 @@ MATRIX: dict[str, tuple[Builder, set[str]]] = {
     "StreamEvents": (_const(lambda w: ingest_pb2.StreamEventsRequest(sequence=1, event=_event())), ALL),
     # records
     "GetEvent": (_const(lambda w: records_pb2.GetEventRequest(event_id=w.events["member_pa"])), {A, M, ME, P}),
+    "GetEventHistory": (_const(lambda w: records_pb2.GetEventHistoryRequest(event_id=w.events["member_pa"])),
+                        {A, M, ME, P}),
     "ListEvents": (_const(lambda w: records_pb2.ListEventsRequest(page_size=1000, include_voided=True)), ALL),
     "UpdateEvent": (_update, {A, M, P}),  # admins only; the project key is an admin of its project
     "VoidEvent": (_void, {A, M, P}),

@@ -60,6 +60,7 @@ ROUTES: dict[str, tuple[Target, set[str]]] = {
     "usage log void": (on_fresh("DELETE", "/usage/{event}"), {A, M, P}),
     "native list events": (fixed("GET", "/v1/events?page_size=1000"), ALL),
     "native get event": (fixed("GET", "/v1/events/{member_pa}"), {A, M, ME, P}),
+    "native event history": (fixed("GET", "/v1/events/{member_pa}/history"), {A, M, ME, P}),
     "native users": (fixed("GET", "/v1/users?organization={org_a}"), {A, M}),
     "native usage": (fixed("GET", "/v1/usage?width=all&group_by=model&start_time=2000-01-01T00:00:00Z"), ALL),
     "native whoami": (fixed("GET", "/v1/whoami"), ALL),

@@ -83,6 +83,12 @@ on conflict (org_id, ts, event_id) do update set
 update events set active = false, updated_at = now()
 where org_id = $1 and ts = $2 and event_id = $3;
 
+-- name: event_history
+-- $1 org, $2 event_id: its audit trail in the order it was written (index event_adjustments_event).
+select at, actor, action, reason, before, after from event_adjustments
+where org_id = $1 and event_id = $2
+order by adjustment_id;
+
 -- name: insert_adjustment
 insert into event_adjustments (org_id, event_id, ts, actor, action, reason, before, after)
 values ($1, $2, $3, $4, $5, $6, $7, $8);
