@@ -455,6 +455,7 @@ SERVER_NUL_CASES: list[tuple[str, str, Any, str]] = [
     ("records", "ListEvents", records_pb2.ListEventsRequest(user_ids=["\x00"]), "user_ids"),
     ("records", "ListEvents", records_pb2.ListEventsRequest(models=["m", "\x00"]), "models"),
     ("records", "GetEvent", records_pb2.GetEventRequest(request_id="r\x00"), "request_id"),
+    ("records", "GetEventHistory", records_pb2.GetEventHistoryRequest(request_id="r\x00"), "request_id"),
     ("records", "VoidEvent", records_pb2.VoidEventRequest(event_id="$EVENT", reason="\x00"), "reason"),
     ("records", "UpdateEvent", records_pb2.UpdateEventRequest(
         event=event_pb2.UsageEvent(event_id="$EVENT", units_used=3), reason="\x00"), "reason"),
