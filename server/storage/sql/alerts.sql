@@ -21,6 +21,13 @@ select pg_advisory_xact_lock(hashtextextended('metering.alerts:' || ($1::integer
 -- $1 org, $2 rule, $3 period_start: the thresholds' last transitions in that period.
 select threshold, state from alert_states where org_id = $1 and rule_id = $2 and period_start = $3;
 
+-- name: alert_states_of_org
+-- $1 org, $2 rules: the thresholds' last transitions of these rules, in the periods starting
+-- after $3 (every current period: a year is the longest) or at $4 (the key of total and
+-- rolling budgets).
+select rule_id, period_start, threshold, state from alert_states
+where org_id = $1 and rule_id = any($2::text[]) and (period_start > $3 or period_start = $4);
+
 -- name: put_alert_state
 insert into alert_states (org_id, rule_id, period_start, threshold, state, event_id)
 values ($1, $2, $3, $4, $5, $6)
