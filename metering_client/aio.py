@@ -187,39 +187,39 @@ class AsyncMeteringClient:
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def get_event(self, *, request_id: str = "", event_id: str = "",
-                        timeout: float = READ_TIMEOUT) -> event_pb2.UsageEvent:
-        stub = records_pb2_grpc.RecordServiceStub(self.channel)
+    async def _read(self, method: Any, request: Any, timeout: float) -> Any:
+        """One unary read; a gRPC error raised as the SDK's ApiError (NotFoundError, ...)."""
         try:
-            event: event_pb2.UsageEvent = await stub.GetEvent(
-                records_pb2.GetEventRequest(request_id=request_id, event_id=event_id),
-                timeout=timeout, metadata=self._metadata,
-            )
-            return event
+            return await method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise api_error(error) from None
+
+    async def get_event(self, *, request_id: str = "", event_id: str = "",
+                        timeout: float = READ_TIMEOUT) -> event_pb2.UsageEvent:
+        event: event_pb2.UsageEvent = await self._read(
+            records_pb2_grpc.RecordServiceStub(self.channel).GetEvent,
+            records_pb2.GetEventRequest(request_id=request_id, event_id=event_id), timeout)
+        return event
+
+    async def get_event_history(self, *, request_id: str = "", event_id: str = "",
+                                timeout: float = READ_TIMEOUT) -> records_pb2.EventHistory:
+        history: records_pb2.EventHistory = await self._read(
+            records_pb2_grpc.RecordServiceStub(self.channel).GetEventHistory,
+            records_pb2.GetEventHistoryRequest(request_id=request_id, event_id=event_id), timeout)
+        return history
 
     async def query_usage(self, request: query_pb2.QueryUsageRequest, *, timeout: float = READ_TIMEOUT
                           ) -> query_pb2.QueryUsageResponse:
-        stub = query_pb2_grpc.QueryServiceStub(self.channel)
-        try:
-            response: query_pb2.QueryUsageResponse = await stub.QueryUsage(request, timeout=timeout,
-                                                                           metadata=self._metadata)
-            return response
-        except grpc.RpcError as error:
-            raise api_error(error) from None
+        response: query_pb2.QueryUsageResponse = await self._read(
+            query_pb2_grpc.QueryServiceStub(self.channel).QueryUsage, request, timeout)
+        return response
 
     async def get_client_usage(self, client_id: str, *, recent_limit: int = 10, timeout: float = READ_TIMEOUT
                                ) -> query_pb2.ClientUsage:
-        stub = query_pb2_grpc.QueryServiceStub(self.channel)
-        try:
-            usage: query_pb2.ClientUsage = await stub.GetClientUsage(
-                query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent_limit),
-                timeout=timeout, metadata=self._metadata,
-            )
-            return usage
-        except grpc.RpcError as error:
-            raise api_error(error) from None
+        usage: query_pb2.ClientUsage = await self._read(
+            query_pb2_grpc.QueryServiceStub(self.channel).GetClientUsage,
+            query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent_limit), timeout)
+        return usage
 
     # -- spend control (metering_client/budgets.py) -------------------------------------------------
 

@@ -195,39 +195,42 @@ class MeteringClient:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def _read(self, method: Any, request: Any, timeout: float) -> Any:
+        """One unary read; a gRPC error raised as the SDK's ApiError (NotFoundError, ...)."""
+        try:
+            return method(request, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise api_error(error) from None
+
     def get_event(self, *, request_id: str = "", event_id: str = "",
                   timeout: float = READ_TIMEOUT) -> event_pb2.UsageEvent:
         """One stored event (with its payload), by request_id or event_id. Raises NotFoundError."""
-        try:
-            event: event_pb2.UsageEvent = self._records.GetEvent(
-                records_pb2.GetEventRequest(request_id=request_id, event_id=event_id),
-                timeout=timeout, metadata=self._metadata,
-            )
-            return event
-        except grpc.RpcError as error:
-            raise api_error(error) from None
+        event: event_pb2.UsageEvent = self._read(
+            self._records.GetEvent, records_pb2.GetEventRequest(request_id=request_id, event_id=event_id), timeout)
+        return event
+
+    def get_event_history(self, *, request_id: str = "", event_id: str = "",
+                          timeout: float = READ_TIMEOUT) -> records_pb2.EventHistory:
+        """RecordService.GetEventHistory: what happened to one event, oldest first (recorded, then each
+        update, void and repricing with its time, actor, reason and changed fields). Raises NotFoundError."""
+        history: records_pb2.EventHistory = self._read(
+            self._records.GetEventHistory,
+            records_pb2.GetEventHistoryRequest(request_id=request_id, event_id=event_id), timeout)
+        return history
 
     def query_usage(self, request: query_pb2.QueryUsageRequest, *, timeout: float = READ_TIMEOUT
                     ) -> query_pb2.QueryUsageResponse:
         """QueryService.QueryUsage: usage in time buckets, filtered and grouped (one page)."""
-        try:
-            response: query_pb2.QueryUsageResponse = self._query.QueryUsage(request, timeout=timeout,
-                                                                            metadata=self._metadata)
-            return response
-        except grpc.RpcError as error:
-            raise api_error(error) from None
+        response: query_pb2.QueryUsageResponse = self._read(self._query.QueryUsage, request, timeout)
+        return response
 
     def get_client_usage(self, client_id: str, *, recent_limit: int = 10, timeout: float = READ_TIMEOUT
                          ) -> query_pb2.ClientUsage:
         """QueryService.GetClientUsage: one client's totals, per-model usage and recent requests."""
-        try:
-            usage: query_pb2.ClientUsage = self._query.GetClientUsage(
-                query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent_limit),
-                timeout=timeout, metadata=self._metadata,
-            )
-            return usage
-        except grpc.RpcError as error:
-            raise api_error(error) from None
+        usage: query_pb2.ClientUsage = self._read(
+            self._query.GetClientUsage,
+            query_pb2.GetClientUsageRequest(client_id=client_id, recent_limit=recent_limit), timeout)
+        return usage
 
     def sync(self, timeout: float | None = None) -> None:
         """Like flush(), but never raises for rejected events: reads call this to see their own writes."""
