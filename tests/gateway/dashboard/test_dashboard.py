@@ -188,6 +188,27 @@ async def test_every_view_draws(page, live_gateway, usage: Usage, tmp_path):
     await page.click("#events-table tbody tr >> nth=0")
     await page.wait_for_selector("#event-card")
     assert "Event " in await page.inner_text("#event-card h2")
+    # An event recorded, adjusted and voided: its history lists the three, in order, with what changed.
+    async with httpx.AsyncClient(base_url=live_gateway, headers=usage.admin) as client:
+        recorded = await client.post("/v1/events", json={
+            "request_id": f"trail-{dt.datetime.now().timestamp()}", "kind": "completions", "model": "gpt-4o",
+            "input_tokens": 10})
+        event_id = recorded.json()["event_id"]
+        adjusted = await client.patch(f"/v1/events/{event_id}", params={"reason": "corrected"},
+                                      json={"input_tokens": 12})
+        voided = await client.post(f"/v1/events/{event_id}:void", json={"reason": "a test call"})
+        assert (adjusted.status_code, voided.status_code) == (200, 200), (adjusted.text, voided.text)
+        key_id = (await client.get("/v1/whoami")).json()["api_key_id"]
+    await page.evaluate(f"location.hash = 'events?voided=1&event={event_id}'")
+    await page.wait_for_selector(f"#event-card:has(h2:has-text('{event_id}')) #event-history")
+    rows = await page.locator("#event-history tbody tr").all()
+    assert [await row.get_attribute("data-action") for row in rows] == ["recorded", "updated", "voided"]
+    cells = [await row.locator("td").all_inner_texts() for row in rows]
+    assert [c[1:] for c in cells] == [["recorded", "", "", ""],
+                                      ["updated", key_id, "corrected", "input_tokens: 10 → 12"],
+                                      ["voided", key_id, "a test call", "active: true → false"]]
+    assert [c[0] for c in cells] == sorted(c[0] for c in cells)  # times in the page's zone, oldest first
+    await page.screenshot(path=str(tmp_path / "event.png"), full_page=True)
 
 
 async def test_download_csv_equals_the_api(page, live_gateway, usage: Usage, http):

@@ -1,6 +1,7 @@
 // Events: RecordService.ListEvents (GET /v1/events) searched by model, kind, project, user and time,
-// page by page (the page tokens kept for "previous"); one event (GetEvent) with its payloads and what
-// its record says of changes (updated_at, voided).
+// page by page (the page tokens kept for "previous"); one event (GetEvent) with its payloads, what its
+// record says (updated_at, voided) and its history (GetEventHistory: recorded, then each update, void
+// and repricing with its time, actor, reason and the fields it changed).
 import { api, download, hasRoute } from "./api.js";
 import { el, errorBox, input, num, table } from "./dom.js";
 import { time } from "./zone.js";
@@ -55,7 +56,9 @@ export async function render(root, params, ctx) {
 
 async function showEvent(box, id, zone, ctx) {
   try {
-    const e = await api("GET", `/v1/events/${encodeURIComponent(id)}`);
+    const path = `/v1/events/${encodeURIComponent(id)}`;
+    const [e, history] = await Promise.all([api("GET", path),
+      hasRoute("GET", "/v1/events/{event_id}/history").then((served) => (served ? api("GET", `${path}/history`) : null))]);
     const fields = Object.entries(e).filter(([k, v]) => !PAYLOADS.includes(k) && v !== "" && v !== 0 && v !== false
       && !(typeof v === "object" && v !== null && !Object.keys(v).length));
     const trail = [["received", time(e.received_at, zone)], ["last changed", e.updated_at !== e.received_at ? time(e.updated_at, zone) : "never"],
@@ -63,6 +66,7 @@ async function showEvent(box, id, zone, ctx) {
     box.replaceChildren(el("div", { class: "card", id: "event-card" },
       el("h2", {}, `Event ${e.event_id}`),
       table("event-trail", ["Record", ""], trail),
+      history && [el("h2", {}, "History"), historyTable(history, zone)],
       el("h2", {}, "Fields"),
       table("event-fields", ["Field", "Value"], fields.map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)])),
       PAYLOADS.filter((k) => e[k]).map((k) => [el("h2", {}, k), el("pre", {}, pretty(e[k]))])));
@@ -70,6 +74,18 @@ async function showEvent(box, id, zone, ctx) {
     ctx.loggedOut(err);
     box.replaceChildren(errorBox(err));
   }
+}
+
+// One row per change, oldest first: when, what, by whom, why, and each field before -> after.
+function historyTable(history, zone) {
+  const value = (v) => (v === undefined || v === null ? "unset" : v === "" ? '""' : v);
+  const rows = history.changes.map((c) => {
+    const action = c.action.replace(/^ACTION_/, "").toLowerCase();
+    return el("tr", { "data-action": action },
+      el("td", {}, time(c.time, zone)), el("td", {}, action), el("td", {}, c.actor), el("td", {}, c.reason),
+      el("td", {}, c.fields.map((f) => el("div", { class: "change" }, `${f.field}: ${value(f.before)} → ${value(f.after)}`))));
+  });
+  return table("event-history", [`Time (${zone})`, "What", "By", "Reason", "Changed"], rows);
 }
 
 function pretty(text) {
