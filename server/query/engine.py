@@ -47,7 +47,7 @@ from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
 from server.core.money import EXACT
 from server.core.principal import Principal
-from server.core.windows import WINDOW
+from server.core.windows import WINDOW, ceil_to
 from server.query import prefixes
 from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import Stamp, bucket_etags, page_etag
@@ -249,7 +249,8 @@ class QueryEngine:
         kept the answer of a bucket under the etag it finds here has that bucket's answer
         as of this statement's snapshot."""
         edges = bucket_edges(spec.start, spec.end, spec.width, parse_zone(spec.time_zone), MAX_BUCKETS)
-        state = await self.pool.fetchrow(q("query_state"), principal.org_id, edges[0], edges[-1])
+        state = await self.pool.fetchrow(q("query_state"), principal.org_id, edges[0], edges[-1],
+                                         ceil_to(edges[-1], WINDOW))
         if state is None:
             raise RuntimeError("query_state returned no row")
         return bucket_etags(principal, _shape(spec), edges, [r["window_start"] for r in _marks(state)], _stamps(state))
@@ -258,7 +259,8 @@ class QueryEngine:
                          known_etags: Collection[str], kept: Callable[[str], bytes | None], wide: bool) -> UsageResult:
         """aggregate() in one snapshot; wide: counters summed in numeric (server/query/sql.py)."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            fresh = await conn.fetchrow(q("query_state"), principal.org_id, edges[0], edges[-1])
+            fresh = await conn.fetchrow(q("query_state"), principal.org_id, edges[0], edges[-1],
+                                        ceil_to(edges[-1], WINDOW))
             if fresh is None:
                 raise RuntimeError("query_state returned no row")
             marks, stamps = _marks(fresh), _stamps(fresh)
@@ -272,7 +274,10 @@ class QueryEngine:
             known = [bool(e) and e in wanted for e in etags]
             found = [kept(e) if e and not skip else None for e, skip in zip(etags, known, strict=True)]
             todo = [i for i, skip in enumerate(known) if not skip and found[i] is None]
-            groups = await self._read(conn, principal, spec, edges, todo, marks, stamps, wide) if todo else {}
+            # No event after the end in its window (a range up to now): read to the window's end,
+            # the same sums, so the window comes from its rollup and tail rather than raw.
+            reach = [*edges[:-1], ceil_to(edges[-1], WINDOW)] if fresh["end_clear"] else edges
+            groups = await self._read(conn, principal, spec, reach, todo, marks, stamps, wide) if todo else {}
         return UsageResult(_buckets(edges, groups, etags, known, found), freshness, next_start, etag)
 
     async def _read(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec, edges: list[dt.datetime],

@@ -78,3 +78,28 @@ async def test_the_clean_past_of_a_month_is_kept_while_today_is_written(stubs, n
     assert totals(await engine.aggregate(admin, spec)) == expected
     await settle(db, org.organization_id, DAY + 9 * D)
     assert totals(await engine.aggregate(admin, spec)) == expected
+
+
+async def test_a_range_ending_inside_a_window_is_exact_read_to_the_window_end_or_not(stubs, new_org, db, pool):
+    """A range ending inside a 15-minute window with no event after its end there (a query up
+    to now) is read to the window's end (its rollup and tail); with one, the window is read
+    raw (server/storage/sql/query.sql, end_clear). Both give exactly the events before the end."""
+    org = await new_org()
+    number = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
+    admin = Principal(org_id=number, organization_id=org.organization_id, role="admin")
+    engine = QueryEngine(pool)
+    noon = DAY + 12 * H
+    minute = dt.timedelta(minutes=1)
+    await record(stubs, org.auth, ev(1, noon + 5 * minute, model="a", input_tokens=5),
+                 ev(2, noon + 20 * minute, model="a", input_tokens=7))
+    await settle(db, org.organization_id, DAY)
+    await record(stubs, org.auth, ev(3, noon + 8 * minute, model="a", input_tokens=11))  # appended: a tail
+
+    def spec(end: dt.datetime):
+        return make_spec(DAY, end, width="1d", group_by=["model"])
+    assert totals(await engine.aggregate(admin, spec(noon + 10 * minute))) == {"a": (2, 16, Decimal(0))}
+    assert totals(await engine.aggregate(admin, spec(noon + 7 * minute))) == {"a": (1, 5, Decimal(0))}
+    assert totals(await engine.aggregate(admin, spec(noon + 25 * minute))) == {"a": (3, 23, Decimal(0))}
+    await settle(db, org.organization_id, DAY)
+    assert totals(await engine.aggregate(admin, spec(noon + 10 * minute))) == {"a": (2, 16, Decimal(0))}
+    assert totals(await engine.aggregate(admin, spec(noon + 6 * minute))) == {"a": (1, 5, Decimal(0))}
