@@ -202,7 +202,11 @@ async def _sampling(probe: Probe, load: Load, settings: Settings, samples: list[
         n += 1
 
 
-async def soak(settings: Settings, out: Callable[[str], None] = print) -> dict[str, Any]:
+def say(line: str) -> None:
+    print(line, flush=True)  # a line a minute, seen as it comes when the output goes to a file
+
+
+async def soak(settings: Settings, out: Callable[[str], None] = say) -> dict[str, Any]:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="metering-soak-"))
     pg = EmbeddedPostgres(tmp)
     redis = PrivateRedis()
