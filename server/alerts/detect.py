@@ -3,8 +3,9 @@
 For one rule (a budget), detection
 
 0. reads the rule's usage and compares it with its states without any lock (all rules of
-   the organization at once, their states in one statement): a rule whose states already
-   follow the reading is done; only one that moved goes on;
+   the organization at once: one grouped engine reading per distinct period,
+   server/budgets/usage.py read_many, and their states in one statement): a rule whose
+   states already follow the reading is done; only one that moved goes on;
 1. takes the rule's advisory lock (lock_alert_rule, held to its commit), so detections of
    one rule are serialized across processes and replicas;
 2. reads the budget as it is now, then its period's usage from the one query engine, as a
@@ -34,7 +35,7 @@ from asyncpg.pool import PoolConnectionProxy
 from server.alerts.events import payload
 from server.alerts.rules import EPOCH, Transition, period_key, transitions
 from server.budgets.budget import Budget, from_row
-from server.budgets.usage import Reading, read
+from server.budgets.usage import Reading, read, read_many
 from server.core.principal import Principal
 from server.query.engine import QueryEngine
 from server.storage.db import q
@@ -84,12 +85,16 @@ class Detector:
         for r in states:
             known.setdefault((r["rule_id"], r["period_start"]), {})[r["threshold"]] = r["state"]
 
+        readings = await read_many(self.engine, org, rules, now)
+
         async def look(budget: Budget) -> int:
             """Read without the lock first: a rule whose states already follow its reading (the
-            common case: nothing crossed) costs the engine's reading alone; one that moved is
-            read again and written under the lock (rule)."""
-            async with self._reads:
-                reading = await read(self.engine, org, budget, now)
+            common case: nothing crossed) costs its share of one grouped reading; one that moved
+            is read again and written under the lock (rule)."""
+            reading = readings.get(budget.budget_id)
+            if reading is None:
+                async with self._reads:
+                    reading = await read(self.engine, org, budget, now)
             if not transitions(reading, known.get((budget.budget_id, period_key(reading)), {})):
                 return 0
             return await self.rule(org, budget.budget_id)
