@@ -390,7 +390,7 @@ class QueryEngine:
         if not sources:
             return []
         values["tails"] = tails
-        narrow = "tails" in sources and await self._narrow(conn, principal.org_id, values, spec)
+        narrow = sources != {"raw"} and await self._narrow(conn, principal.org_id, values, spec)
         return await usage_rows(conn, sources, frozenset(spec.metrics) or None,
                                 [values[name] for name in parameters(sources)], wide, narrow)
 

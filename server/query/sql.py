@@ -102,7 +102,8 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
     (server.query.engine.METRICS; None: all); the others are read from no table, summed by no
     aggregate and come back as 0 or null (the extra counters: null). The counters are summed
     in bigint, or with `wide` in numeric, with the values of the rollup rows kept wide.
-    narrow: the query selects few series (NARROW_FIELDS, NARROW_SERIES): its tails are read by series."""
+    narrow: the query selects few series (NARROW_FIELDS, NARROW_SERIES): its rollup rows and
+    tails are read by series."""
     if not sources or not sources <= set(SOURCES):
         raise ValueError(f"sources: a non-empty subset of {SOURCES}, not {sorted(sources)}")
     asked = set(COLUMNS) if metrics is None else {"events", *(_METRIC_COLUMN.get(m, m) for m in metrics)}
@@ -126,14 +127,17 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
             continue
         ranges = f"unnest({n[source + '_lo']}::timestamptz[], {n[source + '_hi']}::timestamptz[]) as q(lo, hi)"
         in_range = f"r.org_id = {n['org']} and r.window_start >= q.lo and r.window_start < q.hi offset 0"
+        # a narrow query's own series' rows only (migrations/0019_rollups_by_series.sql)
+        own = (f"r.org_id = {n['org']} and r.series_id = any(array(select series_id from s)) "
+               f"and r.window_start >= q.lo and r.window_start < q.hi offset 0") if narrow else in_range
         parts.append(f"""
     select {bucket} as bucket, r.*
     from {ranges}
-    cross join lateral (select window_start, series_id, {read_rollup} from {table} r where {in_range}) r""")
+    cross join lateral (select window_start, series_id, {read_rollup} from {table} r where {own}) r""")
         counter_parts.append(f"""
     select {bucket} as bucket, r.series_id, r.name, r.value
     from {ranges}
-    cross join lateral (select r.window_start, r.series_id, r.name, r.value from {counters} r where {in_range}) r""")
+    cross join lateral (select r.window_start, r.series_id, r.name, r.value from {counters} r where {own}) r""")
         held.append(f"select r.series_id from {ranges} cross join lateral (select r.series_id from {table} r "
                     f"where {in_range}) r")
     events: list[str] = []  # sources of events: (alias e, all columns)
@@ -157,10 +161,17 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
         else:
             # a few series' (a budget's user, key or project): the (mark, series) pairs in the
             # marks' index (migrations/0017_events_by_series.sql), only their own events, not
-            # every event appended to the organization since the last rollup pass
+            # every event appended to the organization since the last rollup pass. One index
+            # scan per mark: with both lists as arrays in one scan, a planner whose statistics
+            # lag the appends (no analyze since) scanned the organization's whole index and
+            # filtered 118,000 rows (36-85 ms); mark by mark, 4-20 ms.
             events.append(f"""
-        select e.* from events e
-        where {tails} and e.series_id = any(array(select series_id from s))""")
+        select e.* from unnest({n['tails']}::bigint[]) as m(id)
+        cross join lateral (
+            select e.* from events e
+            where e.org_id = {n['org']} and e.mark_id = m.id and e.series_id = any(array(select series_id from s))
+              and e.active offset 0
+        ) e""")
         held.append(f"select e.series_id from events e where {tails}")
     if events:
         read = "\n        union all".join(events)
