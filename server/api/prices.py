@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
 
 from metering.v1 import prices_pb2, prices_pb2_grpc
 from server.api.context import Context, Core, caller, in_organization
 from server.api.query import freshness_pb
 from server.core import convert
-from server.core.errors import InvalidArgument, PermissionDenied
+from server.core.errors import InvalidArgument, PermissionDenied, refuse_nul
 from server.core.principal import Principal
 from server.costs.report import CostQuery
 from server.costs.reprice import Report, Repricer, make_spec
@@ -108,6 +109,8 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         self, request: prices_pb2.ListPriceVersionsRequest, context: Context
     ) -> prices_pb2.ListPriceVersionsResponse:
         p = await self._reader(context, request.organization)
+        for name in ("provider", "model", "currency"):
+            refuse_nul(name, getattr(request, name))
         found = await self.book.list(
             p.org_id, provider=request.provider or None, model=request.model or None,
             currency=request.currency.lower() or None, at=_time(request.at, request.HasField("at")),
@@ -128,6 +131,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         self, request: prices_pb2.PreviewRepricingRequest, context: Context
     ) -> prices_pb2.RepricingReport:
         p = await self._admin(context, request.organization)
+        _refuse_nul_lists(request, "models", "providers", "versions")
         spec = make_spec(_time(request.start_time, request.HasField("start_time")),
                          _time(request.end_time, request.HasField("end_time")),
                          request.models, request.providers, request.versions)
@@ -137,6 +141,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         self, request: prices_pb2.ApplyRepricingRequest, context: Context
     ) -> prices_pb2.RepricingReport:
         p = await self._admin(context, request.organization)
+        _refuse_nul_lists(request, "models", "providers", "versions")
         spec = make_spec(_time(request.start_time, request.HasField("start_time")),
                          _time(request.end_time, request.HasField("end_time")),
                          request.models, request.providers, request.versions)
@@ -147,6 +152,7 @@ class PriceServicer(prices_pb2_grpc.PriceServiceServicer):
         self, request: prices_pb2.ListUnpricedEventsRequest, context: Context
     ) -> prices_pb2.ListUnpricedEventsResponse:
         p = await caller(self.core, context)
+        _refuse_nul_lists(request, "models")
         found = await list_unpriced(
             self.book.pool, self.pricer, p, _time(request.start_time, request.HasField("start_time")),
             _time(request.end_time, request.HasField("end_time")), request.models, request.page_size,
@@ -167,6 +173,7 @@ class CostServicer(prices_pb2_grpc.CostServiceServicer):
         self, request: prices_pb2.GetCostsRequest, context: Context
     ) -> prices_pb2.GetCostsResponse:
         p = await caller(self.core, context)
+        _refuse_nul_lists(request, "project_ids", "api_key_ids", "user_ids", "models")
         found = await self.query.costs(
             p, _time(request.start_time, request.HasField("start_time")),
             _time(request.end_time, request.HasField("end_time")), width=request.bucket_width,
@@ -193,3 +200,9 @@ class CostServicer(prices_pb2_grpc.CostServiceServicer):
         return prices_pb2.GetCostsResponse(
             buckets=buckets, next_page_token=found.next_page_token, freshness=freshness_pb(found.freshness),
         )
+
+
+def _refuse_nul_lists(request: Message, *names: str) -> None:
+    """The repeated text filters of `request`, refused with a NUL (server/core/errors.py)."""
+    for name in names:
+        refuse_nul(name, *getattr(request, name))

@@ -28,6 +28,13 @@ class InvalidArgument(MeteringError):
         self.description = message
 
 
+def refuse_nul(field: str, *values: str) -> None:
+    """Postgres text cannot hold NUL, so no stored value has one: refused naming the field,
+    before any statement sees it."""
+    if "\x00" in "".join(values):
+        raise InvalidArgument(field, "contains a NUL character")
+
+
 class OutOfRange(MeteringError):
     """A value the wire cannot carry (a usage sum above the int64 of its field). `field`
     names the metric; the message says where and the exact value."""

@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from metering import page_token as tokens
 from metering.v1 import event_pb2, records_pb2
 from server.core import convert
-from server.core.errors import InvalidArgument, NotFound, PermissionDenied
+from server.core.errors import InvalidArgument, NotFound, PermissionDenied, refuse_nul
 from server.core.events import EPOCH, PAYLOAD_FIELDS, uuid_millis
 from server.core.principal import Principal
 from server.core.windows import window_start
@@ -60,7 +60,7 @@ class Records:
             except (ValueError, OverflowError):
                 raise NotFound(f"event {event_id[:64]!r} not found") from None
         if request_id:
-            _no_nul("request_id", request_id)
+            refuse_nul("request_id", request_id)
             found: uuid.UUID | None = await self.pool.fetchval(q("event_by_request_id"), principal.org_id, request_id)
             if found is None or eid not in (None, found):
                 also = f" and id {event_id[:64]!r}" if eid else ""
@@ -98,7 +98,7 @@ class Records:
         filters = [list(getattr(req, f)) or None for f in LIST_FILTERS]
         for name, values in zip(LIST_FILTERS, filters, strict=True):
             if values:
-                _no_nul(name, *values)
+                refuse_nul(name, *values)
         digest = tokens.request_digest(start and start.isoformat(), end and end.isoformat(), filters,
                                        req.include_voided, principal.read_scope(), principal.org_id)
         after_ts, after_id = after_event(req.page_token, digest) if req.page_token else (None, None)
@@ -123,7 +123,7 @@ class Records:
         self, principal: Principal, patch: event_pb2.UsageEvent, paths: Sequence[str], reason: str
     ) -> event_pb2.UsageEvent:
         _require_admin(principal)
-        _no_nul("reason", reason)
+        refuse_nul("reason", reason)
         if not paths:
             raise InvalidArgument("update_mask", "name at least one field to change", reason="REQUIRED")
         for path in paths:
@@ -185,7 +185,7 @@ class Records:
 
     async def void(self, principal: Principal, event_id: str, reason: str) -> event_pb2.UsageEvent:
         _require_admin(principal)
-        _no_nul("reason", reason)
+        refuse_nul("reason", reason)
         current = await self.get(principal, event_id)
         eid = uuid.UUID(current.event_id)
         ts = current.timestamp.ToDatetime(dt.UTC)
@@ -236,12 +236,6 @@ def _audit_json(msg: event_pb2.UsageEvent) -> dict[str, Any]:
     for name in PAYLOAD_FIELDS[1:]:  # keep the audit row small; payloads are not money
         trimmed.ClearField(name)
     return json_format.MessageToDict(trimmed, preserving_proto_field_name=True)
-
-
-def _no_nul(field: str, *values: str) -> None:
-    """Postgres text cannot hold NUL: refused here, naming the field, before any statement sees it."""
-    if "\x00" in "".join(values):
-        raise InvalidArgument(field, "contains a NUL character")
 
 
 def _has_presence(name: str) -> bool:

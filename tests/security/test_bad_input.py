@@ -26,7 +26,16 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from metering.v1 import admin_pb2, event_pb2, ingest_pb2, query_pb2, query_pb2_grpc, records_pb2
+from metering.v1 import (
+    admin_pb2,
+    event_pb2,
+    ingest_pb2,
+    prices_pb2,
+    prices_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    records_pb2,
+)
 from server.runtime.app import MeteringServer
 from server.tenants.credentials import random_text
 from tests.conftest import MASTER, Stubs, bearer
@@ -465,6 +474,12 @@ SERVER_NUL_CASES: list[tuple[str, str, Any, str]] = [
     ("admin", "CreateApiKey", admin_pb2.CreateApiKeyRequest(user_id="\x00"), "user_id"),
     ("admin", "CreateApiKey", admin_pb2.CreateApiKeyRequest(name="\x00"), "name"),
     ("admin", "RevokeApiKey", admin_pb2.RevokeApiKeyRequest(api_key_id="\x00"), "api_key_id"),
+    ("prices", "ListPriceVersions", prices_pb2.ListPriceVersionsRequest(model="\x00"), "model"),
+    ("prices", "ListPriceVersions", prices_pb2.ListPriceVersionsRequest(provider="p\x00"), "provider"),
+    ("prices", "PreviewRepricing", prices_pb2.PreviewRepricingRequest(models=["m", "\x00"]), "models"),
+    ("prices", "PreviewRepricing", prices_pb2.PreviewRepricingRequest(providers=["\x00"]), "providers"),
+    ("prices", "ListUnpricedEvents", prices_pb2.ListUnpricedEventsRequest(models=["\x00"]), "models"),
+    ("costs", "GetCosts", prices_pb2.GetCostsRequest(models=["\x00"]), "models"),
 ]
 
 
@@ -483,9 +498,12 @@ async def test_the_server_refuses_nul_before_any_sql(
     if message.DESCRIPTOR.name == "UpdateEventRequest":
         message.event.event_id = world.event_id
         message.update_mask.paths.append("units_used")
-    if message.DESCRIPTOR.name == "QueryUsageRequest":
+    if message.DESCRIPTOR.name in ("QueryUsageRequest", "PreviewRepricingRequest", "ListUnpricedEventsRequest",
+                                   "GetCostsRequest"):
         message.start_time.seconds = 946684800
-    stub = {"query": query_pb2_grpc.QueryServiceStub(channel), "records": stubs.records, "admin": stubs.admin}[service]
+    stub = {"query": query_pb2_grpc.QueryServiceStub(channel), "records": stubs.records, "admin": stubs.admin,
+            "prices": prices_pb2_grpc.PriceServiceStub(channel),
+            "costs": prices_pb2_grpc.CostServiceStub(channel)}[service]
     before = await snapshot(db, world.org_id)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await getattr(stub, method)(message, metadata=bearer(world.credentials["org_admin"]))
