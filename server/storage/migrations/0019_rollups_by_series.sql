@@ -2,7 +2,9 @@
 -- one model: server/query/sql.py NARROW_FIELDS, NARROW_SERIES) reads the rollup rows of its
 -- own series, not every series' rows of its range. A Check of one user's month under ingest
 -- read all of the organization's rollup rows of the day after every rollup pass (1,000 users:
--- 15,000+ hour rows to find 15). The rollups are written by the worker, not the ingest path.
+-- 15,000+ hour rows to find 15). The rollups are written by the worker, not the ingest path;
+-- a pass over a day of 200,000 events of 1,000 users took 0.52-0.57 s with these indexes and
+-- 0.51-0.57 s without (three passes each, alternated).
 create index rollups_15m_series on rollups_15m (org_id, series_id, window_start);
 create index rollups_1h_series on rollups_1h (org_id, series_id, window_start);
 create index rollups_1d_series on rollups_1d (org_id, series_id, window_start);
