@@ -53,7 +53,7 @@ from server.query.buckets import bucket_edges, parse_width, parse_zone
 from server.query.etags import Stamp, bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
 from server.query.rows import GroupRow, Groups, Key, Record, from_record
-from server.query.sql import NARROW_FIELDS, NARROW_SERIES, SERIES_COUNT, parameters, usage_rows
+from server.query.sql import NARROW_SERIES, SERIES_COUNT, parameters, usage_rows
 from server.query.tails import add_groups, settled_rows
 from server.storage.db import q
 
@@ -225,8 +225,8 @@ class QueryEngine:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.settled = settled_rows()  # settled parts of buckets with appended events (server/query/tails.py)
-        self._series_counts: LRU[tuple[int, tuple[tuple[str, tuple[str, ...]], ...]], tuple[int, float]] = LRU(
-            10_000)  # series selected by filters (unscoped), with when they were counted (_narrow)
+        self._series_counts: LRU[tuple[object, ...], tuple[int, float]] = LRU(
+            10_000)  # series selected by filters and scope, with when they were counted (_narrow)
 
     async def aggregate(
         self, principal: Principal, spec: UsageSpec, *, start_at: dt.datetime | None = None, limit: int = MAX_BUCKETS,
@@ -396,14 +396,14 @@ class QueryEngine:
 
     async def _narrow(self, conn: PoolConnectionProxy, org_id: int, values: dict[str, object],
                       spec: UsageSpec) -> bool:
-        """Whether the query selects few series (server/query/sql.py, NARROW_FIELDS): by its
-        scope or filters, else by their count, kept a minute (series are only ever added)."""
+        """Whether the query selects at most NARROW_SERIES series (server/query/sql.py): counted
+        for its filters and scope, the count kept a minute (series are only ever added, so a
+        stale count only costs speed). A user, a key or a project usually has few series, but
+        a filter listing 1,000 users has many: by mark is then the cheaper read."""
         scope = (values["project"], values["user"], values["api_key"])
-        if any(scope) or any(field in NARROW_FIELDS for field, _ in spec.filters):
-            return True
-        if not spec.filters:
+        if not spec.filters and not any(scope):
             return False
-        key = (org_id, spec.filters)
+        key = (org_id, spec.filters, scope)
         now = time.monotonic()
         known = self._series_counts.get(key)
         if known is None or now - known[1] > SERIES_COUNT_TTL:

@@ -63,11 +63,10 @@ _WIDE_SUM = {**_SUM, **{c: f"sum(p.{c})" for c in COUNTER_FIELDS}}
 _UNASKED = {**{c: "0::bigint" for c in ("events", "unpriced_events", *COUNTER_FIELDS)},
             **{c: "null::numeric" for c in ("input_cost", "output_cost", "cost")}, "last_event_at": "null::timestamptz"}
 _METRIC_COLUMN = {"last_event_time": "last_event_at"}  # UsageMetrics names that differ from the column
-# A query is "narrow" when it selects few series: filtered on one of these fields (or scoped
-# to a project, user or key), or counted (SERIES_COUNT) at most NARROW_SERIES. It reads their
-# appended events by (mark, series) pairs in the marks' index (usage_statement): one index
-# descent per pair, against every event appended since the last rollup pass by mark.
-NARROW_FIELDS = frozenset({"project_id", "user_id", "api_key_id", "client_id"})
+# A query is "narrow" when its filters and scope select at most NARROW_SERIES series (counted
+# by SERIES_COUNT). It reads its rollup rows by series and its appended events by (mark,
+# series) pairs in the marks' index (usage_statement): one index descent per pair, against
+# every event appended since the last rollup pass by mark.
 NARROW_SERIES = 64
 # Where a record's counters are: after the bucket and the group key, at GroupRow's place.
 _COUNTERS = 2 + GroupRow._fields.index("counters")
@@ -102,7 +101,7 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
     (server.query.engine.METRICS; None: all); the others are read from no table, summed by no
     aggregate and come back as 0 or null (the extra counters: null). The counters are summed
     in bigint, or with `wide` in numeric, with the values of the rollup rows kept wide.
-    narrow: the query selects few series (NARROW_FIELDS, NARROW_SERIES): its rollup rows and
+    narrow: the query selects few series (NARROW_SERIES): its rollup rows and
     tails are read by series."""
     if not sources or not sources <= set(SOURCES):
         raise ValueError(f"sources: a non-empty subset of {SOURCES}, not {sorted(sources)}")

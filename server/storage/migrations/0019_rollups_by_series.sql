@@ -1,5 +1,5 @@
 -- Rollups by series and time: a narrow query (a budget's user, key or project; a rule of
--- one model: server/query/sql.py NARROW_FIELDS, NARROW_SERIES) reads the rollup rows of its
+-- one model: at most server/query/sql.py NARROW_SERIES series) reads the rollup rows of its
 -- own series, not every series' rows of its range. A Check of one user's month under ingest
 -- read all of the organization's rollup rows of the day after every rollup pass (1,000 users:
 -- 15,000+ hour rows to find 15). The rollups are written by the worker, not the ingest path;

@@ -133,7 +133,7 @@ async def test_appended_events_are_added_to_the_settled_answer(stubs, new_org, d
 
 async def test_appended_events_are_read_by_series_or_by_mark_alike(stubs, new_org, db, pool):
     """A statement reads the appended events of a few series by series (events_series), of
-    many by their marks (server/query/sql.py, NARROW_FIELDS): both give the raw events' sums."""
+    many by their marks (server/query/sql.py, NARROW_SERIES): both give the raw events' sums."""
     org = await new_org()
     number = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
     admin = Principal(org_id=number, organization_id=org.organization_id, role="admin")
@@ -156,7 +156,11 @@ async def test_appended_events_are_read_by_series_or_by_mark_alike(stubs, new_or
         one = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
                                                       filters=[("user_id", [f"u{n}"])]))
         assert tokens(one) == [{f"u{n}": expected(n)}]
-    # filtered on other fields: counted; 300 series of kind "completions" (by mark), 1 of model "rare" (by series)
+    # a filter listing 100 users selects 100 series: by mark
+    hundred = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
+                                                      filters=[("user_id", [f"u{n}" for n in range(100)])]))
+    assert tokens(hundred) == [{f"u{n}": expected(n) for n in range(100)}]
+    # counted: 300 series of kind "completions" (by mark), 1 of model "rare" (by series)
     await record(stubs, org.auth, ev(1000, NOON, user_id="u1", model="rare", input_tokens=3),
                  ev(1001, NOON + dt.timedelta(minutes=20), user_id="u1", model="rare", input_tokens=4))
     kinds = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
