@@ -54,7 +54,7 @@ from server.query.etags import Stamp, bucket_etags, page_etag
 from server.query.plan import cube_covers, plan, rolled_up
 from server.query.rows import GroupRow, Groups, Key, Record, from_record
 from server.query.sql import NARROW_SERIES, SERIES_COUNT, parameters, usage_rows
-from server.query.tails import add_groups, settled_rows
+from server.query.tails import add_groups, appended_rows, settled_rows
 from server.storage.db import q
 
 DIMENSIONS: tuple[str, ...] = (
@@ -225,6 +225,7 @@ class QueryEngine:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.settled = settled_rows()  # settled parts of buckets with appended events (server/query/tails.py)
+        self.appended = appended_rows()  # their appended parts, with the marks they sum (the same)
         self._series_counts: LRU[tuple[object, ...], tuple[int, float]] = LRU(
             10_000)  # series selected by filters and scope, with when they were counted (_narrow)
 
@@ -325,13 +326,35 @@ class QueryEngine:
                 for i in missing:
                     settled[i] = read_now.get(i, {})
                     self.settled.put(based[i][0], settled[i])
-            first = min(based)
-            tails = [mark for i in based for mark in based[i][1]]
-            appended = _grouped(await self._rows(conn, principal, spec, edges[first:max(based) + 2], [], tails, wide),
-                                first, set(based))
+            appended = await self._appended(conn, principal, spec, edges, based, wide)
             for i in based:
                 groups[i] = add_groups(settled[i], appended.get(i, {}))
         return groups
+
+    async def _appended(self, conn: PoolConnectionProxy, principal: Principal, spec: UsageSpec,
+                        edges: list[dt.datetime], based: dict[int, tuple[str, list[int]]],
+                        wide: bool) -> dict[int, Groups]:
+        """The groups of the events appended under the marks of each based bucket. A lone one
+        (a budget's period, a rule's) whose appended groups were kept, by its settled etag with
+        the marks they sum, reads only the marks added since (server/query/tails.py)."""
+        if len(based) == 1:
+            [(i, (etag, marks))] = based.items()
+            now = frozenset(marks)
+            kept = self.appended.get(etag)
+            if kept is not None and kept[0] <= now:
+                new = sorted(now - kept[0])
+                total = kept[1]
+            else:
+                new, total = sorted(now), {}
+            if new:
+                rows = await self._rows(conn, principal, spec, edges[i:i + 2], [], new, wide)
+                total = add_groups(total, _grouped(rows, i, {i}).get(i, {}))
+            self.appended.put(etag, (now, total))
+            return {i: total}
+        first = min(based)
+        tails = [mark for i in based for mark in based[i][1]]
+        return _grouped(await self._rows(conn, principal, spec, edges[first:max(based) + 2], [], tails, wide),
+                        first, set(based))
 
     @staticmethod
     def _based(principal: Principal, spec: UsageSpec, edges: list[dt.datetime], todo: list[int],

@@ -33,6 +33,16 @@ def settled_rows(max_rows: int = MAX_ROWS) -> LRU[str, Groups]:
     return LRU(max_rows, len, max_item_size=max_rows // 4)
 
 
+def appended_rows(max_units: int = MAX_ROWS) -> LRU[str, tuple[frozenset[int], Groups]]:
+    """The appended part of a bucket by its settled etag: the marks it sums and their groups,
+    at most max_units marks and groups in all. The events of a mark are written in one
+    transaction and change only with a mark of a changed window (then the bucket is not read
+    this way) or a rollup pass (then its stamps, hence its settled etag, move on). So while
+    the etag stays, the kept groups are those marks' events, and a later reading whose marks
+    hold them all reads only the marks added since and adds them."""
+    return LRU(max_units, lambda kept: len(kept[0]) + len(kept[1]), max_item_size=max_units // 4)
+
+
 def add_groups(settled: Groups, appended: Groups) -> Groups:
     """settled + appended, group by group (neither is changed)."""
     total = dict(settled)

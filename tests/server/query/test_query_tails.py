@@ -173,3 +173,39 @@ async def test_appended_events_are_read_by_series_or_by_mark_alike(stubs, new_or
     settled = await engine.aggregate(admin, make_spec(*month, width="all", group_by=["user_id"],
                                                       filters=[("model", ["rare"])]))
     assert tokens(settled) == tokens(rare)
+
+
+async def test_a_lone_buckets_appended_part_is_kept_and_only_new_marks_are_read(stubs, new_org, db, pool):
+    """A budget's period read again while usage comes in: its appended groups are kept with
+    the marks they sum (server/query/tails.py appended_rows), and only the marks added since
+    are read; a change (void) or a rollup pass starts over."""
+    org = await new_org()
+    number = await db.fetchval("select org_id from organizations where id = $1", org.organization_id)
+    admin = Principal(org_id=number, organization_id=org.organization_id, role="admin")
+    spec = make_spec(DAY, DAY + dt.timedelta(days=30), width="all", group_by=["model"],
+                     filters=[("user_id", ["u1"])])
+    engine = QueryEngine(pool)
+    await record(stubs, org.auth, ev(1, NOON, model="a", user_id="u1", input_tokens=5))
+    await settle(db, org.organization_id, DAY)
+    await record(stubs, org.auth, ev(2, NOON, model="a", user_id="u1", input_tokens=7),
+                 ev(3, NOON, model="a", user_id="u2", input_tokens=1000))
+    assert tokens(await engine.aggregate(admin, spec)) == [{"a": (2, 12, Decimal(0), None)}]
+    [(etag, (marks, kept))] = engine.appended.items()
+    assert len(marks) == 1 and kept[("a",)].counters[0] == 7
+
+    # More appended: the kept part is used (a planted value shows), only the new mark is read.
+    await record(stubs, org.auth, ev(4, NOON + dt.timedelta(minutes=40), model="b", user_id="u1", input_tokens=11))
+    kept[("a",)] = row(1, 700, "0", NOON)
+    assert tokens(await engine.aggregate(admin, spec)) == [{"a": (2, 705, Decimal(0), None),
+                                                            "b": (1, 11, Decimal(0), None)}]
+    now_marks, total = engine.appended.get(etag) or (frozenset(), {})
+    assert len(now_marks) == 2 and total[("b",)].counters[0] == 11
+
+    # A void is a change: read as it is (the planted value is not used); a rollup pass moves the etag on.
+    found = await stubs.records.ListEvents(records_pb2.ListEventsRequest(), metadata=org.auth)
+    [voided] = [e for e in found.events if e.request_id == "q-4"]
+    await stubs.records.VoidEvent(records_pb2.VoidEventRequest(event_id=voided.event_id), metadata=org.auth)
+    assert tokens(await engine.aggregate(admin, spec)) == [{"a": (2, 12, Decimal(0), None)}]
+    await settle(db, org.organization_id, DAY)
+    await record(stubs, org.auth, ev(5, NOON, model="a", user_id="u1", input_tokens=100))
+    assert tokens(await engine.aggregate(admin, spec)) == [{"a": (3, 112, Decimal(0), None)}]
