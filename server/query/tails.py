@@ -25,6 +25,9 @@ from server.core.money import EXACT  # sums of money never round
 from server.query.rows import GroupRow, Groups
 
 MAX_ROWS = 20_000  # per server process: ~15 MB of group rows
+# Marks and groups of appended parts per server process (~15 MB at most): a worker 30 s
+# behind 10,000 events/s leaves thousands of marks in a day, each a member of every part.
+MAX_APPENDED = 200_000
 
 
 def settled_rows(max_rows: int = MAX_ROWS) -> LRU[str, Groups]:
@@ -33,13 +36,14 @@ def settled_rows(max_rows: int = MAX_ROWS) -> LRU[str, Groups]:
     return LRU(max_rows, len, max_item_size=max_rows // 4)
 
 
-def appended_rows(max_units: int = MAX_ROWS) -> LRU[str, tuple[frozenset[int], Groups]]:
+def appended_rows(max_units: int = MAX_APPENDED) -> LRU[str, tuple[frozenset[int], Groups]]:
     """The appended part of a bucket by its settled etag: the marks it sums and their groups,
-    at most max_units marks and groups in all. The events of a mark are written in one
-    transaction and change only with a mark of a changed window (then the bucket is not read
-    this way) or a rollup pass (then its stamps, hence its settled etag, move on). So while
-    the etag stays, the kept groups are those marks' events, and a later reading whose marks
-    hold them all reads only the marks added since and adds them."""
+    at most max_units marks and groups in all (a part of over a quarter of that is not kept).
+    The events of a mark are written in one transaction and change only with a mark of a
+    changed window (then the bucket is not read this way) or a rollup pass (then its stamps,
+    hence its settled etag, move on). So while the etag stays, the kept groups are those
+    marks' events, and a later reading whose marks hold them all reads only the marks added
+    since and adds them."""
     return LRU(max_units, lambda kept: len(kept[0]) + len(kept[1]), max_item_size=max_units // 4)
 
 
