@@ -4,6 +4,7 @@ as METERING_LOG_* say (metering/logs.py), its metrics on METERING_WORKER_METRICS
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from arq.worker import run_worker
@@ -25,6 +26,10 @@ def main() -> int:
         return 2
     try:
         run_worker(settings)
+    except asyncio.CancelledError:
+        # a job still running SHUTDOWN_WAIT seconds after the signal was cancelled (it runs again
+        # later: passes are idempotent); arq's close() raises that cancellation
+        print("metering worker: stopped; a job still running was cancelled and will run again", file=sys.stderr)
     finally:
         if served is not None:
             served.close()

@@ -28,6 +28,10 @@ from worker.metrics import METRICS_ADDR, SAMPLE_SECONDS, instrument
 JOB_TIMEOUT = 300  # seconds; a job killed with its worker is picked up again this + 10 s later
 MAX_TRIES = 10_000  # re-runs of a day kept dirty by steady writes count as tries (arq resets them daily)
 MAX_JOBS = 8
+# On SIGTERM/SIGINT, jobs running finish for up to this many seconds before they are cancelled
+# (a cancelled rollup runs again: passes are idempotent). Without it arq cancels them at once,
+# and its close() then raises the cancellation: the worker exited 1 whenever a job was running.
+SHUTDOWN_WAIT = 10
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -97,6 +101,7 @@ def worker_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> d
         "job_deserializer": deserialize,
         "keep_result": 0,
         "max_jobs": MAX_JOBS,
+        "job_completion_wait": SHUTDOWN_WAIT,
         "job_timeout": JOB_TIMEOUT,
         "max_tries": MAX_TRIES,
     }
