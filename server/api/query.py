@@ -20,9 +20,10 @@ from server.api.context import Context, Core, caller
 from server.core import convert
 from server.core.errors import OutOfRange
 from server.core.events import COUNTER_FIELDS
-from server.query.engine import Bucket, Freshness, Group, QueryEngine, make_spec, page_token
+from server.query.engine import Bucket, Freshness, Group, QueryEngine, page_token
 from server.query.reports import client_usage, tallies, token_usage
 from server.query.rows import GroupRow
+from server.query.spec import make_spec
 from server.records.store import Records
 
 

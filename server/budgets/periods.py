@@ -20,7 +20,7 @@ import zoneinfo
 
 from server.ingest.validation import EARLIEST
 from server.query.buckets import instants
-from server.query.engine import QUERY_LATEST
+from server.query.spec import QUERY_LATEST
 
 CALENDAR = ("day", "week", "month", "quarter", "year")
 PERIODS = (*CALENDAR, "total", "rolling")

@@ -20,7 +20,8 @@ from server.budgets.budget import Budget
 from server.budgets.periods import Period, current_period
 from server.core.money import EXACT, ZERO
 from server.core.principal import Principal
-from server.query.engine import MAX_GROUP_BY, Metrics, QueryEngine, UsageSpec, make_spec
+from server.query.engine import Metrics, QueryEngine
+from server.query.spec import MAX_GROUP_BY, UsageSpec, make_spec
 
 _FINE_ROLLING = dt.timedelta(hours=6)
 MAX_SETTLED = 100_000  # settled readings kept per server process (~200 bytes each)

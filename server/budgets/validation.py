@@ -19,7 +19,7 @@ from server.core.errors import InvalidArgument
 from server.core.events import COUNTER_FIELDS
 from server.ingest.validation import MAX_ID_LENGTH, MAX_MONEY_DIGITS
 from server.query.buckets import parse_zone
-from server.query.engine import MAX_FILTER_VALUES, check_field
+from server.query.spec import MAX_FILTER_VALUES, check_field
 
 PERIOD_FROM_PROTO = {
     budgets_pb2.BUDGET_PERIOD_UNSPECIFIED: "month", budgets_pb2.BUDGET_PERIOD_DAY: "day",

@@ -24,7 +24,8 @@ from server.core.money import EXACT, ZERO
 from server.core.principal import Principal
 from server.pricing.pricer import Pricer
 from server.pricing.rules import UNPRICED
-from server.query.engine import Freshness, Metrics, QueryEngine, make_spec, page_token
+from server.query.engine import Freshness, Metrics, QueryEngine, page_token
+from server.query.spec import make_spec
 
 GROUPS = ("project_id", "line_item", "api_key_id", "user_id", "model", "price_version", "api_source")
 # api_source (OpenAI's): "agents_api" for usage labelled api_source=agents_api, "unlabeled" for the rest.

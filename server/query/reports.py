@@ -13,7 +13,8 @@ from server.core.errors import InvalidArgument
 from server.core.principal import Principal
 from server.ingest.validation import EARLIEST, FUTURE_SLACK
 from server.query.buckets import floor_wall, step_wall
-from server.query.engine import Freshness, Metrics, QueryEngine, make_spec, page_token
+from server.query.engine import Freshness, Metrics, QueryEngine, page_token
+from server.query.spec import make_spec
 from server.records.store import Records
 
 TALLY_WINDOWS = {"hour": "1h", "day": "1d", "month": "month"}

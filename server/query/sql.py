@@ -98,7 +98,7 @@ def usage_statement(sources: frozenset[str], metrics: frozenset[str] | None = No
     the group-by fields, the filters {field: [values]} ('' matches unset), the read scope
     (project, user, API key; null: any), then (lo, hi) arrays per ranged source, then the
     marks whose appended events are the tails. metrics: the UsageMetrics fields asked for
-    (server.query.engine.METRICS; None: all); the others are read from no table, summed by no
+    (server.query.spec.METRICS; None: all); the others are read from no table, summed by no
     aggregate and come back as 0 or null (the extra counters: null). The counters are summed
     in bigint, or with `wide` in numeric, with the values of the rollup rows kept wide.
     narrow: the query selects few series (NARROW_SERIES): its rollup rows and

@@ -27,7 +27,8 @@ from server.api.interceptors import to_status
 from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
 from server.ingest.validation import MAX_COUNTER
-from server.query.engine import QueryEngine, make_spec
+from server.query.engine import QueryEngine
+from server.query.spec import make_spec
 from server.storage.db import create_pool
 from tests.conftest import PriceStubs, Stubs
 from tests.gateway.conftest import auth

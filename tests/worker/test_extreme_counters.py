@@ -36,8 +36,9 @@ from metering.v1 import admin_pb2, event_pb2, ingest_pb2, prices_pb2, prices_pb2
 from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
 from server.ingest.validation import MAX_COUNTER
-from server.query.engine import QueryEngine, make_spec
+from server.query.engine import QueryEngine
 from server.query.reports import TALLY_CATEGORY, TOKEN_CATEGORIES
+from server.query.spec import make_spec
 from server.storage.db import create_pool
 from tests.conftest import Org
 from tests.worker import oracle

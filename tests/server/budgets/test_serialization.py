@@ -12,7 +12,8 @@ import asyncpg
 
 from metering.v1 import budgets_pb2
 from server.core.principal import Principal
-from server.query.engine import QueryEngine, UsageResult, UsageSpec
+from server.query.engine import QueryEngine, UsageResult
+from server.query.spec import UsageSpec
 from server.storage.db import q
 from server.tenants.credentials import random_text
 

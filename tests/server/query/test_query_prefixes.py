@@ -10,7 +10,8 @@ from decimal import Decimal
 from metering.v1 import records_pb2
 from server.core.principal import Principal
 from server.query import prefixes
-from server.query.engine import QueryEngine, UsageResult, make_spec
+from server.query.engine import QueryEngine, UsageResult
+from server.query.spec import make_spec
 from tests.server.query.test_query import DAY, ev, record
 from tests.server.query.test_query_etag import settle
 from tests.server.query.test_query_tails import row

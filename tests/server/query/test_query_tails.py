@@ -14,8 +14,9 @@ import pytest
 from metering.v1 import records_pb2
 from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
-from server.query.engine import QueryEngine, UsageResult, make_spec
+from server.query.engine import QueryEngine, UsageResult
 from server.query.rows import GroupRow, Groups
+from server.query.spec import make_spec
 from server.query.sql import SOURCES, parameters, usage_statement
 from server.query.tails import add_groups
 from tests.server.query.test_query import DAY, ev, record
