@@ -11,7 +11,7 @@ import asyncpg
 
 from server.alerts import pages
 from server.core.errors import NotFound
-from server.storage.db import q
+from server.storage.db import planned_per_call, q
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +35,9 @@ class Deliveries:
     async def page(self, org_id: int, endpoint_id: str, page_size: int, token: str,
                    binding: str, delivery_id: str = "") -> tuple[list[Delivery], str]:
         size = pages.size(page_size)
-        rows = await self.pool.fetch(q("list_deliveries"), org_id, endpoint_id, *pages.after(token, binding), size + 1,
-                                     delivery_id)
+        async with planned_per_call(self.pool) as conn:
+            rows = await conn.fetch(q("list_deliveries"), org_id, endpoint_id, *pages.after(token, binding), size + 1,
+                                    delivery_id)
         found = [Delivery(r["delivery_id"], r["event_id"], r["type"], r["channel"], r["endpoint_id"] or "", r["state"],
                           r["attempts"], r["next_attempt_at"], r["create_time"], list(r["log"])) for r in rows[:size]]
         last = (found[-1].create_time, found[-1].delivery_id) if len(rows) > size else None

@@ -18,7 +18,7 @@ from server.core.events import COUNTER_FIELDS
 from server.core.principal import Principal
 from server.pricing.pricer import Pricer
 from server.records.store import after_event, event_token
-from server.storage.db import q
+from server.storage.db import planned_per_call, q
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -41,8 +41,9 @@ async def list_unpriced(
     digest = tokens.request_digest(start and start.isoformat(), end and end.isoformat(), wanted, principal.org_id,
                                    principal.read_scope())
     after_ts, after_id = after_event(page_token, digest) if page_token else (None, None)
-    rows = await pool.fetch(q("list_unpriced_events"), principal.org_id, start, end, after_ts, after_id,
-                            *principal.read_scope(), wanted, size + 1)
+    async with planned_per_call(pool) as conn:
+        rows = await conn.fetch(q("list_unpriced_events"), principal.org_id, start, end, after_ts, after_id,
+                                *principal.read_scope(), wanted, size + 1)
     more = len(rows) > size
     rows = rows[:size]
     await pricer.refresh(pool, [principal.org_id])

@@ -21,7 +21,7 @@ from server.core.windows import window_start
 from server.ingest.validation import validate
 from server.ingest.writer import EventWriter
 from server.records.history import history
-from server.storage.db import q
+from server.storage.db import planned_per_call, q
 from server.storage.horizons import OUTSIDE_RETENTION, Horizon, Horizons
 
 DEFAULT_PAGE_SIZE = 50
@@ -105,8 +105,7 @@ class Records:
         horizon = await self.horizons.of(principal.org_id)
         if horizon.events is not None and (start is None or start < horizon.events):
             start = horizon.events  # what is past the retention is gone (the page token's digest keeps the asked start)
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(q("plan_for_arguments"))
+        async with planned_per_call(self.pool) as conn:
             rows = await conn.fetch(
                 q("list_events"), principal.org_id, start, end, after_ts, after_id, *principal.read_scope(),
                 *filters, req.include_voided, size + 1, req.include_payload, req.skip,

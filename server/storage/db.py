@@ -9,10 +9,11 @@ import json
 import operator
 import pathlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from prometheus_client import Gauge
 
 SQL_DIR = pathlib.Path(__file__).parent / "sql"
@@ -36,6 +37,16 @@ def queries() -> dict[str, str]:
 
 def q(name: str) -> str:
     return queries()[name]
+
+
+@contextlib.asynccontextmanager
+async def planned_per_call(pool: asyncpg.Pool) -> AsyncIterator[PoolConnectionProxy]:
+    """A pooled connection in a read-only transaction whose statements are planned for their actual
+    arguments on every call (plans.sql plan_for_arguments): for a keyset listing, whose cursor and
+    "$n is null or ..." filters a generic plan cannot see."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(q("plan_for_arguments"))
+        yield conn
 
 
 class Parameters:

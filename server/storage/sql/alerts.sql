@@ -138,6 +138,7 @@ where state = 'pending';
 
 -- name: list_deliveries
 -- $1 org, $2 endpoint ('' every one), $3/$4 after (create_time, delivery_id), $5 limit, $6 one delivery ('' all)
+-- Run in planned_per_call (server/storage/db.py).
 select d.*, e.type,
        coalesce((select jsonb_agg(to_jsonb(a) - 'org_id' - 'delivery_id' order by a.attempt)
                  from alert_attempts a where a.org_id = d.org_id and a.delivery_id = d.delivery_id), '[]') as log

@@ -48,7 +48,7 @@ select $1, * from unnest($2::bigint[], $3::text[], $4::text[], $5::numeric[]);
 
 -- name: list_unpriced_events
 -- Newest first, keyset-paginated on (ts, event_id); $4/$5 the last row of the previous page;
--- $6..$8 the read scope; $9 models (null: any).
+-- $6..$8 the read scope; $9 models (null: any). Run in planned_per_call (server/storage/db.py).
 select e.*, s.kind, s.project_id, s.user_id, s.api_key_id, s.client_id, s.model, s.provider,
        s.endpoint, s.api_name, s.service_tier, s.batch, s.status, s.currency, s.labels,
        p.error_message, null::text as config_json, null::text as request_raw, null::text as request_json,

@@ -20,17 +20,9 @@ for update;
 -- name: event_by_request_id
 select event_id from request_keys where org_id = $1 and request_id = $2;
 
--- name: plan_for_arguments
--- Run first in the transaction of a list_events: plan that statement for its actual arguments
--- every time. A generic plan (Postgres's choice after five executions of a prepared statement)
--- cannot see the page's cursor, nor which "$n is null" filters are off: it read the primary key
--- from the newest event down to the cursor on every page, O(n) a page (a million-event export:
--- 0.2 to 9 s a page instead of ~2 ms).
-select set_config('plan_cache_mode', 'force_custom_plan', true);
-
 -- name: list_events
 -- Newest first, keyset-paginated on (ts, event_id). Payload columns other than
--- error_message are read only when asked for ($17). After plan_for_arguments.
+-- error_message are read only when asked for ($17). Run in planned_per_call (server/storage/db.py).
 select e.*, s.kind, s.project_id, s.user_id, s.api_key_id, s.client_id, s.model, s.provider,
        s.endpoint, s.api_name, s.service_tier, s.batch, s.status, s.currency, s.labels,
        p.error_message,
