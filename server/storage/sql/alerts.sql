@@ -56,12 +56,6 @@ with event as (
 )
 select (select count(*) from hooks) + (select count(*) from mails) as deliveries, pg_notify('metering_alerts', '');
 
--- name: list_alert_events
--- $1 org, $2/$3 after (create_time, event_id), $4 limit
-select event_id, type, payload, create_time from alert_events
-where org_id = $1 and ($2::timestamptz is null or (create_time, event_id) > ($2, $3))
-order by create_time, event_id limit $4;
-
 -- name: insert_webhook_endpoint
 insert into webhook_endpoints (org_id, endpoint_id, url, event_types, description, disabled, secret)
 values ($1, $2, $3, $4, $5, $6, $7)
