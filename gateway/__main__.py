@@ -10,12 +10,14 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.http.connections import GuardedConfig, limits_from_env
+from gateway.http.memory import keep_freed_memory
 from metering.logs import configure_logging
 
 http_addr = os.environ.get("METERING_HTTP_ADDR") or "127.0.0.1:8000"
 host, sep, port = http_addr.rpartition(":")
 if not sep or not port.isdigit():
     sys.exit(f"metering gateway: METERING_HTTP_ADDR must look like HOST:PORT, got {http_addr!r}")
+keep_freed_memory()  # large replies reuse memory instead of faulting it in afresh (gateway/http/memory.py)
 try:
     logs = configure_logging()
     app = create_app(os.environ.get("METERING_GRPC_ADDR"))
