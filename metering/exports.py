@@ -141,9 +141,14 @@ def event_columns(include_payload: bool) -> Columns:
 
 
 def _time(stamp: timestamp_pb2.Timestamp) -> str:
-    """RFC 3339 in UTC as protobuf's JSON writes a Timestamp (0, 3, 6 or 9 fraction digits), by
-    arithmetic (Timestamp.ToJsonString is pure Python, and three times slower)."""
-    seconds, nanos = stamp.seconds, stamp.nanos
+    """RFC 3339 in UTC as protobuf's JSON writes a Timestamp (0, 3, 6 or 9 fraction digits)."""
+    return _stamp_text(stamp.seconds, stamp.nanos)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stamp_text(seconds: int, nanos: int) -> str:
+    """_time by arithmetic (Timestamp.ToJsonString is pure Python, and three times slower), memoized:
+    an event's three times are often one, and a usage bucket's bounds repeat down its groups."""
     y, mo, d, h, mi, se = time.gmtime(seconds)[:6]
     text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{se:02d}"
     if nanos:
@@ -161,9 +166,21 @@ def _json(value: Any) -> str:
 
 
 def csv_text(rows: Iterable[Row]) -> str:
-    """Rows of CSV cells as CSV text (RFC 4180)."""
+    """Rows of CSV cells as CSV text (RFC 4180). A row is joined with commas as it is when that is
+    what csv.writer writes: no cell needs quoting (no comma, quote or line break in the line, as
+    many commas as cells less one) and none is None (csv writes ""; here "None" sends the row to
+    csv); other rows are csv.writer's. Cells str() alike in both (csv's float is repr, the same).
+    csv.writer took ~11 µs of a 50-cell event row, the join ~3."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    writer = csv.writer(out, lineterminator="\r\n")
+    write, writerow = out.write, writer.writerow
+    for row in rows:
+        line = ",".join(map(str, row))
+        if (line and line.count(",") == len(row) - 1 and '"' not in line and "\n" not in line
+                and "\r" not in line and "None" not in line):
+            write(line + "\r\n")
+        else:
+            writerow(row)
     return out.getvalue()
 
 
