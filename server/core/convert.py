@@ -27,15 +27,12 @@ def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
     """A datetime (naive: UTC) as a Timestamp, by arithmetic: Timestamp.FromDatetime is pure
     Python and was a sixth of a grouped month's cost (timedelta keeps microseconds >= 0,
     also before 1970)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    delta = value - _EPOCH
-    return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+    return timestamp_pb2.Timestamp(**_stamp(value))
 
 
 def _stamp(value: dt.datetime) -> dict[str, int]:
-    """timestamp()'s fields, as a message's constructor takes them for a Timestamp field: no
-    Timestamp made and then copied into the message (~1.5 µs a time less in event())."""
+    """A Timestamp's fields, as a message's constructor takes them for a Timestamp field: in
+    event() no Timestamp is made and then copied into the message (~1.5 µs a time less)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     delta = value - _EPOCH
