@@ -16,6 +16,7 @@ import grpc
 import httpx
 import pytest
 
+from metering.logs import ACCESS_LOGGER
 from metering.v1 import admin_pb2, admin_pb2_grpc, ingest_pb2_grpc, prices_pb2_grpc, query_pb2_grpc, records_pb2_grpc
 from server.runtime.app import MeteringServer
 from server.tenants.credentials import random_text
@@ -187,3 +188,19 @@ async def http(gateway_client: GatewayClient) -> AsyncIterator[httpx.AsyncClient
     """The gateway with default settings, shared by the session."""
     async with gateway_client() as client:
         yield client
+
+
+@pytest.fixture
+def saved_logging():
+    """The root logger's handlers and levels, put back after the test: for tests that run
+    configure_logging in-process (directly or through `metering`'s main), whose handler writes to
+    the stderr pytest captured for that test only (later tests' log lines then fail on a closed file)."""
+    root, access = logging.getLogger(), logging.getLogger(ACCESS_LOGGER)
+    handlers, levels = list(root.handlers), (root.level, access.level)
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(levels[0])
+    access.setLevel(levels[1])

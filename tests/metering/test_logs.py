@@ -48,20 +48,6 @@ def test_a_json_line_carries_the_request_id_extra_fields_and_the_exception():
     assert "KeyError: 'boom'" in line["exception"] and "\n" not in JsonFormatter().format(failed)
 
 
-@pytest.fixture
-def saved_logging():
-    """The root logger's handlers and levels, put back after the test."""
-    root, access = logging.getLogger(), logging.getLogger(ACCESS_LOGGER)
-    handlers, levels = list(root.handlers), (root.level, access.level)
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(levels[0])
-    access.setLevel(levels[1])
-
-
 def test_access_lines_are_off_by_default_and_on_whatever_the_level(saved_logging):
     access = logging.getLogger(ACCESS_LOGGER)
     configure_logging(LogSettings(level="INFO"))

@@ -20,6 +20,8 @@ from metering.v1 import exports_pb2, records_pb2
 from server.runtime import cli, export_cli
 from tests.support.export_data import Tenant, tenant
 
+pytestmark = pytest.mark.usefixtures("saved_logging")  # `metering`'s main configures logging in-process
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 RANGE = ["--start", "2024-03-08T21:00:00Z", "--end", "2024-03-12"]
 
