@@ -13,12 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-
 from metering.v1 import admin_pb2, admin_pb2_grpc, event_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.conftest import MASTER, MASTER_KEY
-from tests.server.runtime.test_serve_processes import _accepted, _children, _listening
 from tests.support.prometheus import scrape
+from tests.support.serve_processes import accepted, children, listening, spread_channels
 from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,19 +34,16 @@ async def test_two_processes_are_scraped_as_one_and_log_json(database_url: str, 
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not (len(_children(proc.pid)) == 2 and _listening(port) >= set(_children(proc.pid))):
-            assert time.monotonic() < deadline, (_children(proc.pid), _listening(port))
+        while not (len(children(proc.pid)) == 2 and listening(port) >= set(children(proc.pid))):
+            assert time.monotonic() < deadline, (children(proc.pid), listening(port))
             time.sleep(0.1)
-        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-                    for _ in range(6)]
-        for ch in channels:
-            await ch.channel_ready()
+        channels = await spread_channels(port, children(proc.pid), 6)
         admin = admin_pb2_grpc.AdminServiceStub(channels[0])
         org = await admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name=f"obs-{port}"), metadata=MASTER)
         key = await admin.CreateApiKey(admin_pb2.CreateApiKeyRequest(organization=org.organization_id),
                                        metadata=MASTER)
-        held = _accepted(port)
-        assert all(held.get(child, 0) > 0 for child in _children(proc.pid)), held
+        held = accepted(port)
+        assert all(held.get(child, 0) > 0 for child in children(proc.pid)), held
         for i, ch in enumerate(channels):
             await ingest_pb2_grpc.IngestServiceStub(ch).RecordEvent(
                 ingest_pb2.RecordEventRequest(event=event_pb2.UsageEvent(request_id=f"o{i}", kind="completions")),

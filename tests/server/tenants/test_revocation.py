@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from server.storage import notify
 from server.tenants.auth import CACHE_SECONDS
 from tests.conftest import MASTER, MASTER_KEY, Org, bearer
 from tests.support.pg_proxy import PgProxy
+from tests.support.serve_processes import listening, spread_channels
 from tests.support.services import free_port
 
 AT_ONCE = 0.1  # seconds: "refused by both within 100 ms"
@@ -128,17 +128,6 @@ async def test_without_notifications_the_short_ttl_still_refuses_the_key(admins,
 
 # --- two `metering serve` processes ----------------------------------------------------------------
 
-def _listening(port: int) -> set[int]:
-    out = subprocess.run(["ss", "-Htlnp", f"( sport = :{port} )"], capture_output=True, text=True, check=True).stdout
-    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
-
-
-def _accepted_by(port: int) -> set[int]:
-    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
-                         capture_output=True, text=True, check=True).stdout
-    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
-
-
 async def test_two_serve_processes_refuse_a_revoked_key_at_once(database_url, server, new_org, tmp_path):
     port = free_port()
     env = {**os.environ, "METERING_DATABASE_URL": database_url, "METERING_REDIS_URL": "redis://127.0.0.1:1/0",
@@ -149,14 +138,10 @@ async def test_two_serve_processes_refuse_a_revoked_key_at_once(database_url, se
     channels: list[grpc.aio.Channel] = []
     try:
         deadline = time.monotonic() + 30
-        while len(_listening(port)) < 2:
+        while len(listening(port)) < 2:
             assert time.monotonic() < deadline and proc.poll() is None, "two processes never listened"
             await asyncio.sleep(0.05)
-        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-                    for _ in range(8)]
-        for ch in channels:
-            await ch.channel_ready()
-        assert len(_accepted_by(port)) == 2, "the connections did not reach both processes"
+        channels = await spread_channels(port, sorted(listening(port)), 8)  # both processes are reached
         admins = [admin_pb2_grpc.AdminServiceStub(ch) for ch in channels]
         org = await new_org()
         key = await member_key(admins[0], org)
