@@ -27,6 +27,7 @@ from server.storage import notify
 from server.tenants.auth import CACHE_SECONDS
 from tests.conftest import MASTER, MASTER_KEY, Org, bearer
 from tests.support.pg_proxy import PgProxy
+from tests.support.serve_processes import accepted as connections_held
 from tests.support.serve_processes import listening, spread_channels
 from tests.support.services import free_port
 
@@ -141,7 +142,8 @@ async def test_two_serve_processes_refuse_a_revoked_key_at_once(database_url, se
         while len(listening(port)) < 2:
             assert time.monotonic() < deadline and proc.poll() is None, "two processes never listened"
             await asyncio.sleep(0.05)
-        channels = await spread_channels(port, sorted(listening(port)), 8)  # both processes are reached
+        channels = await spread_channels(port, sorted(listening(port)), 8)
+        assert set(connections_held(port)) == listening(port), "the connections did not reach both processes"
         admins = [admin_pb2_grpc.AdminServiceStub(ch) for ch in channels]
         org = await new_org()
         key = await member_key(admins[0], org)
