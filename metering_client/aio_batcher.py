@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from metering.v1 import event_pb2
+from metering.waits import wait_set
 from metering_client.batching import BatchDelivery, Blocking, Marker, Pause, Send, Step, Steps, Take
 from metering_client.channel import AsyncSender
 from metering_client.delivery import DeliveryOptions, Item, Ledger
@@ -124,7 +125,8 @@ class AsyncBatcher:
                 pass  # the task stopped meanwhile
             self._wake.set()
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), None if timeout is None else timeout + 5.0)
+                async with asyncio.timeout(None if timeout is None else timeout + 5.0):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()  # journals what is left
                 await asyncio.gather(self._task, return_exceptions=True)
@@ -170,10 +172,7 @@ class AsyncBatcher:
                 step.response = await self._send(step.events, step.timeout)
             case Pause():
                 assert self._wake is not None
-                try:
-                    await asyncio.wait_for(self._wake.wait(), step.seconds)
-                except TimeoutError:
-                    pass
+                await wait_set(self._wake, step.seconds)
                 self._wake.clear()
             case Blocking():
                 await asyncio.to_thread(step.run)
@@ -186,6 +185,7 @@ class AsyncBatcher:
             except asyncio.QueueEmpty:
                 return None
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._queue.get()
         except TimeoutError:
             return None

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from metering.waits import wait_set
 from server.alerts.detect import Detector
 from server.core.config import ConfigError
 from server.rollups.recompute import dirty_days
@@ -82,10 +83,7 @@ class Detection:
                 log.warning("alerts: detection failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, min(DIRTY_POLL, next_sweep - loop.time())))
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, max(0.0, min(DIRTY_POLL, next_sweep - loop.time())))
 
 
 def settings(env: Mapping[str, str]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from metering.waits import wait_set
 from server.alerts import safety, signing
 from server.core.config import ConfigError
 from server.core.convert import Row
@@ -163,10 +164,7 @@ class Deliverer:
             if claimed:
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.config.poll)
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, self.config.poll)
 
     async def _listen(self) -> None:
         if self._listening is None:
@@ -256,8 +254,8 @@ class Deliverer:
             return Outcome(None, error="METERING_SMTP_URL is not set")
         message = email_message(row, self.config.smtp_from)
         try:
-            await asyncio.wait_for(asyncio.to_thread(_send, self.config.smtp_url, message, self.config.timeout),
-                                   self.config.timeout * 2)
+            async with asyncio.timeout(self.config.timeout * 2):
+                await asyncio.to_thread(_send, self.config.smtp_url, message, self.config.timeout)
         except (OSError, smtplib.SMTPException, TimeoutError) as err:
             return Outcome(None, error=f"SMTP: {type(err).__name__}: {err}"[:EXCERPT])
         return Outcome(250, "accepted")

@@ -40,6 +40,7 @@ from bench.stress import Acked, check_totals, org_number, wait_clean
 from bench.stress.processes import worker_process
 from bench.stress.up import serving
 from metering.v1 import admin_pb2, admin_pb2_grpc
+from metering.waits import wait_set
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 60.0
@@ -306,8 +307,7 @@ class Timeline:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.samples.append((time.monotonic(), await stored_by_sender(self.pool, self.org)))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.every)
+            await wait_set(stop, self.every)
 
     def rate(self, start: float, end: float, sender: str) -> float:
         """Events of `sender` stored per second between two moments (the samples nearest inside)."""

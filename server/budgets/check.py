@@ -162,7 +162,8 @@ class Checker:
         try:
             # shielded: on timeout the answer does not wait for the abandoned reads to be cancelled
             # (a silent network delays even the cancel request); they finish in the background
-            return await asyncio.wait_for(asyncio.shield(deciding), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(deciding)
         except UNAVAILABLE as exc:
             if not deciding.done():
                 deciding.cancel()

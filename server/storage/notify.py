@@ -19,7 +19,6 @@ hear when Postgres stops and starts answering.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import enum
 import logging
@@ -28,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from metering.waits import wait_set
 from server.storage.db import q
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,7 @@ class Listener:
         """Start listening; waits (up to `wait` seconds) for the first attempt to connect."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="metering-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first.wait(), wait)
+        await wait_set(self._first, wait)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -179,8 +178,7 @@ class Listener:
         await conn.add_listener(CHANNEL, self._deliver)
         await self._found()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closed.wait(), self.ping_seconds)
+            await wait_set(closed, self.ping_seconds)
             if closed.is_set() or conn.is_closed():
                 raise ConnectionResetError("the listening connection closed")
             await conn.fetchval(q("ping"), timeout=self.ping_timeout)
